@@ -1,0 +1,23 @@
+//! # quantgraph-app
+//!
+//! The application around the engine: the registry of every plugin's node kinds, the
+//! headless command line (`quantgraph run | check | nodes`), and the editor entry point.
+
+pub mod cli;
+
+use quantgraph_nodes::NodeRegistry;
+
+/// Every node kind this build ships, from every plugin crate.
+pub fn registry() -> anyhow::Result<NodeRegistry> {
+    let mut r = NodeRegistry::new();
+    quantgraph_dataset::register_nodes(&mut r)?;
+    quantgraph_onnx::register_nodes(&mut r)?;
+    quantgraph_compare::register_nodes(&mut r)?;
+    quantgraph_plot::register_nodes(&mut r)?;
+    Ok(r)
+}
+
+/// Entry point of the `quantgraph` binary.
+pub fn main() -> anyhow::Result<()> {
+    cli::main()
+}

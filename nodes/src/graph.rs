@@ -1,0 +1,389 @@
+//! The [`Graph`]: nodes with params, and wires between named ports.
+//!
+//! Edits that need to know port types (connecting) take the [`NodeRegistry`]. A node whose
+//! kind is not registered is kept as a placeholder: its params and wires survive untouched.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::kind::PortSpec;
+use crate::param::{self, Params};
+use crate::registry::NodeRegistry;
+
+/// A node's id, stable for the life of the graph and stored in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: NodeId,
+    /// The kind's id, e.g. `"onnx.model"`.
+    pub kind: String,
+    pub kind_version: u32,
+    /// A user-given name (shown instead of the kind's name, usable in `--set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub position: [f32; 2],
+    #[serde(default)]
+    pub params: Params,
+}
+
+/// One end of a wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortRef {
+    pub node: NodeId,
+    pub port: String,
+}
+
+impl PortRef {
+    pub fn new(node: NodeId, port: &str) -> Self {
+        Self { node, port: port.into() }
+    }
+}
+
+/// A wire from an output port to an input port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Wire {
+    pub from: PortRef,
+    pub to: PortRef,
+}
+
+/// Canvas view state saved with the graph.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ViewState {
+    pub offset: [f32; 2],
+    pub zoom: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected: Option<NodeId>,
+}
+
+/// A dataflow graph.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Graph {
+    nodes: BTreeMap<NodeId, Node>,
+    /// Keyed by the input end: an input takes one wire.
+    wires: BTreeMap<PortRef, PortRef>,
+    next_id: u64,
+    pub notes: String,
+    pub view: Option<ViewState>,
+    /// Folder of the graph file; relative paths in params are relative to it.
+    pub base_dir: Option<PathBuf>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self { next_id: 1, ..Self::default() }
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(&id)
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> Option<&mut Node> {
+        self.nodes.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// All wires, sorted by their input end.
+    pub fn wires(&self) -> impl Iterator<Item = Wire> + '_ {
+        self.wires.iter().map(|(to, from)| Wire { from: from.clone(), to: to.clone() })
+    }
+
+    /// The output feeding an input port, if connected.
+    pub fn source_of(&self, input: &PortRef) -> Option<&PortRef> {
+        self.wires.get(input)
+    }
+
+    /// Add a node of a registered kind with default params.
+    pub fn add_node(&mut self, registry: &NodeRegistry, kind_id: &str, position: [f32; 2]) -> Result<NodeId> {
+        let kind = registry.get(kind_id).ok_or_else(|| Error::UnknownKind(kind_id.into()))?;
+        let id = self.fresh_id();
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                kind: kind_id.into(),
+                kind_version: kind.version(),
+                label: None,
+                position,
+                params: param::defaults(&kind.params()),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Insert a node as it is (from a file or a paste). Its id must be free.
+    pub fn insert_node(&mut self, node: Node) -> Result<()> {
+        if self.nodes.contains_key(&node.id) {
+            return Err(Error::Connect(format!("node id {} is used twice", node.id.0)));
+        }
+        self.next_id = self.next_id.max(node.id.0 + 1);
+        self.nodes.insert(node.id, node);
+        Ok(())
+    }
+
+    pub fn fresh_id(&mut self) -> NodeId {
+        let id = NodeId(self.next_id.max(1));
+        self.next_id = id.0 + 1;
+        id
+    }
+
+    /// Remove a node and every wire touching it. Returns the node and its wires.
+    pub fn remove_node(&mut self, id: NodeId) -> Option<(Node, Vec<Wire>)> {
+        let node = self.nodes.remove(&id)?;
+        let removed: Vec<Wire> = self.wires().filter(|w| w.from.node == id || w.to.node == id).collect();
+        for w in &removed {
+            self.wires.remove(&w.to);
+        }
+        Some((node, removed))
+    }
+
+    /// Set one param. The value is not validated here (see [`Graph::validate`]).
+    pub fn set_param(&mut self, id: NodeId, name: &str, value: serde_json::Value) -> Result<()> {
+        let node = self.nodes.get_mut(&id).ok_or(Error::UnknownNode(id.0))?;
+        node.params.insert(name.into(), value);
+        Ok(())
+    }
+
+    /// Find a node by its label, by `#id`/`id`, or by kind id when only one node has it.
+    pub fn find_node(&self, name: &str) -> Option<NodeId> {
+        if let Some(n) = self.nodes.values().find(|n| n.label.as_deref() == Some(name)) {
+            return Some(n.id);
+        }
+        if let Ok(id) = name.trim_start_matches('#').parse::<u64>() {
+            if self.nodes.contains_key(&NodeId(id)) {
+                return Some(NodeId(id));
+            }
+        }
+        let mut of_kind = self.nodes.values().filter(|n| n.kind == name);
+        match (of_kind.next(), of_kind.next()) {
+            (Some(n), None) => Some(n.id),
+            _ => None,
+        }
+    }
+
+    /// A name for messages: the label, else the kind's display name, with the id.
+    pub fn display_name(&self, registry: &NodeRegistry, id: NodeId) -> String {
+        match self.nodes.get(&id) {
+            Some(n) => {
+                let name = n
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| registry.get(&n.kind).map(|k| k.display_name().to_owned()).unwrap_or(n.kind.clone()));
+                format!("{name} ({id})")
+            }
+            None => format!("{id}"),
+        }
+    }
+
+    pub fn input_ports(&self, registry: &NodeRegistry, id: NodeId) -> Option<Vec<PortSpec>> {
+        let node = self.nodes.get(&id)?;
+        Some(registry.get(&node.kind)?.inputs(&node.params))
+    }
+
+    pub fn output_ports(&self, registry: &NodeRegistry, id: NodeId) -> Option<Vec<PortSpec>> {
+        let node = self.nodes.get(&id)?;
+        Some(registry.get(&node.kind)?.outputs(&node.params))
+    }
+
+    /// Check whether `from` may feed `to`, with a reason a user can read if not.
+    pub fn can_connect(&self, registry: &NodeRegistry, from: &PortRef, to: &PortRef) -> Result<()> {
+        let out_ports = self.ports_or_err(registry, from.node, true)?;
+        let in_ports = self.ports_or_err(registry, to.node, false)?;
+        let out = out_ports.iter().find(|p| p.name == from.port).ok_or_else(|| {
+            Error::Connect(format!("{} has no output '{}'", self.display_name(registry, from.node), from.port))
+        })?;
+        let inp = in_ports.iter().find(|p| p.name == to.port).ok_or_else(|| {
+            Error::Connect(format!("{} has no input '{}'", self.display_name(registry, to.node), to.port))
+        })?;
+        if out.ty != inp.ty {
+            return Err(Error::Connect(format!("{} output cannot feed a {} input", out.ty, inp.ty)));
+        }
+        if from.node == to.node || self.reaches(to.node, from.node) {
+            return Err(Error::Connect(format!(
+                "connecting {} to {} would make a cycle",
+                self.display_name(registry, from.node),
+                self.display_name(registry, to.node)
+            )));
+        }
+        Ok(())
+    }
+
+    fn ports_or_err(&self, registry: &NodeRegistry, id: NodeId, outputs: bool) -> Result<Vec<PortSpec>> {
+        let node = self.nodes.get(&id).ok_or(Error::UnknownNode(id.0))?;
+        let kind = registry.get(&node.kind).ok_or_else(|| {
+            Error::Connect(format!("{} is a placeholder for the unknown kind '{}'", id, node.kind))
+        })?;
+        Ok(if outputs { kind.outputs(&node.params) } else { kind.inputs(&node.params) })
+    }
+
+    /// Connect an output to an input. The input's previous wire, if any, is replaced
+    /// and returned.
+    pub fn connect(&mut self, registry: &NodeRegistry, from: PortRef, to: PortRef) -> Result<Option<Wire>> {
+        self.can_connect(registry, &from, &to)?;
+        let old = self.wires.insert(to.clone(), from).map(|f| Wire { from: f, to });
+        Ok(old)
+    }
+
+    /// Insert a wire without checks (files, placeholders, undo).
+    pub fn insert_wire_unchecked(&mut self, wire: Wire) -> Option<Wire> {
+        let to = wire.to.clone();
+        self.wires.insert(wire.to, wire.from).map(|from| Wire { from, to })
+    }
+
+    /// Remove the wire into an input.
+    pub fn disconnect(&mut self, to: &PortRef) -> Option<Wire> {
+        self.wires.remove(to).map(|from| Wire { from, to: to.clone() })
+    }
+
+    /// Nodes feeding `id`'s inputs, as `(input port, source)`.
+    pub fn inputs_of(&self, id: NodeId) -> Vec<(String, PortRef)> {
+        self.wires
+            .range(PortRef::new(id, "")..)
+            .take_while(|(to, _)| to.node == id)
+            .map(|(to, from)| (to.port.clone(), from.clone()))
+            .collect()
+    }
+
+    /// Nodes fed by `id`.
+    pub fn consumers_of(&self, id: NodeId) -> BTreeSet<NodeId> {
+        self.wires.iter().filter(|(_, from)| from.node == id).map(|(to, _)| to.node).collect()
+    }
+
+    /// Is `target` reachable from `start` by following wires downstream?
+    pub fn reaches(&self, start: NodeId, target: NodeId) -> bool {
+        let mut down: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        for (to, from) in &self.wires {
+            down.entry(from.node).or_default().push(to.node);
+        }
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([start]);
+        while let Some(n) = queue.pop_front() {
+            if n == target {
+                return true;
+            }
+            if seen.insert(n) {
+                if let Some(next) = down.get(&n) {
+                    queue.extend(next.iter().copied());
+                }
+            }
+        }
+        false
+    }
+
+    /// Nodes with no consumers.
+    pub fn sinks(&self) -> Vec<NodeId> {
+        let fed: BTreeSet<NodeId> = self.wires.values().map(|f| f.node).collect();
+        self.nodes.keys().filter(|id| !fed.contains(id)).copied().collect()
+    }
+
+    /// A topological order of all nodes, or the nodes on a cycle.
+    pub fn topo_order(&self) -> std::result::Result<Vec<NodeId>, Vec<NodeId>> {
+        let mut indegree: BTreeMap<NodeId, usize> = self.nodes.keys().map(|k| (*k, 0)).collect();
+        let mut down: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        for (to, from) in &self.wires {
+            if self.nodes.contains_key(&to.node) && self.nodes.contains_key(&from.node) {
+                *indegree.entry(to.node).or_default() += 1;
+                down.entry(from.node).or_default().push(to.node);
+            }
+        }
+        let mut ready: VecDeque<NodeId> = indegree.iter().filter(|(_, d)| **d == 0).map(|(k, _)| *k).collect();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        while let Some(n) = ready.pop_front() {
+            order.push(n);
+            for m in down.get(&n).into_iter().flatten() {
+                if let Some(d) = indegree.get_mut(m) {
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.push_back(*m);
+                    }
+                }
+            }
+        }
+        if order.len() == self.nodes.len() {
+            Ok(order)
+        } else {
+            let placed: BTreeSet<NodeId> = order.into_iter().collect();
+            Err(self.nodes.keys().filter(|k| !placed.contains(k)).copied().collect())
+        }
+    }
+
+    /// Everything wrong with the graph, as `(node, message)` (node `None` for the graph).
+    pub fn validate(&self, registry: &NodeRegistry) -> Vec<(Option<NodeId>, String)> {
+        let mut problems = Vec::new();
+        for node in self.nodes.values() {
+            let Some(kind) = registry.get(&node.kind) else {
+                problems.push((Some(node.id), format!("unknown node kind '{}'", node.kind)));
+                continue;
+            };
+            if node.kind_version > kind.version() {
+                problems.push((
+                    Some(node.id),
+                    format!(
+                        "'{}' version {} is newer than this build's version {}",
+                        node.kind,
+                        node.kind_version,
+                        kind.version()
+                    ),
+                ));
+            }
+            for (name, msg) in param::validate(&kind.params(), &node.params) {
+                problems.push((Some(node.id), format!("parameter '{name}': {msg}")));
+            }
+            let inputs = kind.inputs(&node.params);
+            for port in &inputs {
+                if !port.optional && !self.wires.contains_key(&PortRef::new(node.id, &port.name)) {
+                    problems.push((Some(node.id), format!("input '{}' is not connected", port.name)));
+                }
+            }
+        }
+        for w in self.wires() {
+            let (Some(from_node), Some(to_node)) = (self.nodes.get(&w.from.node), self.nodes.get(&w.to.node)) else {
+                problems.push((None, format!("wire {}.{} → {}.{} names a missing node", w.from.node, w.from.port, w.to.node, w.to.port)));
+                continue;
+            };
+            let (Some(fk), Some(tk)) = (registry.get(&from_node.kind), registry.get(&to_node.kind)) else {
+                continue; // placeholders: reported above
+            };
+            let out = fk.outputs(&from_node.params).into_iter().find(|p| p.name == w.from.port);
+            let inp = tk.inputs(&to_node.params).into_iter().find(|p| p.name == w.to.port);
+            match (out, inp) {
+                (None, _) => problems.push((Some(w.from.node), format!("no output port '{}'", w.from.port))),
+                (_, None) => problems.push((Some(w.to.node), format!("no input port '{}'", w.to.port))),
+                (Some(o), Some(i)) if o.ty != i.ty => problems.push((
+                    Some(w.to.node),
+                    format!("input '{}': {} output cannot feed a {} input", i.name, o.ty, i.ty),
+                )),
+                _ => {}
+            }
+        }
+        if let Err(cycle) = self.topo_order() {
+            let names: Vec<String> = cycle.iter().map(|n| n.to_string()).collect();
+            problems.push((None, format!("the graph has a cycle through {}", names.join(", "))));
+        }
+        problems
+    }
+}

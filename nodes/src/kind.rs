@@ -1,0 +1,200 @@
+//! The [`NodeKind`] trait: what a plugin implements to add a kind of node.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::NodeError;
+use crate::param::{ParamSpec, Params};
+use crate::value::{
+    Activations, Dataset, ModelValue, PlotSpec, PortType, Predictions, Report, Tensor, Value,
+};
+
+/// A declared input or output port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortSpec {
+    /// Stable name, stored in graph files.
+    pub name: String,
+    pub ty: PortType,
+    /// An optional input may stay unconnected.
+    pub optional: bool,
+}
+
+impl PortSpec {
+    pub fn new(name: &str, ty: PortType) -> Self {
+        Self { name: name.into(), ty, optional: false }
+    }
+    pub fn optional(name: &str, ty: PortType) -> Self {
+        Self { name: name.into(), ty, optional: true }
+    }
+}
+
+/// A migration of a kind's params from `from_version` to `from_version + 1`.
+pub struct Migration {
+    pub from_version: u32,
+    pub apply: fn(&mut Params) -> Result<(), String>,
+}
+
+/// A kind of node. Implement it on a plain struct and register it with
+/// [`NodeRegistry::register`](crate::NodeRegistry::register).
+///
+/// Only `id`, `display_name`, `category`, `doc`, `params`, `inputs`, `outputs` and
+/// `evaluate` are required.
+pub trait NodeKind: Send + Sync + 'static {
+    /// Stable, namespaced id stored in graph files, e.g. `"onnx.model"`.
+    fn id(&self) -> &'static str;
+    /// Version of this kind's params; bump it and add a [`Migration`] when they change.
+    fn version(&self) -> u32 {
+        1
+    }
+    fn display_name(&self) -> &'static str;
+    /// Palette category, e.g. `"Data"`, `"Model"`, `"Analysis"`.
+    fn category(&self) -> &'static str;
+    /// One paragraph for users: what it does, what it needs, what it gives.
+    fn doc(&self) -> &'static str;
+    /// The parameter schema.
+    fn params(&self) -> Vec<ParamSpec>;
+    /// Input ports (may depend on params).
+    fn inputs(&self, params: &Params) -> Vec<PortSpec>;
+    /// Output ports (may depend on params).
+    fn outputs(&self, params: &Params) -> Vec<PortSpec>;
+    /// Compute the outputs. Runs on a worker thread; report progress and check
+    /// cancellation through `ctx` when the work is long.
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError>;
+
+    /// For kinds that read files: a string that changes when the files change (size and
+    /// modification time, or a content hash). Folded into the cache key.
+    fn external_identity(&self, _params: &Params, _base_dir: Option<&Path>) -> Option<String> {
+        None
+    }
+    /// Migrations of old params, one step each.
+    fn migrations(&self) -> Vec<Migration> {
+        Vec::new()
+    }
+}
+
+/// The identity of a file for cache keys: its size and modification time, or "missing".
+pub fn file_identity(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{}:{}:{}", path.display(), m.len(), mtime)
+        }
+        Err(_) => format!("{}:missing", path.display()),
+    }
+}
+
+/// Resolve a path param against the graph file's folder.
+pub fn resolve_path(base_dir: Option<&Path>, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    match base_dir {
+        Some(base) if p.is_relative() => base.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+type ProgressFn = dyn Fn(f32, &str) + Send + Sync;
+
+/// What a node sees while it evaluates.
+pub struct EvalContext {
+    cancel: Arc<AtomicBool>,
+    progress: Box<ProgressFn>,
+    base_dir: Option<PathBuf>,
+}
+
+impl EvalContext {
+    pub fn new(cancel: Arc<AtomicBool>, progress: Box<ProgressFn>, base_dir: Option<PathBuf>) -> Self {
+        Self { cancel, progress, base_dir }
+    }
+
+    /// A context that is never cancelled and drops progress, for tests and tools.
+    pub fn detached(base_dir: Option<PathBuf>) -> Self {
+        Self::new(Arc::new(AtomicBool::new(false)), Box::new(|_, _| {}), base_dir)
+    }
+
+    /// Report progress: `fraction` in 0..=1 and a short message.
+    pub fn progress(&self, fraction: f32, message: &str) {
+        (self.progress)(fraction.clamp(0.0, 1.0), message);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// `Err(NodeError::Cancelled)` once the work has been cancelled.
+    pub fn check_cancelled(&self) -> Result<(), NodeError> {
+        if self.is_cancelled() {
+            Err(NodeError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The folder of the graph file, which relative paths are relative to.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.base_dir.as_deref()
+    }
+
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        resolve_path(self.base_dir(), path)
+    }
+}
+
+macro_rules! typed_getter {
+    ($fn_name:ident, $variant:ident, $ty:ty) => {
+        /// The input on `port`, or an error naming the port and the type found.
+        pub fn $fn_name(&self, port: &str) -> Result<&Arc<$ty>, NodeError> {
+            match self.get(port)? {
+                Value::$variant(v) => Ok(v),
+                other => Err(NodeError::input(
+                    port,
+                    format!("expected {}, found {}", PortType::$variant, other.port_type()),
+                )),
+            }
+        }
+    };
+}
+
+/// The values on a node's connected inputs, by port name.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs(pub BTreeMap<String, Value>);
+
+impl Inputs {
+    pub fn get(&self, port: &str) -> Result<&Value, NodeError> {
+        self.0.get(port).ok_or_else(|| NodeError::input(port, "not connected"))
+    }
+    pub fn optional(&self, port: &str) -> Option<&Value> {
+        self.0.get(port)
+    }
+    pub fn scalar(&self, port: &str) -> Result<f64, NodeError> {
+        match self.get(port)? {
+            Value::Scalar(x) => Ok(*x),
+            other => Err(NodeError::input(port, format!("expected Scalar, found {}", other.port_type()))),
+        }
+    }
+    typed_getter!(tensor, Tensor, Tensor);
+    typed_getter!(dataset, Dataset, Dataset);
+    typed_getter!(model, Model, ModelValue);
+    typed_getter!(activations, Activations, Activations);
+    typed_getter!(predictions, Predictions, Predictions);
+    typed_getter!(table, Table, Report);
+    typed_getter!(plot, Plot, PlotSpec);
+}
+
+/// A node's outputs, by port name.
+pub type Outputs = BTreeMap<String, Value>;
+
+/// Outputs with one port.
+pub fn single(port: &str, value: Value) -> Outputs {
+    let mut out = Outputs::new();
+    out.insert(port.into(), value);
+    out
+}

@@ -1,0 +1,35 @@
+//! # quantgraph-nodes — the QuantGraph engine
+//!
+//! Everything that makes a QuantGraph graph evaluate, with no UI and no ONNX Runtime:
+//!
+//! * [`value`]: the port types and the values that flow on wires ([`Value`] is cheap to
+//!   clone: every payload sits behind an `Arc`).
+//! * [`param`]: the declared parameter schema of a node kind and typed access to params.
+//! * [`kind`]: the [`NodeKind`] trait a plugin implements, and the [`EvalContext`] a node
+//!   evaluates in (progress, cancellation, paths).
+//! * [`registry`]: the [`NodeRegistry`] where kinds are registered by type.
+//! * [`graph`]: the [`Graph`] (nodes, wires, edits that refuse type mismatches and cycles).
+//! * [`file`]: `.qgraph` files (JSON, atomic and deterministic saves, migrations,
+//!   placeholders for unknown kinds).
+//! * [`scheduler`]: the demand-driven, content-addressed, cancellable [`Scheduler`].
+//!
+//! Data flows one way: file/UI edit → [`Graph`] → [`Scheduler`] → node kinds → [`Value`]s →
+//! events back to whoever asked. This crate never imports a plugin or the app.
+
+pub mod error;
+pub mod file;
+pub mod graph;
+pub mod kind;
+pub mod param;
+pub mod registry;
+pub mod scheduler;
+pub mod testing;
+pub mod value;
+
+pub use error::{Error, NodeError, Result};
+pub use graph::{Graph, Node, NodeId, PortRef, Wire};
+pub use kind::{EvalContext, Inputs, NodeKind, Outputs, PortSpec};
+pub use param::{ParamKind, ParamSpec, Params};
+pub use registry::NodeRegistry;
+pub use scheduler::{Evaluation, Event, NodeOutcome, Scheduler};
+pub use value::{PortType, Value};

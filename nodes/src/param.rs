@@ -1,0 +1,292 @@
+//! The declared parameter schema of a node kind, and typed access to a node's params.
+//!
+//! Params are stored by name as JSON values ([`Params`] is a sorted map, so files and
+//! cache keys are deterministic). A kind declares each param with a [`ParamSpec`]; the
+//! editor draws widgets from it, `quantgraph check` validates against it, and
+//! [`ParamReader`] reads typed values with the declared defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::error::NodeError;
+
+/// A node's parameters, by name. Sorted, so files and hashes are deterministic.
+pub type Params = BTreeMap<String, Json>;
+
+/// What kind of value a parameter holds, with its constraints and default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ParamKind {
+    Float { default: f64, min: f64, max: f64, step: f64, log_scale: bool },
+    Int { default: i64, min: i64, max: i64 },
+    Bool { default: bool },
+    Choice { default: String, options: Vec<String> },
+    Text { default: String, multiline: bool },
+    /// A file or folder path; relative paths are relative to the graph file.
+    Path { default: String, extensions: Vec<String>, directory: bool },
+    /// One or several tensor names, chosen from the model on input `from_input`.
+    TensorName { from_input: String, multiple: bool },
+    /// A list of records, each with the given fields.
+    List { fields: Vec<ParamSpec> },
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: String,
+    pub label: String,
+    pub doc: String,
+    pub kind: ParamKind,
+}
+
+impl ParamSpec {
+    fn new(name: &str, label: &str, kind: ParamKind) -> Self {
+        Self { name: name.into(), label: label.into(), doc: String::new(), kind }
+    }
+    pub fn float(name: &str, label: &str, default: f64, min: f64, max: f64) -> Self {
+        Self::new(name, label, ParamKind::Float { default, min, max, step: 0.0, log_scale: false })
+    }
+    pub fn int(name: &str, label: &str, default: i64, min: i64, max: i64) -> Self {
+        Self::new(name, label, ParamKind::Int { default, min, max })
+    }
+    pub fn bool(name: &str, label: &str, default: bool) -> Self {
+        Self::new(name, label, ParamKind::Bool { default })
+    }
+    pub fn choice(name: &str, label: &str, default: &str, options: &[&str]) -> Self {
+        Self::new(
+            name,
+            label,
+            ParamKind::Choice { default: default.into(), options: options.iter().map(|s| (*s).into()).collect() },
+        )
+    }
+    pub fn text(name: &str, label: &str, default: &str) -> Self {
+        Self::new(name, label, ParamKind::Text { default: default.into(), multiline: false })
+    }
+    pub fn path(name: &str, label: &str, default: &str, extensions: &[&str], directory: bool) -> Self {
+        Self::new(
+            name,
+            label,
+            ParamKind::Path {
+                default: default.into(),
+                extensions: extensions.iter().map(|s| (*s).into()).collect(),
+                directory,
+            },
+        )
+    }
+    pub fn tensor_name(name: &str, label: &str, from_input: &str, multiple: bool) -> Self {
+        Self::new(name, label, ParamKind::TensorName { from_input: from_input.into(), multiple })
+    }
+    pub fn list(name: &str, label: &str, fields: Vec<ParamSpec>) -> Self {
+        Self::new(name, label, ParamKind::List { fields })
+    }
+    pub fn with_doc(mut self, doc: &str) -> Self {
+        self.doc = doc.into();
+        self
+    }
+    /// Set the step of a float (for sliders) and whether its slider is logarithmic.
+    pub fn with_step(mut self, new_step: f64, log: bool) -> Self {
+        if let ParamKind::Float { step, log_scale, .. } = &mut self.kind {
+            *step = new_step;
+            *log_scale = log;
+        }
+        self
+    }
+
+    /// The default value as JSON.
+    pub fn default_value(&self) -> Json {
+        match &self.kind {
+            ParamKind::Float { default, .. } => Json::from(*default),
+            ParamKind::Int { default, .. } => Json::from(*default),
+            ParamKind::Bool { default } => Json::from(*default),
+            ParamKind::Choice { default, .. } | ParamKind::Text { default, .. } | ParamKind::Path { default, .. } => {
+                Json::from(default.clone())
+            }
+            ParamKind::TensorName { multiple: true, .. } | ParamKind::List { .. } => Json::Array(Vec::new()),
+            ParamKind::TensorName { multiple: false, .. } => Json::from(""),
+        }
+    }
+
+    /// Check a value against this spec. The message says what was expected and found.
+    pub fn validate(&self, value: &Json) -> Result<(), String> {
+        let found = || describe(value);
+        match &self.kind {
+            ParamKind::Float { min, max, .. } => {
+                let Some(x) = value.as_f64() else {
+                    return Err(format!("expected a number, found {}", found()));
+                };
+                if !x.is_finite() || x < *min || x > *max {
+                    return Err(format!("expected a number in [{min}, {max}], found {x}"));
+                }
+            }
+            ParamKind::Int { min, max, .. } => {
+                let Some(x) = value.as_i64() else {
+                    return Err(format!("expected an integer, found {}", found()));
+                };
+                if x < *min || x > *max {
+                    return Err(format!("expected an integer in [{min}, {max}], found {x}"));
+                }
+            }
+            ParamKind::Bool { .. } => {
+                if !value.is_boolean() {
+                    return Err(format!("expected true or false, found {}", found()));
+                }
+            }
+            ParamKind::Choice { options, .. } => {
+                let Some(s) = value.as_str() else {
+                    return Err(format!("expected one of {}, found {}", options.join(", "), found()));
+                };
+                if !options.iter().any(|o| o == s) {
+                    return Err(format!("expected one of {}, found '{s}'", options.join(", ")));
+                }
+            }
+            ParamKind::Text { .. } | ParamKind::Path { .. } | ParamKind::TensorName { multiple: false, .. } => {
+                if !value.is_string() {
+                    return Err(format!("expected text, found {}", found()));
+                }
+            }
+            ParamKind::TensorName { multiple: true, .. } => {
+                let ok = value.as_array().is_some_and(|a| a.iter().all(Json::is_string));
+                if !ok {
+                    return Err(format!("expected a list of tensor names, found {}", found()));
+                }
+            }
+            ParamKind::List { fields } => {
+                let Some(items) = value.as_array() else {
+                    return Err(format!("expected a list, found {}", found()));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    let Some(obj) = item.as_object() else {
+                        return Err(format!("item {}: expected a record, found {}", i + 1, describe(item)));
+                    };
+                    let label = match obj.values().find_map(Json::as_str) {
+                        Some(name) => format!("item {} ('{name}')", i + 1),
+                        None => format!("item {}", i + 1),
+                    };
+                    for f in fields {
+                        if let Some(v) = obj.get(&f.name) {
+                            f.validate(v).map_err(|e| format!("{label}, field '{}': {e}", f.name))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(v: &Json) -> String {
+    match v {
+        Json::Null => "null".into(),
+        Json::Bool(b) => format!("{b}"),
+        Json::Number(n) => format!("{n}"),
+        Json::String(s) => format!("text '{s}'"),
+        Json::Array(_) => "a list".into(),
+        Json::Object(_) => "a record".into(),
+    }
+}
+
+/// The default params of a schema.
+pub fn defaults(specs: &[ParamSpec]) -> Params {
+    specs.iter().map(|s| (s.name.clone(), s.default_value())).collect()
+}
+
+/// Validate params against a schema: every problem, as `(param, message)`.
+pub fn validate(specs: &[ParamSpec], params: &Params) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (name, value) in params {
+        match specs.iter().find(|s| &s.name == name) {
+            Some(spec) => {
+                if let Err(e) = spec.validate(value) {
+                    problems.push((name.clone(), e));
+                }
+            }
+            None => problems.push((name.clone(), "this kind has no parameter of that name".into())),
+        }
+    }
+    problems
+}
+
+/// Typed reads of a node's params, falling back to the declared defaults.
+pub struct ParamReader<'a> {
+    params: &'a Params,
+    specs: Vec<ParamSpec>,
+}
+
+impl<'a> ParamReader<'a> {
+    pub fn new(params: &'a Params, specs: Vec<ParamSpec>) -> Self {
+        Self { params, specs }
+    }
+
+    fn value(&self, name: &str) -> Result<Json, NodeError> {
+        let spec = self
+            .specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| NodeError::param(name, "not declared by this kind"))?;
+        let value = self.params.get(name).cloned().unwrap_or_else(|| spec.default_value());
+        spec.validate(&value).map_err(|e| NodeError::param(name, e))?;
+        Ok(value)
+    }
+
+    pub fn f64(&self, name: &str) -> Result<f64, NodeError> {
+        self.value(name)?.as_f64().ok_or_else(|| NodeError::param(name, "expected a number"))
+    }
+    pub fn i64(&self, name: &str) -> Result<i64, NodeError> {
+        self.value(name)?.as_i64().ok_or_else(|| NodeError::param(name, "expected an integer"))
+    }
+    pub fn usize(&self, name: &str) -> Result<usize, NodeError> {
+        let v = self.i64(name)?;
+        usize::try_from(v).map_err(|_| NodeError::param(name, format!("expected a non-negative integer, found {v}")))
+    }
+    pub fn bool(&self, name: &str) -> Result<bool, NodeError> {
+        self.value(name)?.as_bool().ok_or_else(|| NodeError::param(name, "expected true or false"))
+    }
+    pub fn str(&self, name: &str) -> Result<String, NodeError> {
+        match self.value(name)? {
+            Json::String(s) => Ok(s),
+            other => Err(NodeError::param(name, format!("expected text, found {}", describe(&other)))),
+        }
+    }
+    pub fn strings(&self, name: &str) -> Result<Vec<String>, NodeError> {
+        match self.value(name)? {
+            Json::Array(items) => Ok(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+            Json::String(s) if s.is_empty() => Ok(Vec::new()),
+            Json::String(s) => Ok(vec![s]),
+            other => Err(NodeError::param(name, format!("expected a list of names, found {}", describe(&other)))),
+        }
+    }
+    pub fn list(&self, name: &str) -> Result<Vec<serde_json::Map<String, Json>>, NodeError> {
+        match self.value(name)? {
+            Json::Array(items) => Ok(items.into_iter().filter_map(|v| v.as_object().cloned()).collect()),
+            other => Err(NodeError::param(name, format!("expected a list, found {}", describe(&other)))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_says_what_was_expected_and_found() {
+        let spec = ParamSpec::float("scale", "Scale", 1.0, 0.0, 10.0);
+        assert_eq!(spec.validate(&Json::from(3.0)), Ok(()));
+        assert_eq!(spec.validate(&Json::from(11.0)).unwrap_err(), "expected a number in [0, 10], found 11");
+        assert_eq!(spec.validate(&Json::from("x")).unwrap_err(), "expected a number, found text 'x'");
+        let c = ParamSpec::choice("split", "Split", "test", &["test", "train"]);
+        assert_eq!(c.validate(&Json::from("val")).unwrap_err(), "expected one of test, train, found 'val'");
+    }
+
+    #[test]
+    fn reader_falls_back_to_defaults_and_names_the_param() {
+        let specs = vec![ParamSpec::int("count", "Count", 100, 1, 1000)];
+        let mut params = Params::new();
+        let r = ParamReader::new(&params, specs.clone());
+        assert_eq!(r.usize("count"), Ok(100));
+        params.insert("count".into(), Json::from(5000));
+        let r = ParamReader::new(&params, specs);
+        let err = r.usize("count").unwrap_err();
+        assert_eq!(err.to_string(), "parameter 'count': expected an integer in [1, 1000], found 5000");
+    }
+}

@@ -1,0 +1,57 @@
+//! The [`NodeRegistry`]: node kinds registered by type, looked up by id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::kind::NodeKind;
+
+/// All known node kinds. Plugins add theirs with `register_nodes(&mut NodeRegistry)`.
+#[derive(Default, Clone)]
+pub struct NodeRegistry {
+    kinds: BTreeMap<&'static str, Arc<dyn NodeKind>>,
+}
+
+impl NodeRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a kind by type. A second kind with the same id is an error.
+    pub fn register<K: NodeKind + Default>(&mut self) -> Result<()> {
+        self.register_kind(Arc::new(K::default()))
+    }
+
+    /// Register a kind instance (for kinds configured at start-up).
+    pub fn register_kind(&mut self, kind: Arc<dyn NodeKind>) -> Result<()> {
+        let id = kind.id();
+        if self.kinds.contains_key(id) {
+            return Err(Error::DuplicateKind(id.to_owned()));
+        }
+        self.kinds.insert(id, kind);
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn NodeKind>> {
+        self.kinds.get(id)
+    }
+
+    /// All kinds, sorted by id.
+    pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn NodeKind>> {
+        self.kinds.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+}
+
+impl std::fmt::Debug for NodeRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}

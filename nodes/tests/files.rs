@@ -1,0 +1,220 @@
+//! Graph files: round trips, migrations, placeholders, malformed input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use quantgraph_nodes::file;
+use quantgraph_nodes::graph::{Graph, PortRef};
+use quantgraph_nodes::scheduler::NodeOutcome;
+use quantgraph_nodes::{Error, NodeError, NodeId, Scheduler};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn sample_graph() -> Graph {
+    let r = registry();
+    let mut g = Graph::new();
+    let c1 = konst(&mut g, &r, 1.25);
+    let c2 = konst(&mut g, &r, -3.0);
+    let a = add(&mut g, &r, c1, Some(c2));
+    g.node_mut(a).unwrap().label = Some("sum".into());
+    g.node_mut(a).unwrap().position = [123.5, -7.25];
+    g.notes = "free text notes\nwith two lines".into();
+    g
+}
+
+#[test]
+fn save_load_save_is_byte_identical() {
+    let r = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = dir.path().join("a.qgraph");
+    let p2 = dir.path().join("b.qgraph");
+    let mut g = sample_graph();
+    file::save(&mut g, &r, &p1).unwrap();
+    let (mut loaded, report) = file::load(&p1, &r).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(loaded.nodes().collect::<Vec<_>>(), g.nodes().collect::<Vec<_>>());
+    assert_eq!(loaded.wires().collect::<Vec<_>>(), g.wires().collect::<Vec<_>>());
+    file::save(&mut loaded, &r, &p2).unwrap();
+    assert_eq!(std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+    // Saving the same graph twice gives the same bytes, and leaves no temporary file.
+    file::save(&mut g, &r, &p1).unwrap();
+    assert_eq!(std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn params_are_stored_by_name() {
+    let r = registry();
+    let text = file::to_string(&sample_graph(), &r, None);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["nodes"][0]["params"]["value"], 1.25);
+    assert_eq!(json["nodes"][0]["kind"], "test.const");
+    assert_eq!(json["nodes"][0]["kind_version"], 2);
+    assert_eq!(json["wires"][0]["to"]["port"], "a");
+}
+
+#[test]
+fn old_kind_versions_are_migrated() {
+    let r = registry();
+    let (g, report) = file::load(&fixture("old_const_v1.qgraph"), &r).unwrap();
+    assert_eq!(report.migrated, vec![(NodeId(1), 1)]);
+    let node = g.node(NodeId(1)).unwrap();
+    assert_eq!(node.kind_version, 2);
+    assert_eq!(node.params.get("value"), Some(&serde_json::json!(4.5)));
+    assert!(!node.params.contains_key("v"));
+    let e = Scheduler::new(r).evaluate(&g, &[]);
+    assert_eq!(scalar(&e, NodeId(2)), 5.5);
+}
+
+#[test]
+fn unknown_kinds_load_as_placeholders_and_save_back_unchanged() {
+    let r = registry();
+    let path = fixture("unknown_kind.qgraph");
+    let (mut g, report) = file::load(&path, &r).unwrap();
+    assert_eq!(report.placeholders, vec![NodeId(2)]);
+    assert!(report.warnings[0].contains("vendor.fancy_quantizer"));
+    // The rest of the graph evaluates; the placeholder and its dependents report why not.
+    let e = Scheduler::new(r.clone()).evaluate(&g, &[]);
+    assert_eq!(e.error(NodeId(2)), Some(&NodeError::UnknownKind("vendor.fancy_quantizer".into())));
+    assert!(matches!(e.outcomes[&NodeId(3)], NodeOutcome::Blocked { by: NodeId(2) }));
+    assert_eq!(scalar(&e, NodeId(4)), 3.0);
+    // Saved back byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("copy.qgraph");
+    file::save(&mut g, &r, &out).unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&path).unwrap());
+}
+
+#[test]
+fn malformed_files_say_where_and_what() {
+    let r = registry();
+    let p = Path::new("/tmp/x.qgraph");
+    let err = file::from_str("{\n  \"format\": \"quantgraph\",\n  \"format_version\": 1,\n  \"nodes\": [}\n", p, &r).unwrap_err();
+    match &err {
+        Error::Parse { line, column, .. } => assert_eq!((*line, *column), (4, 13)),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().ends_with("/tmp/x.qgraph"), "{err}");
+    let err = file::from_str(r#"{"format":"quantgraph","format_version":1,"nodes":[{"id":1}],"wires":[]}"#, p, &r).unwrap_err();
+    assert!(err.to_string().contains("missing field `kind`"), "{err}");
+    let err = file::from_str(r#"{"format":"quantgraph","format_version":9,"nodes":[],"wires":[]}"#, p, &r).unwrap_err();
+    assert!(err.to_string().contains("newer QuantGraph"), "{err}");
+    let err = file::from_str(r#"{"format":"other","format_version":1,"nodes":[],"wires":[]}"#, p, &r).unwrap_err();
+    assert!(err.to_string().contains("expected format \"quantgraph\", found \"other\""), "{err}");
+    let dup = r#"{"format":"quantgraph","format_version":1,"nodes":[
+        {"id":1,"kind":"test.const","kind_version":2,"position":[0,0]},
+        {"id":1,"kind":"test.const","kind_version":2,"position":[0,0]}],"wires":[]}"#;
+    assert!(file::from_str(dup, p, &r).unwrap_err().to_string().contains("node id 1 is used twice"));
+    let dangling = r#"{"format":"quantgraph","format_version":1,"nodes":[
+        {"id":1,"kind":"test.const","kind_version":2,"position":[0,0]}],
+        "wires":[{"from":{"node":1,"port":"out"},"to":{"node":5,"port":"a"}}]}"#;
+    assert!(file::from_str(dangling, p, &r).unwrap_err().to_string().contains("names node 5"));
+}
+
+#[test]
+fn paths_are_stored_relative_to_the_graph_file() {
+    let r = registry();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("graphs/sub")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let data = dir.path().join("data/blob.bin");
+    std::fs::write(&data, b"12345").unwrap();
+    let mut g = Graph::new();
+    let f = g.add_node(&r, "test.file", [0.0, 0.0]).unwrap();
+    g.set_param(f, "path", data.to_string_lossy().as_ref().into()).unwrap();
+    let p = dir.path().join("graphs/g.qgraph");
+    file::save(&mut g, &r, &p).unwrap();
+    let (mut loaded, _) = file::load(&p, &r).unwrap();
+    assert_eq!(loaded.node(f).unwrap().params["path"], "../data/blob.bin");
+    assert_eq!(scalar(&Scheduler::new(r.clone()).evaluate(&loaded, &[]), f), 5.0);
+    // Save As into another folder rebases the relative path.
+    let p2 = dir.path().join("graphs/sub/g2.qgraph");
+    file::save(&mut loaded, &r, &p2).unwrap();
+    let (moved, _) = file::load(&p2, &r).unwrap();
+    assert_eq!(moved.node(f).unwrap().params["path"], "../../data/blob.bin");
+    assert_eq!(scalar(&Scheduler::new(r).evaluate(&moved, &[]), f), 5.0);
+}
+
+#[test]
+fn connecting_refuses_type_mismatch_and_cycles_with_a_reason() {
+    let r = registry();
+    let mut g = Graph::new();
+    let c = konst(&mut g, &r, 1.0);
+    let a = add(&mut g, &r, c, None);
+    let b = add(&mut g, &r, a, None);
+    let err = g.connect(&r, PortRef::new(b, "out"), PortRef::new(a, "b")).unwrap_err();
+    assert_eq!(err.to_string(), "connecting Add (#3) to Add (#2) would make a cycle");
+    let err = g.connect(&r, PortRef::new(c, "nope"), PortRef::new(a, "b")).unwrap_err();
+    assert_eq!(err.to_string(), "Constant (#1) has no output 'nope'");
+    // An input takes one wire: connecting again replaces the old wire.
+    let c2 = konst(&mut g, &r, 2.0);
+    let old = g.connect(&r, PortRef::new(c2, "out"), PortRef::new(a, "a")).unwrap();
+    assert_eq!(old.map(|w| w.from.node), Some(c));
+    assert_eq!(g.inputs_of(a), vec![("a".to_string(), PortRef::new(c2, "out"))]);
+}
+
+/// Thousands of mutated and truncated graph files: the loader never panics.
+#[test]
+fn fuzzed_files_never_panic() {
+    let r = registry();
+    let seeds = [
+        file::to_string(&sample_graph(), &r, None),
+        std::fs::read_to_string(fixture("unknown_kind.qgraph")).unwrap(),
+        std::fs::read_to_string(fixture("old_const_v1.qgraph")).unwrap(),
+    ];
+    let mut rng: u64 = 0x9e3779b97f4a7c15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let tokens: [&[u8]; 12] = [b"{", b"}", b"[", b"]", b"\"", b",", b":", b"-1", b"1e309", b"null", b"\"test.add\"", b"18446744073709551616"];
+    let path = Path::new("fuzz.qgraph");
+    let mut loaded_ok = 0;
+    for i in 0..6000 {
+        let mut bytes = seeds[i % seeds.len()].clone().into_bytes();
+        let mutations = 1 + next() % 4;
+        for _ in 0..mutations {
+            let len = bytes.len().max(1);
+            let at = (next() as usize) % len;
+            match next() % 5 {
+                0 => bytes.truncate(at),
+                1 => {
+                    if at < bytes.len() {
+                        bytes[at] = next() as u8;
+                    }
+                }
+                2 => {
+                    let t = tokens[(next() as usize) % tokens.len()];
+                    let at = at.min(bytes.len());
+                    bytes.splice(at..at, t.iter().copied());
+                }
+                3 => {
+                    let end = (at + (next() as usize) % 40).min(bytes.len());
+                    bytes.drain(at.min(end)..end);
+                }
+                _ => {
+                    let from = (next() as usize) % len;
+                    let end = (from + 30).min(bytes.len());
+                    let chunk: Vec<u8> = bytes.get(from..end).unwrap_or_default().to_vec();
+                    let at = at.min(bytes.len());
+                    bytes.splice(at..at, chunk);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok((g, _)) = file::from_str(&text, path, &r) {
+            loaded_ok += 1;
+            // Whatever loads can be validated, planned and saved without panicking.
+            let _ = g.validate(&r);
+            let _ = file::to_string(&g, &r, None);
+        }
+    }
+    assert!(loaded_ok > 0);
+}

@@ -1,0 +1,291 @@
+//! # quantgraph-compare
+//!
+//! * `compare.comparator` ([`Comparator`]) — two probes' activations (reference A, compared
+//!   B): accuracy, agreement, per-class accuracy, confusion matrices, flipped samples, and a
+//!   per-layer error table.
+//! * [`metrics`] — streaming error metrics (SQNR, MSE, MAE, max-abs, cosine), defined as in
+//!   `shared/QDQ.md` and ONNX Runtime's `qdq_loss_debug`.
+//! * [`pairing`] — which tensor of B corresponds to which of A.
+
+pub mod metrics;
+pub mod pairing;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quantgraph_nodes::kind::single;
+use quantgraph_nodes::value::{Activations, Cell, Report, Table, TensorRole};
+use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+
+use metrics::ErrorStats;
+
+/// Register this plugin's node kinds.
+pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<()> {
+    registry.register::<Comparator>()?;
+    Ok(())
+}
+
+/// Compares two sets of activations.
+#[derive(Default)]
+pub struct Comparator;
+
+impl NodeKind for Comparator {
+    fn id(&self) -> &'static str {
+        "compare.comparator"
+    }
+    fn display_name(&self) -> &'static str {
+        "Comparator"
+    }
+    fn category(&self) -> &'static str {
+        "Analysis"
+    }
+    fn doc(&self) -> &'static str {
+        "Compares two probes: A (reference, e.g. FP32) and B (e.g. INT8 QDQ), with the dataset's \
+         labels when connected. Gives top-1 accuracy of A and B, their agreement, per-class \
+         accuracy, confusion matrices, the samples whose top-1 flips, and a per-layer table \
+         pairing A's and B's tensors (by ONNX Runtime's QDQ naming, else by name; unpaired \
+         tensors are listed) with SQNR dB, MSE, MAE, max-abs error, cosine similarity, and \
+         qdq_err (SQNR of B's pre-quantization tensor against its dequantized output). Where the \
+         quantizer removed a Relu, B is compared with A's Relu output and the row says how this \
+         differs from ONNX Runtime's qdq_loss_debug figure."
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![
+            PortSpec::new("a", PortType::Activations),
+            PortSpec::new("b", PortType::Activations),
+            PortSpec::optional("dataset", PortType::Dataset),
+        ]
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("report", PortType::Table)]
+    }
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, _: &Params) -> Result<Outputs, NodeError> {
+        let a = inputs.activations("a")?;
+        let b = inputs.activations("b")?;
+        let labels = match inputs.optional("dataset") {
+            Some(_) => Some(inputs.dataset("dataset")?.labels.clone()),
+            None => a.predictions.as_ref().and_then(|p| p.labels.clone()),
+        };
+        let mut report = Report::default();
+        classification(a, b, labels.as_deref(), &mut report)?;
+        ctx.check_cancelled()?;
+        per_layer(a, b, &mut report, ctx)?;
+        Ok(single("report", Value::Table(Arc::new(report))))
+    }
+}
+
+fn pct(x: f64) -> Cell {
+    Cell::Num((x * 10000.0).round() / 100.0)
+}
+
+/// Accuracy, agreement, per-class accuracy, confusion matrices and flips.
+fn classification(a: &Activations, b: &Activations, labels: Option<&[u32]>, report: &mut Report) -> Result<(), NodeError> {
+    let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) else {
+        report.notes.push("no predictions in A or B: classification metrics skipped".into());
+        return Ok(());
+    };
+    if pa.top1.len() != pb.top1.len() {
+        return Err(NodeError::input(
+            "b",
+            format!("expected the same samples as A ({} predictions), found {}", pa.top1.len(), pb.top1.len()),
+        ));
+    }
+    let n = pa.top1.len();
+    let classes = pa.class_names.len().max(pb.class_names.len()).max(
+        pa.top1.iter().chain(&pb.top1).copied().max().map_or(0, |m| m as usize + 1),
+    );
+    let class_name = |c: usize| pa.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let agree = pa.top1.iter().zip(&pb.top1).filter(|(x, y)| x == y).count();
+    report.summary.insert("samples".into(), n as f64);
+    report.summary.insert("agreement".into(), agree as f64 / n.max(1) as f64);
+    report.summary.insert("flips".into(), (n - agree) as f64);
+    let mut headline = format!("agree {:.1} %", 100.0 * agree as f64 / n.max(1) as f64);
+    if let Some(labels) = labels {
+        if labels.len() != n {
+            return Err(NodeError::input("dataset", format!("expected {n} labels (one per prediction), found {}", labels.len())));
+        }
+        let correct_a = pa.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
+        let correct_b = pb.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
+        report.summary.insert("correct_a".into(), correct_a as f64);
+        report.summary.insert("correct_b".into(), correct_b as f64);
+        report.summary.insert("accuracy_a".into(), correct_a as f64 / n.max(1) as f64);
+        report.summary.insert("accuracy_b".into(), correct_b as f64 / n.max(1) as f64);
+        headline = format!(
+            "top-1 A {:.1} % · B {:.1} % · {headline}",
+            100.0 * correct_a as f64 / n.max(1) as f64,
+            100.0 * correct_b as f64 / n.max(1) as f64
+        );
+        // Per class.
+        let mut per_class = Table {
+            name: "per_class".into(),
+            columns: vec!["class".into(), "samples".into(), "accuracy_a".into(), "accuracy_b".into(), "delta".into()],
+            rows: Vec::new(),
+        };
+        for c in 0..classes {
+            let idx: Vec<usize> = (0..n).filter(|&i| labels[i] as usize == c).collect();
+            let ca = idx.iter().filter(|&&i| pa.top1[i] as usize == c).count();
+            let cb = idx.iter().filter(|&&i| pb.top1[i] as usize == c).count();
+            let m = idx.len().max(1) as f64;
+            per_class.rows.push(vec![
+                Cell::Text(class_name(c)),
+                Cell::Int(idx.len() as i64),
+                pct(ca as f64 / m),
+                pct(cb as f64 / m),
+                Cell::Num(((cb as f64 - ca as f64) / m * 10000.0).round() / 100.0),
+            ]);
+        }
+        report.tables.push(per_class);
+        for (name, p) in [("confusion_a", pa), ("confusion_b", pb)] {
+            let mut m = vec![vec![0i64; classes]; classes];
+            for (pred, l) in p.top1.iter().zip(labels) {
+                if let Some(row) = m.get_mut(*l as usize) {
+                    if let Some(cell) = row.get_mut(*pred as usize) {
+                        *cell += 1;
+                    }
+                }
+            }
+            let mut columns = vec!["true \\ predicted".to_owned()];
+            columns.extend((0..classes).map(class_name));
+            report.tables.push(Table {
+                name: name.into(),
+                columns,
+                rows: m
+                    .into_iter()
+                    .enumerate()
+                    .map(|(c, row)| std::iter::once(Cell::Text(class_name(c))).chain(row.into_iter().map(Cell::Int)).collect())
+                    .collect(),
+            });
+        }
+    }
+    let indices = a.dataset.as_ref().map(|d| d.source_indices.clone());
+    let mut flips = Table {
+        name: "flips".into(),
+        columns: vec!["sample".into(), "source_index".into(), "label".into(), "a".into(), "b".into()],
+        rows: Vec::new(),
+    };
+    for i in 0..n {
+        if pa.top1[i] != pb.top1[i] {
+            flips.rows.push(vec![
+                Cell::Int(i as i64),
+                Cell::Int(indices.as_ref().and_then(|v| v.get(i)).copied().unwrap_or(i) as i64),
+                Cell::Text(labels.and_then(|l| l.get(i)).map(|l| class_name(*l as usize)).unwrap_or_default()),
+                Cell::Text(class_name(pa.top1[i] as usize)),
+                Cell::Text(class_name(pb.top1[i] as usize)),
+            ]);
+        }
+    }
+    report.tables.push(flips);
+    report.headline = Some(headline);
+    Ok(())
+}
+
+/// Per-layer errors between paired tensors.
+fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalContext) -> Result<(), NodeError> {
+    let pairs = pairing::pair(a, b);
+    let mut table = Table {
+        name: "per_layer".into(),
+        columns: [
+            "tensor", "b_tensor", "op", "pairing", "sqnr_db", "mse", "mae", "max_abs", "cosine", "qdq_err_db", "ort_sqnr_db",
+            "ort_qdq_err_db", "samples",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        rows: Vec::new(),
+    };
+    let mut min_sqnr = f64::INFINITY;
+    let mut samples_used = usize::MAX;
+    for (i, p) in pairs.pairs.iter().enumerate() {
+        ctx.check_cancelled()?;
+        let (Some(ta), Some(tb)) = (a.tensors.get(&p.a), b.tensors.get(&p.b)) else { continue };
+        let rows = ta.tensor.shape.first().copied().unwrap_or(0).min(tb.tensor.shape.first().copied().unwrap_or(0));
+        let item = ta.tensor.item_len();
+        if item != tb.tensor.item_len() {
+            report.notes.push(format!(
+                "{} and {} have different shapes ({:?} vs {:?}); not compared",
+                p.a, p.b, ta.tensor.shape, tb.tensor.shape
+            ));
+            continue;
+        }
+        if ta.role == TensorRole::Activation {
+            samples_used = samples_used.min(rows);
+        }
+        let n = rows * item;
+        let mut e = ErrorStats::default();
+        e.add(&ta.tensor.data[..n], &tb.tensor.data[..n]);
+        let mut ort_sqnr = None;
+        if let Some(orig) = &p.ort_a {
+            if let Some(t) = a.tensors.get(orig) {
+                let mut o = ErrorStats::default();
+                o.add(&t.tensor.data[..n.min(t.tensor.data.len())], &tb.tensor.data[..n.min(t.tensor.data.len())]);
+                ort_sqnr = Some(o.sqnr_db());
+            }
+        }
+        // qdq_err: B's pre-quantization tensor against its dequantized output.
+        let (mut qdq_err, mut ort_qdq_err) = (None, None);
+        if let Some(pre) = p.b_pre.as_ref().and_then(|n| b.tensors.get(n)) {
+            let m = n.min(pre.tensor.data.len()).min(tb.tensor.data.len());
+            let mut q = ErrorStats::default();
+            q.add(&pre.tensor.data[..m], &tb.tensor.data[..m]);
+            if p.relu_removed {
+                let relu: Vec<f32> = pre.tensor.data[..m].iter().map(|x| x.max(0.0)).collect();
+                let mut c = ErrorStats::default();
+                c.add(&relu, &tb.tensor.data[..m]);
+                qdq_err = Some(c.sqnr_db());
+                ort_qdq_err = Some(q.sqnr_db());
+            } else {
+                qdq_err = Some(q.sqnr_db());
+            }
+        }
+        let sqnr = e.sqnr_db();
+        if ta.role == TensorRole::Activation {
+            min_sqnr = min_sqnr.min(sqnr);
+        }
+        let opt = |x: Option<f64>| x.map_or(Cell::Text(String::new()), Cell::Num);
+        table.rows.push(vec![
+            Cell::Text(p.a.clone()),
+            Cell::Text(p.b.clone()),
+            Cell::Text(p.op.clone()),
+            Cell::Text(p.how.clone()),
+            Cell::Num(sqnr),
+            Cell::Num(e.mse()),
+            Cell::Num(e.mae()),
+            Cell::Num(e.max_abs),
+            Cell::Num(e.cosine()),
+            opt(qdq_err),
+            opt(ort_sqnr),
+            opt(ort_qdq_err),
+            Cell::Int(rows as i64),
+        ]);
+        ctx.progress((i + 1) as f32 / pairs.pairs.len().max(1) as f32, "per-layer errors");
+    }
+    if min_sqnr.is_finite() {
+        report.summary.insert("min_sqnr_db".into(), min_sqnr);
+        if let Some(h) = &mut report.headline {
+            h.push_str(&format!(" · SQNR min {min_sqnr:.1} dB"));
+        }
+    }
+    if samples_used != usize::MAX {
+        report.notes.push(format!("per-layer errors over the first {samples_used} samples (the probes' `keep`)"));
+    }
+    let mut unpaired = Table { name: "unpaired".into(), columns: vec!["model".into(), "tensor".into()], rows: Vec::new() };
+    for t in &pairs.unpaired_a {
+        unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(t.clone())]);
+    }
+    for t in &pairs.unpaired_b {
+        unpaired.rows.push(vec![Cell::Text("B".into()), Cell::Text(t.clone())]);
+    }
+    let mut by_how: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &pairs.pairs {
+        *by_how.entry(p.how.clone()).or_default() += 1;
+    }
+    for (how, count) in by_how {
+        report.notes.push(format!("{count} pair(s) by {how}"));
+    }
+    report.tables.insert(0, table);
+    report.tables.push(unpaired);
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Streaming error metrics between a reference `x` and a compared `y`.
+//!
+//! Definitions (shared/QDQ.md): `SQNR_dB = 20·log10(‖x‖₂ / ‖x − y‖₂)` with both norms
+//! clamped to float64 epsilon as ONNX Runtime's `qdq_loss_debug` does (so an exact match
+//! gives a large finite number), `MSE = mean((x − y)²)`, `MAE = mean(|x − y|)`,
+//! `max_abs = max |x − y|`, `cosine = x·y / (‖x‖‖y‖)`. Sums are kept in f64 and can be fed
+//! batch by batch, so memory does not grow with the number of samples.
+
+/// Running sums for the metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorStats {
+    pub sum_x2: f64,
+    pub sum_y2: f64,
+    pub sum_d2: f64,
+    pub sum_abs: f64,
+    pub dot: f64,
+    pub max_abs: f64,
+    pub count: usize,
+}
+
+impl ErrorStats {
+    /// Add a batch (same length slices).
+    pub fn add(&mut self, x: &[f32], y: &[f32]) {
+        for (&a, &b) in x.iter().zip(y) {
+            let (a, b) = (f64::from(a), f64::from(b));
+            let d = a - b;
+            self.sum_x2 += a * a;
+            self.sum_y2 += b * b;
+            self.sum_d2 += d * d;
+            self.sum_abs += d.abs();
+            self.dot += a * b;
+            self.max_abs = self.max_abs.max(d.abs());
+        }
+        self.count += x.len().min(y.len());
+    }
+
+    pub fn sqnr_db(&self) -> f64 {
+        let eps = f64::EPSILON;
+        20.0 * (self.sum_x2.sqrt().max(eps) / self.sum_d2.sqrt().max(eps)).log10()
+    }
+
+    pub fn mse(&self) -> f64 {
+        self.sum_d2 / self.count.max(1) as f64
+    }
+
+    pub fn mae(&self) -> f64 {
+        self.sum_abs / self.count.max(1) as f64
+    }
+
+    pub fn cosine(&self) -> f64 {
+        let denom = self.sum_x2.sqrt() * self.sum_y2.sqrt();
+        if denom == 0.0 {
+            if self.sum_x2 == self.sum_y2 { 1.0 } else { 0.0 }
+        } else {
+            self.dot / denom
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let x = [1.0f32, -2.0, 3.0, 0.5];
+        let y = [1.5f32, -2.0, 2.0, 0.0];
+        let mut e = ErrorStats::default();
+        e.add(&x[..2], &y[..2]);
+        e.add(&x[2..], &y[2..]);
+        // ‖x‖² = 1 + 4 + 9 + .25 = 14.25; ‖x−y‖² = .25 + 0 + 1 + .25 = 1.5
+        assert!((e.sqnr_db() - 10.0 * (14.25f64 / 1.5).log10()).abs() < 1e-12);
+        assert!((e.mse() - 1.5 / 4.0).abs() < 1e-12);
+        assert!((e.mae() - 2.0 / 4.0).abs() < 1e-12);
+        assert_eq!(e.max_abs, 1.0);
+        let dot = 1.5 + 4.0 + 6.0;
+        let ny = (2.25f64 + 4.0 + 4.0).sqrt();
+        assert!((e.cosine() - dot / (14.25f64.sqrt() * ny)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn identical_tensors_give_a_large_finite_sqnr() {
+        let mut e = ErrorStats::default();
+        e.add(&[1.0, 2.0], &[1.0, 2.0]);
+        assert!(e.sqnr_db().is_finite() && e.sqnr_db() > 300.0);
+        assert!((e.cosine() - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,431 @@
+//! Reading images and labels from CIFAR-10 (binary and python layouts) and image folders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use quantgraph_nodes::value::PreviewImage;
+use quantgraph_nodes::{EvalContext, NodeError};
+use serde_pickle::{DeOptions, HashableValue, Value as Pickle};
+
+/// Bytes in one record of the CIFAR-10 binary layout: a label, then 3×32×32 pixels.
+pub const RECORD_BYTES: usize = 3073;
+const PIXELS: usize = 3072;
+
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+/// Which files to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    CifarBinary { train: bool },
+    CifarPython { train: bool },
+    ImageFolder { train: bool },
+}
+
+impl Source {
+    pub fn parse(format: &str, split: &str) -> Self {
+        let train = split == "train";
+        match format {
+            "cifar10-python" => Source::CifarPython { train },
+            "image-folder" => Source::ImageFolder { train },
+            _ => Source::CifarBinary { train },
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Source::CifarBinary { train: false } => "CIFAR-10 binary, test split",
+            Source::CifarBinary { train: true } => "CIFAR-10 binary, train split",
+            Source::CifarPython { train: false } => "CIFAR-10 python, test split",
+            Source::CifarPython { train: true } => "CIFAR-10 python, train split",
+            Source::ImageFolder { train: false } => "image folder, test split",
+            Source::ImageFolder { train: true } => "image folder, train split",
+        }
+    }
+
+    fn file_names(&self) -> Vec<String> {
+        match self {
+            Source::CifarBinary { train: false } => vec!["test_batch.bin".into()],
+            Source::CifarBinary { train: true } => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+            Source::CifarPython { train: false } => vec!["test_batch".into()],
+            Source::CifarPython { train: true } => (1..=5).map(|i| format!("data_batch_{i}")).collect(),
+            Source::ImageFolder { .. } => Vec::new(),
+        }
+    }
+
+    /// The folder that holds the files: `dir`, or the official archive's subfolder in it.
+    fn folder(&self, dir: &Path) -> PathBuf {
+        let sub = match self {
+            Source::CifarBinary { .. } => "cifar-10-batches-bin",
+            Source::CifarPython { .. } => "cifar-10-batches-py",
+            Source::ImageFolder { train } => {
+                let split = dir.join(if *train { "train" } else { "test" });
+                return if split.is_dir() { split } else { dir.to_path_buf() };
+            }
+        };
+        let first = self.file_names().into_iter().next().unwrap_or_default();
+        if !dir.join(&first).exists() && dir.join(sub).join(&first).exists() {
+            dir.join(sub)
+        } else {
+            dir.to_path_buf()
+        }
+    }
+
+    /// Files whose identity goes into the cache key.
+    pub fn identity_files(&self, dir: &Path) -> Vec<PathBuf> {
+        let folder = self.folder(dir);
+        match self {
+            Source::ImageFolder { .. } => vec![folder],
+            _ => self.file_names().into_iter().map(|f| folder.join(f)).collect(),
+        }
+    }
+}
+
+/// Which samples to take.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// 0: all.
+    pub count: usize,
+    /// 0: off; else this many of each class.
+    pub per_class: usize,
+    pub offset: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+}
+
+/// Decoded 8-bit images, planar RGB (CHW) per image.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RawImages {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u32>,
+    pub class_names: Vec<String>,
+    /// Index of each image in the split (record number, or file order).
+    pub indices: Vec<usize>,
+    /// The folder read.
+    pub origin: String,
+}
+
+impl RawImages {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// Image `i` as an RGB (HWC) thumbnail.
+    pub fn thumbnail(&self, i: usize) -> PreviewImage {
+        let plane = self.width * self.height;
+        let src = &self.pixels[i * 3 * plane..(i + 1) * 3 * plane];
+        let mut rgb = vec![0u8; 3 * plane];
+        for p in 0..plane {
+            for c in 0..3 {
+                rgb[p * 3 + c] = src[c * plane + p];
+            }
+        }
+        PreviewImage {
+            index: self.indices.get(i).copied().unwrap_or(i),
+            label: self.labels.get(i).copied().unwrap_or(0),
+            width: self.width as u32,
+            height: self.height as u32,
+            rgb,
+        }
+    }
+}
+
+/// One split, before selection: pixels of every image, with labels.
+struct Split {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+    labels: Vec<u32>,
+    class_names: Vec<String>,
+}
+
+/// Read a split and apply the selection.
+pub fn load(source: Source, dir: &Path, selection: &Selection, ctx: &EvalContext) -> Result<RawImages, NodeError> {
+    let folder = source.folder(dir);
+    if !folder.is_dir() {
+        return Err(NodeError::file(format!("folder not found (expected {})", expected(source)), &folder));
+    }
+    let split = match source {
+        Source::CifarBinary { .. } => read_cifar_binary(&folder, &source.file_names(), ctx)?,
+        Source::CifarPython { .. } => read_cifar_python(&folder, &source.file_names(), ctx)?,
+        Source::ImageFolder { .. } => read_image_folder(&folder, ctx)?,
+    };
+    let chosen = select(&split.labels, split.class_names.len(), selection)?;
+    let item = 3 * split.width * split.height;
+    let mut pixels = Vec::with_capacity(chosen.len() * item);
+    for &i in &chosen {
+        pixels.extend_from_slice(&split.pixels[i * item..(i + 1) * item]);
+    }
+    Ok(RawImages {
+        width: split.width,
+        height: split.height,
+        pixels,
+        labels: chosen.iter().map(|&i| split.labels[i]).collect(),
+        class_names: split.class_names,
+        indices: chosen,
+        origin: folder.display().to_string(),
+    })
+}
+
+fn expected(source: Source) -> &'static str {
+    match source {
+        Source::CifarBinary { .. } => "CIFAR-10 in the binary layout: test_batch.bin, data_batch_1.bin … data_batch_5.bin",
+        Source::CifarPython { .. } => "CIFAR-10 in the python layout: test_batch, data_batch_1 … data_batch_5, batches.meta",
+        Source::ImageFolder { .. } => "one subfolder of PNG or JPEG images per class",
+    }
+}
+
+fn class_names_from_meta(folder: &Path) -> Vec<String> {
+    let from_file = std::fs::read_to_string(folder.join("batches.meta.txt"))
+        .ok()
+        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|names| names.len() == 10);
+    from_file.unwrap_or_else(|| CIFAR10_CLASSES.iter().map(|s| (*s).to_owned()).collect())
+}
+
+fn read_cifar_binary(folder: &Path, files: &[String], ctx: &EvalContext) -> Result<Split, NodeError> {
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (fi, name) in files.iter().enumerate() {
+        ctx.check_cancelled()?;
+        let path = folder.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            NodeError::file(format!("cannot read ({e}); expected {}", expected(Source::CifarBinary { train: false })), &path)
+        })?;
+        if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
+            return Err(NodeError::file(
+                format!(
+                    "expected a whole number of {RECORD_BYTES}-byte CIFAR-10 records, found {} bytes (truncated, or not the CIFAR-10 binary layout)",
+                    bytes.len()
+                ),
+                &path,
+            ));
+        }
+        for (k, rec) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+            let label = rec[0];
+            if label > 9 {
+                return Err(NodeError::file(
+                    format!("record {k} has label {label}, but CIFAR-10 labels are 0–9 (is this CIFAR-100, or not the CIFAR-10 binary layout?)"),
+                    &path,
+                ));
+            }
+            labels.push(u32::from(label));
+            pixels.extend_from_slice(&rec[1..]);
+        }
+        ctx.progress(0.1 + 0.5 * (fi + 1) as f32 / files.len() as f32, &format!("read {name}"));
+    }
+    Ok(Split { width: 32, height: 32, pixels, labels, class_names: class_names_from_meta(folder) })
+}
+
+fn key_of<'a>(dict: &'a BTreeMap<HashableValue, Pickle>, name: &str) -> Option<&'a Pickle> {
+    dict.get(&HashableValue::Bytes(name.as_bytes().to_vec())).or_else(|| dict.get(&HashableValue::String(name.to_owned())))
+}
+
+/// The pixel bytes of a pickled `numpy.ndarray` of uint8 (shape `[n, 3072]`), or of a
+/// list of lists of ints.
+fn array_bytes(value: &Pickle) -> Option<(Vec<u8>, usize)> {
+    match value {
+        // numpy's reconstruct, as the unpickler leaves it: (version, shape, dtype, fortran, raw)
+        Pickle::Tuple(state) if state.len() == 5 => {
+            let rows = match &state[1] {
+                Pickle::Tuple(shape) | Pickle::List(shape) => match shape.first() {
+                    Some(Pickle::I64(n)) => usize::try_from(*n).ok()?,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            match &state[4] {
+                Pickle::Bytes(b) => Some((b.clone(), rows)),
+                Pickle::String(s) => Some((s.chars().map(|c| c as u32 as u8).collect(), rows)),
+                _ => None,
+            }
+        }
+        Pickle::List(rows) => {
+            let mut out = Vec::with_capacity(rows.len() * PIXELS);
+            for row in rows {
+                let Pickle::List(vals) = row else { return None };
+                for v in vals {
+                    let Pickle::I64(x) = v else { return None };
+                    out.push(u8::try_from(*x).ok()?);
+                }
+            }
+            Some((out, rows.len()))
+        }
+        _ => None,
+    }
+}
+
+fn read_pickle(path: &Path) -> Result<BTreeMap<HashableValue, Pickle>, NodeError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| NodeError::file(format!("cannot read ({e}); expected {}", expected(Source::CifarPython { train: false })), path))?;
+    // Data only: globals are never resolved or called; numpy arrays are rebuilt from their state.
+    let value = serde_pickle::value_from_slice(&bytes, DeOptions::new().replace_unresolved_globals())
+        .map_err(|e| NodeError::file(format!("not a readable pickle ({e}); expected a CIFAR-10 python batch"), path))?;
+    match value {
+        Pickle::Dict(d) => Ok(d),
+        _ => Err(NodeError::file("expected a pickled dict with 'data' and 'labels'", path)),
+    }
+}
+
+fn read_cifar_python(folder: &Path, files: &[String], ctx: &EvalContext) -> Result<Split, NodeError> {
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (fi, name) in files.iter().enumerate() {
+        ctx.check_cancelled()?;
+        let path = folder.join(name);
+        let dict = read_pickle(&path)?;
+        let Some(data) = key_of(&dict, "data") else {
+            return Err(NodeError::file("expected a pickled dict with a 'data' entry, found none", &path));
+        };
+        let Some((bytes, rows)) = array_bytes(data) else {
+            return Err(NodeError::file("expected 'data' to be a uint8 array of shape [N, 3072]", &path));
+        };
+        if bytes.len() != rows * PIXELS {
+            return Err(NodeError::file(format!("expected 'data' of {} bytes ({rows} images × 3072), found {}", rows * PIXELS, bytes.len()), &path));
+        }
+        let lab = match key_of(&dict, "labels") {
+            Some(Pickle::List(l)) => l
+                .iter()
+                .map(|v| match v {
+                    Pickle::I64(x) if (0..10).contains(x) => Ok(*x as u32),
+                    other => Err(NodeError::file(format!("expected labels 0–9, found {other:?}"), &path)),
+                })
+                .collect::<Result<Vec<u32>, _>>()?,
+            _ => return Err(NodeError::file("expected a pickled dict with a 'labels' list, found none", &path)),
+        };
+        if lab.len() != rows {
+            return Err(NodeError::file(format!("expected {rows} labels (one per image), found {}", lab.len()), &path));
+        }
+        pixels.extend_from_slice(&bytes);
+        labels.extend(lab);
+        ctx.progress(0.1 + 0.5 * (fi + 1) as f32 / files.len() as f32, &format!("read {name}"));
+    }
+    let mut class_names: Vec<String> = CIFAR10_CLASSES.iter().map(|s| (*s).to_owned()).collect();
+    if let Ok(meta) = read_pickle(&folder.join("batches.meta")) {
+        if let Some(Pickle::List(names)) = key_of(&meta, "label_names") {
+            let names: Vec<String> = names
+                .iter()
+                .filter_map(|n| match n {
+                    Pickle::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                    Pickle::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            if names.len() == 10 {
+                class_names = names;
+            }
+        }
+    }
+    Ok(Split { width: 32, height: 32, pixels, labels, class_names })
+}
+
+fn read_image_folder(folder: &Path, ctx: &EvalContext) -> Result<Split, NodeError> {
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| NodeError::file(format!("cannot list the folder ({e})"), folder))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    if classes.is_empty() {
+        return Err(NodeError::file(format!("no class subfolders (expected {})", expected(Source::ImageFolder { train: false })), folder));
+    }
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    let mut size: Option<(u32, u32, PathBuf)> = None;
+    let class_names: Vec<String> = classes.iter().map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+    for (label, class_dir) in classes.iter().enumerate() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
+            .map_err(|e| NodeError::file(format!("cannot list the folder ({e})"), class_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().map(|e| e.to_string_lossy().to_lowercase()).is_some_and(|e| matches!(e.as_str(), "png" | "jpg" | "jpeg"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(NodeError::file("class folder has no PNG or JPEG images", class_dir));
+        }
+        for f in files {
+            ctx.check_cancelled()?;
+            let img = image::open(&f).map_err(|e| NodeError::file(format!("cannot decode the image ({e})"), &f))?.to_rgb8();
+            let (w, h) = img.dimensions();
+            match &size {
+                None => size = Some((w, h, f.clone())),
+                Some((sw, sh, first)) if (*sw, *sh) != (w, h) => {
+                    return Err(NodeError::file(
+                        format!("expected {sw}×{sh} pixels like {}, found {w}×{h}", first.display()),
+                        &f,
+                    ))
+                }
+                Some(_) => {}
+            }
+            let plane = (w * h) as usize;
+            let raw = img.into_raw();
+            let start = pixels.len();
+            pixels.resize(start + 3 * plane, 0);
+            for p in 0..plane {
+                for c in 0..3 {
+                    pixels[start + c * plane + p] = raw[p * 3 + c];
+                }
+            }
+            labels.push(label as u32);
+        }
+        ctx.progress(0.1 + 0.5 * (label + 1) as f32 / classes.len() as f32, &format!("read class {}", class_names[label]));
+    }
+    let (w, h, _) = size.unwrap_or((0, 0, PathBuf::new()));
+    Ok(Split { width: w as usize, height: h as usize, pixels, labels, class_names })
+}
+
+/// Deterministic shuffle (splitmix64 + Fisher–Yates), so a seed always picks the same images.
+fn shuffle(items: &mut [usize], seed: u64) {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for i in (1..items.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// The indices chosen by a selection.
+pub fn select(labels: &[u32], classes: usize, s: &Selection) -> Result<Vec<usize>, NodeError> {
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    if s.shuffle {
+        shuffle(&mut order, s.seed);
+    }
+    if s.offset >= order.len() {
+        return Err(NodeError::param("offset", format!("offset {} is past the {} images of this split", s.offset, order.len())));
+    }
+    let order = &order[s.offset..];
+    if s.per_class > 0 {
+        let mut taken = vec![0usize; classes.max(1)];
+        let mut out = Vec::new();
+        for &i in order {
+            let c = labels[i] as usize;
+            if let Some(t) = taken.get_mut(c) {
+                if *t < s.per_class {
+                    *t += 1;
+                    out.push(i);
+                }
+            }
+        }
+        if let Some((c, n)) = taken.iter().enumerate().find(|(_, n)| **n < s.per_class) {
+            return Err(NodeError::param(
+                "per_class",
+                format!("class {c} has only {n} images from offset {}, but {} per class were asked for", s.offset, s.per_class),
+            ));
+        }
+        return Ok(out);
+    }
+    let n = if s.count == 0 { order.len() } else { s.count.min(order.len()) };
+    Ok(order[..n].to_vec())
+}

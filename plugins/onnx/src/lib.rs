@@ -1,0 +1,27 @@
+//! # quantgraph-onnx
+//!
+//! Node kinds backed by ONNX Runtime (through `ort`, loading the library at run time):
+//!
+//! * `onnx.model` ([`model::OnnxModel`]) — load and describe an ONNX file, with its Q/DQ table.
+//! * `onnx.qdq_override` ([`qdq_override::QdqOverride`]) — edit Q/DQ scales and zero-points.
+//! * `onnx.layer_probe` ([`probe::LayerProbe`]) — run a model on a dataset, capture tensors.
+//!
+//! [`proto`] reads ONNX protobufs and edits them without losing unknown fields;
+//! [`runtime`] finds and loads the ONNX Runtime library.
+
+pub mod info;
+pub mod model;
+pub mod probe;
+pub mod proto;
+pub mod qdq_override;
+pub mod runtime;
+
+use quantgraph_nodes::NodeRegistry;
+
+/// Register this plugin's node kinds.
+pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<()> {
+    registry.register::<model::OnnxModel>()?;
+    registry.register::<qdq_override::QdqOverride>()?;
+    registry.register::<probe::LayerProbe>()?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `onnx.model`: load an ONNX file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use quantgraph_nodes::kind::{file_identity, resolve_path, single};
+use quantgraph_nodes::param::ParamReader;
+use quantgraph_nodes::value::ModelValue;
+use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+
+use crate::{info, proto, runtime};
+
+/// Loads an ONNX model file.
+#[derive(Default)]
+pub struct OnnxModel;
+
+/// Make a [`ModelValue`] from bytes: decode, describe, and check that ONNX Runtime
+/// accepts it. `origin` names the file in messages.
+pub fn model_value(name: &str, origin: &str, bytes: Vec<u8>, threads: usize) -> Result<ModelValue, NodeError> {
+    let model = proto::decode_model(&bytes).map_err(|e| NodeError::file(e, origin))?;
+    let info = info::model_info(&model);
+    if info.inputs.is_empty() {
+        return Err(NodeError::file("the model has no inputs", origin));
+    }
+    runtime::session(&bytes, threads).map_err(|e| match e {
+        NodeError::Failed(msg) => NodeError::file(msg, origin),
+        other => other,
+    })?;
+    Ok(ModelValue {
+        name: name.to_owned(),
+        path: origin.to_owned(),
+        bytes: Arc::new(bytes),
+        info: Arc::new(info),
+        threads,
+        changes: Vec::new(),
+    })
+}
+
+impl NodeKind for OnnxModel {
+    fn id(&self) -> &'static str {
+        "onnx.model"
+    }
+    fn display_name(&self) -> &'static str {
+        "ONNX Model"
+    }
+    fn category(&self) -> &'static str {
+        "Model"
+    }
+    fn doc(&self) -> &'static str {
+        "Loads an ONNX model file and describes it: inputs and outputs, every operator, the \
+         initializers, the parameter count and, for a QDQ model, the table of every \
+         QuantizeLinear/DequantizeLinear with its scale, zero-point, type and the float tensor it \
+         quantizes. The file is never modified."
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::path("path", "ONNX file", "", &["onnx"], false).with_doc("Relative paths are relative to the graph file."),
+            ParamSpec::int("threads", "Threads", 0, 0, 256).with_doc("Intra-op threads for ONNX Runtime (0: its default)."),
+        ]
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        Vec::new()
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("model", PortType::Model)]
+    }
+    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let r = ParamReader::new(params, self.params());
+        let path_param = r.str("path")?;
+        if path_param.is_empty() {
+            return Err(NodeError::param("path", "choose an ONNX file"));
+        }
+        let path = ctx.resolve_path(&path_param);
+        let bytes = std::fs::read(&path).map_err(|e| NodeError::file(format!("cannot read the model ({e})"), &path))?;
+        ctx.progress(0.5, "checking the model with ONNX Runtime");
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let value = model_value(&name, &path.display().to_string(), bytes, r.usize("threads")?)?;
+        Ok(single("model", Value::Model(Arc::new(value))))
+    }
+    fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
+        let p = params.get("path")?.as_str()?;
+        Some(file_identity(&resolve_path(base_dir, p)))
+    }
+}

@@ -1,0 +1,161 @@
+//! ONNX Runtime, loaded at run time from a shared library (`ort` with `load-dynamic`).
+//!
+//! The library is found through `ORT_DYLIB_PATH`, else in the project's cache filled by
+//! `scripts/ensure-ort.sh` (the pinned `onnxruntime` wheel from PyPI, sha256-checked).
+//! When it cannot be found or loaded, every model node says so and what to do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use quantgraph_nodes::value::Tensor;
+use quantgraph_nodes::{EvalContext, NodeError};
+
+/// The ONNX Runtime version this build is made for (ort's `api-31`).
+pub const ORT_VERSION: &str = "1.31.1";
+
+static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Where the library is looked for, in order.
+pub fn library_candidates() -> Vec<PathBuf> {
+    let file = format!("libonnxruntime.so.{ORT_VERSION}");
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(p));
+        return out;
+    }
+    if let Some(cache) = std::env::var_os("QUANTGRAPH_CACHE") {
+        out.push(Path::new(&cache).join(format!("onnxruntime-{ORT_VERSION}")).join(&file));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            out.push(dir.join(&file));
+            // target/<profile>/ → repository root
+            for up in [dir.join("../.."), dir.join("../../..")] {
+                out.push(up.join(".cache").join(format!("onnxruntime-{ORT_VERSION}")).join(&file));
+            }
+        }
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    out.push(repo.join(".cache").join(format!("onnxruntime-{ORT_VERSION}")).join(&file));
+    out
+}
+
+fn load() -> Result<Environment, String> {
+    let candidates = library_candidates();
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "ONNX Runtime {ORT_VERSION} was not found. Run `scripts/ensure-ort.sh` (it fetches the pinned onnxruntime \
+             wheel from PyPI and checks its sha256), or set ORT_DYLIB_PATH to a libonnxruntime.so {ORT_VERSION}. \
+             Looked in: {}",
+            looked.join(", ")
+        ));
+    };
+    let builder = ort::init_from(path)
+        .map_err(|e| format!("ONNX Runtime could not be loaded from {} ({e}); set ORT_DYLIB_PATH to a working libonnxruntime.so {ORT_VERSION}", path.display()))?;
+    builder
+        .with_name("quantgraph")
+        .build()
+        .map_err(|e| format!("ONNX Runtime loaded from {} but did not start: {e}", path.display()))
+}
+
+/// The process-wide ONNX Runtime environment.
+pub fn environment() -> Result<&'static Environment, NodeError> {
+    ENV.get_or_init(load).as_ref().map_err(|e| NodeError::failed(e.clone()))
+}
+
+fn ort_err(context: &str) -> impl Fn(ort::Error) -> NodeError + '_ {
+    move |e| NodeError::failed(format!("{context}: {e}"))
+}
+
+/// A session made from model bytes, optimised as Python's `InferenceSession` does by
+/// default (all graph optimisations).
+pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
+    let env = environment()?;
+    let builder = Session::builder(env).map_err(ort_err("ONNX Runtime session options"))?;
+    let builder = builder
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?;
+    let mut builder = if threads > 0 {
+        builder.with_intra_threads(threads).map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?
+    } else {
+        builder
+    };
+    builder.commit_from_memory(bytes).map_err(ort_err("ONNX Runtime could not load the model"))
+}
+
+/// Outputs of a batched run: name → (shape with the full sample count, data).
+pub type RunOutputs = BTreeMap<String, Tensor>;
+
+/// Run `images` (first axis = samples) through the session in batches and hand each
+/// named output of each batch to `on_batch(first_sample, name, item_shape, data)`.
+/// Reports progress and stops when cancelled.
+#[allow(clippy::too_many_arguments)]
+pub fn for_each_batch(
+    session: &mut Session,
+    input_name: &str,
+    images: &Tensor,
+    batch_size: usize,
+    outputs: &[String],
+    ctx: &EvalContext,
+    what: &str,
+    mut on_batch: impl FnMut(usize, &str, &[usize], &[f32]) -> Result<(), NodeError>,
+) -> Result<(), NodeError> {
+    let n = images.shape.first().copied().unwrap_or(0);
+    let item = images.item_len();
+    let batch_size = batch_size.max(1);
+    let mut start = 0;
+    while start < n {
+        ctx.check_cancelled()?;
+        let end = (start + batch_size).min(n);
+        let mut shape: Vec<i64> = images.shape.iter().map(|d| *d as i64).collect();
+        shape[0] = (end - start) as i64;
+        let data = images.data[start * item..end * item].to_vec();
+        let input = ort::value::Tensor::from_array((shape, data)).map_err(ort_err("making the input tensor"))?;
+        let result = session.run(vec![(input_name, input)]).map_err(ort_err("ONNX Runtime run failed"))?;
+        for name in outputs {
+            let Some(value) = result.get(name) else {
+                return Err(NodeError::failed(format!("the model gave no output '{name}'")));
+            };
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| NodeError::failed(format!("output '{name}' is not a float tensor: {e}")))?;
+            let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
+            on_batch(start, name, &item_shape, data)?;
+        }
+        start = end;
+        ctx.progress(end as f32 / n as f32, &format!("{what}: {end}/{n} images"));
+    }
+    Ok(())
+}
+
+/// Run all samples and collect the named outputs in full.
+pub fn run_batches(
+    session: &mut Session,
+    input_name: &str,
+    images: &Tensor,
+    batch_size: usize,
+    outputs: &[String],
+    ctx: &EvalContext,
+    what: &str,
+) -> Result<RunOutputs, NodeError> {
+    let n = images.shape.first().copied().unwrap_or(0);
+    let mut collected: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    for_each_batch(session, input_name, images, batch_size, outputs, ctx, what, |_, name, item_shape, data| {
+        let entry = collected.entry(name.to_owned()).or_insert_with(|| (item_shape.to_vec(), Vec::new()));
+        entry.1.extend_from_slice(data);
+        Ok(())
+    })?;
+    Ok(collected
+        .into_iter()
+        .map(|(name, (item_shape, data))| {
+            let mut shape = vec![n];
+            shape.extend(item_shape);
+            (name, Tensor { shape, data })
+        })
+        .collect())
+}

@@ -1,0 +1,199 @@
+//! # quantgraph-plot
+//!
+//! * `plot.chart` ([`Chart`]) — a table column (or several) as a bar or line chart, or a
+//!   whole table as a heatmap.
+//! * `plot.histogram` ([`TensorHistogram`]) — a probed tensor's histogram, with the clip
+//!   range and grid of its Q/DQ pair marked.
+//!
+//! The editor draws [`PlotSpec`]s with egui_plot; [`render_png`] draws them for headless
+//! runs (`quantgraph run --out DIR`) and PNG export, [`plot_csv`] exports their data.
+
+mod render;
+
+use std::sync::Arc;
+
+use quantgraph_nodes::kind::single;
+use quantgraph_nodes::param::ParamReader;
+use quantgraph_nodes::value::{Cell, PlotKind, PlotSpec, Series};
+use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+
+pub use render::render_png;
+
+/// Register this plugin's node kinds.
+pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<()> {
+    registry.register::<Chart>()?;
+    registry.register::<TensorHistogram>()?;
+    Ok(())
+}
+
+/// A plot's data as CSV: one row per point (or heatmap cell).
+pub fn plot_csv(p: &PlotSpec) -> String {
+    let mut out = String::new();
+    match p.kind {
+        PlotKind::Heatmap => {
+            out.push_str("row,column,value\n");
+            let cols = p.x_categories.len().max(1);
+            for (i, v) in p.cells.iter().enumerate() {
+                let r = p.y_categories.get(i / cols).cloned().unwrap_or_default();
+                let c = p.x_categories.get(i % cols).cloned().unwrap_or_default();
+                out.push_str(&format!("{r},{c},{v}\n"));
+            }
+        }
+        _ => {
+            out.push_str("series,x,label,y\n");
+            for s in &p.series {
+                for (x, y) in s.x.iter().zip(&s.y) {
+                    let label = p.x_categories.get(*x as usize).cloned().unwrap_or_default();
+                    out.push_str(&format!("{},{x},{label},{y}\n", s.name));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Table → chart.
+#[derive(Default)]
+pub struct Chart;
+
+impl NodeKind for Chart {
+    fn id(&self) -> &'static str {
+        "plot.chart"
+    }
+    fn display_name(&self) -> &'static str {
+        "Chart"
+    }
+    fn category(&self) -> &'static str {
+        "Plot"
+    }
+    fn doc(&self) -> &'static str {
+        "Draws one table of its input: as bars or lines (category labels from column `x`, one \
+         series per column listed in `y`), or as a heatmap of every numeric cell (e.g. a \
+         confusion matrix). Hover shows values in the editor; `quantgraph run --out` writes it as \
+         PNG and CSV."
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::text("title", "Title", ""),
+            ParamSpec::choice("kind", "Chart", "bar", &["bar", "line", "heatmap"]),
+            ParamSpec::text("table", "Table", "per_layer"),
+            ParamSpec::text("x", "Label column", "tensor"),
+            ParamSpec::text("y", "Value columns (comma-separated)", "sqnr_db"),
+            ParamSpec::text("filter", "Only rows whose label contains", ""),
+        ]
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("table", PortType::Table)]
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("plot", PortType::Plot)]
+    }
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let r = ParamReader::new(params, self.params());
+        let report = inputs.table("table")?;
+        let name = r.str("table")?;
+        let Some(table) = report.table(&name).or_else(|| if name.is_empty() { report.tables.first() } else { None }) else {
+            let names: Vec<&str> = report.tables.iter().map(|t| t.name.as_str()).collect();
+            return Err(NodeError::param("table", format!("expected one of {}, found '{name}'", names.join(", "))));
+        };
+        let kind = r.str("kind")?;
+        let mut title = r.str("title")?;
+        if title.is_empty() {
+            title = table.name.replace('_', " ");
+        }
+        let filter = r.str("filter")?;
+        if kind == "heatmap" {
+            let mut p = PlotSpec::new(PlotKind::Heatmap, title);
+            p.x_categories = table.columns.iter().skip(1).cloned().collect();
+            for row in &table.rows {
+                p.y_categories.push(row.first().map(ToString::to_string).unwrap_or_default());
+                for c in row.iter().skip(1) {
+                    p.cells.push(c.as_f64().unwrap_or(f64::NAN));
+                }
+            }
+            p.x_label = table.columns.first().cloned().unwrap_or_default();
+            return Ok(single("plot", Value::Plot(Arc::new(p))));
+        }
+        let x_col = r.str("x")?;
+        let Some(xi) = table.column(&x_col) else {
+            return Err(NodeError::param("x", format!("expected a column of '{}' ({}), found '{x_col}'", table.name, table.columns.join(", "))));
+        };
+        let rows: Vec<&Vec<Cell>> =
+            table.rows.iter().filter(|row| filter.is_empty() || row.get(xi).is_some_and(|c| c.to_string().contains(&filter))).collect();
+        let mut p = PlotSpec::new(if kind == "line" { PlotKind::Line } else { PlotKind::Bar }, title);
+        p.x_label = x_col.clone();
+        p.x_categories = rows.iter().map(|row| row.get(xi).map(ToString::to_string).unwrap_or_default()).collect();
+        for y in r.str("y")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some(yi) = table.column(y) else {
+                return Err(NodeError::param("y", format!("expected columns of '{}' ({}), found '{y}'", table.name, table.columns.join(", "))));
+            };
+            p.series.push(Series {
+                name: y.to_owned(),
+                x: (0..rows.len()).map(|i| i as f64).collect(),
+                y: rows.iter().map(|row| row.get(yi).and_then(Cell::as_f64).unwrap_or(f64::NAN)).collect(),
+            });
+        }
+        p.y_label = p.series.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ");
+        Ok(single("plot", Value::Plot(Arc::new(p))))
+    }
+}
+
+/// A probed tensor's histogram.
+#[derive(Default)]
+pub struct TensorHistogram;
+
+impl NodeKind for TensorHistogram {
+    fn id(&self) -> &'static str {
+        "plot.histogram"
+    }
+    fn display_name(&self) -> &'static str {
+        "Tensor Histogram"
+    }
+    fn category(&self) -> &'static str {
+        "Plot"
+    }
+    fn doc(&self) -> &'static str {
+        "Histogram of one probed tensor over all samples, with the representable range \
+         [(qmin−zp)·s, (qmax−zp)·s] of its Q/DQ pair marked, so clipping and rounding can be told \
+         apart at a glance."
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::tensor_name("tensor", "Tensor", "activations", false)]
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("activations", PortType::Activations)]
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("plot", PortType::Plot)]
+    }
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let r = ParamReader::new(params, self.params());
+        let acts = inputs.activations("activations")?;
+        let name = r.str("tensor")?;
+        let t = if name.is_empty() {
+            acts.tensors.values().find(|t| t.qdq.is_some()).or_else(|| acts.tensors.values().next())
+        } else {
+            acts.tensors.get(&name)
+        };
+        let Some(t) = t else {
+            return Err(NodeError::param("tensor", format!("the probe captured no tensor '{name}'")));
+        };
+        let h = &t.stats.histogram;
+        let width = (h.hi - h.lo) / h.counts.len().max(1) as f32;
+        let mut p = PlotSpec::new(PlotKind::Histogram, format!("{} ({})", t.name, acts.model_name));
+        p.x_label = "value".into();
+        p.y_label = "count".into();
+        p.series.push(Series {
+            name: t.name.clone(),
+            x: (0..h.counts.len()).map(|i| f64::from(h.lo + (i as f32 + 0.5) * width)).collect(),
+            y: h.counts.iter().map(|c| *c as f64).collect(),
+        });
+        if let Some(q) = &t.qdq {
+            if let Some((lo, hi)) = q.real_range() {
+                p.markers.push((f64::from(lo), format!("clip low {lo:.4}")));
+                p.markers.push((f64::from(hi), format!("clip high {hi:.4}")));
+            }
+        }
+        Ok(single("plot", Value::Plot(Arc::new(p))))
+    }
+}

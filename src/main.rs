@@ -1,0 +1,1 @@
+fn main() -> anyhow::Result<()> { quantgraph_app::main() }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# QuantGraph's whole test suite: `./test.sh` (extra arguments go to `cargo test`).
+# Installs what the tests need first: the ONNX Runtime library (scripts/ensure-ort.sh).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$repo"
+export QUANTGRAPH_CIFAR10="${QUANTGRAPH_CIFAR10:-$repo/../shared/data/cifar10}"
+export ORT_DYLIB_PATH="$(scripts/ensure-ort.sh)"
+cargo test --workspace --locked "$@"

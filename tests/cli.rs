@@ -1,0 +1,138 @@
+//! The `quantgraph` command line, end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn qg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_quantgraph"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn nodes_lists_every_registered_kind_with_ports_params_and_docs() {
+    let out = qg().arg("nodes").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for id in ["dataset.cifar10", "onnx.model", "onnx.qdq_override", "onnx.layer_probe", "compare.comparator", "plot.chart", "plot.histogram"] {
+        assert!(text.contains(&format!("{id} (v")), "{id} missing from:\n{text}");
+    }
+    assert!(text.contains("in  dataset: Dataset (optional)"));
+    assert!(text.contains("param rule_factor = 1.0"));
+    let json = qg().args(["nodes", "--json"]).output().unwrap();
+    let kinds: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let registry = quantgraph_app::registry().unwrap();
+    assert_eq!(kinds.as_array().unwrap().len(), registry.len());
+}
+
+#[test]
+fn check_accepts_the_bundled_graphs_and_reports_problems_with_a_nonzero_exit() {
+    let out = qg().args(["check", "assets/graphs/default.qgraph"]).current_dir(repo()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.qgraph");
+    std::fs::write(
+        &bad,
+        r#"{"format":"quantgraph","format_version":1,"nodes":[
+            {"id":1,"kind":"onnx.model","kind_version":1,"position":[0,0],"params":{"path":"m.onnx","threads":-3}},
+            {"id":2,"kind":"onnx.layer_probe","kind_version":1,"position":[0,0],"params":{}},
+            {"id":3,"kind":"dataset.cifar10","kind_version":1,"position":[0,0],"params":{}},
+            {"id":4,"kind":"no.such_kind","kind_version":1,"position":[0,0],"params":{}}],
+           "wires":[{"from":{"node":3,"port":"dataset"},"to":{"node":2,"port":"model"}}]}"#,
+    )
+    .unwrap();
+    let out = qg().arg("check").arg(&bad).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!out.status.success());
+    assert!(text.contains("parameter 'threads': expected an integer in [0, 256], found -3"), "{text}");
+    assert!(text.contains("input 'dataset' is not connected"), "{text}");
+    assert!(text.contains("input 'model': Dataset output cannot feed a Model input"), "{text}");
+    assert!(text.contains("unknown node kind 'no.such_kind'"), "{text}");
+}
+
+#[test]
+fn malformed_graph_files_give_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.qgraph");
+    std::fs::write(&bad, "{\n  \"format\": \"quantgraph\",\n  \"nodes\": [,]\n}\n").unwrap();
+    let out = qg().arg("check").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("malformed graph file at line 3, column 13"), "{err}");
+    assert!(err.contains("broken.qgraph"), "{err}");
+}
+
+/// A graph over the tiny fixture models and a generated image folder: run it headless,
+/// with `--set`, `--json` and `--out`.
+#[test]
+fn run_evaluates_every_sink_and_writes_json_csv_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    for (c, class) in ["cats", "dogs"].iter().enumerate() {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..3u8 {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, (c as u8) * 100 + i * 20]));
+            img.save(images.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let fixtures = repo().join("tests/fixtures/tiny");
+    let graph = std::fs::read_to_string(repo().join("assets/graphs/default.qgraph")).unwrap();
+    let path = dir.path().join("g.qgraph");
+    std::fs::write(&path, graph).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = qg()
+        .arg("run")
+        .arg(&path)
+        .args(["--set", &format!("fp32.path={}", fixtures.join("tiny_fp32.onnx").display())])
+        .args(["--set", &format!("int8.path={}", fixtures.join("tiny_qdq.onnx").display())])
+        .args(["--set", &format!("cifar10_test.path={}", images.display())])
+        .args(["--set", "cifar10_test.format=image-folder", "--set", "cifar10_test.per_class=0", "--set", "cifar10_test.count=0"])
+        .arg("--json")
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &json["nodes"]["7"]["outputs"]["report"];
+    assert_eq!(report["summary"]["samples"], 6.0);
+    assert!(report["summary"]["accuracy_a"].is_number());
+    let per_layer = report["tables"].as_array().unwrap().iter().find(|t| t["name"] == "per_layer").unwrap();
+    assert!(per_layer["rows"].as_array().unwrap().len() >= 4);
+    for f in ["results.json", "sqnr_plot.plot.png", "confusion_plot.plot.png", "compare.report.per_layer.csv"] {
+        assert!(out_dir.join(f).is_file(), "{f} not written");
+    }
+    let png = std::fs::read(out_dir.join("sqnr_plot.plot.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[test]
+fn a_missing_model_fails_on_its_node_and_the_rest_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images/only");
+    std::fs::create_dir_all(&images).unwrap();
+    image::RgbImage::from_pixel(32, 32, image::Rgb([1, 2, 3])).save(images.join("a.png")).unwrap();
+    let path = dir.path().join("g.qgraph");
+    std::fs::copy(repo().join("assets/graphs/default.qgraph"), &path).unwrap();
+    let tiny = repo().join("tests/fixtures/tiny/tiny_qdq.onnx");
+    let out = qg()
+        .arg("run")
+        .arg(&path)
+        .args(["--set", "fp32.path=does/not/exist.onnx"])
+        .args(["--set", &format!("int8.path={}", tiny.display())])
+        .args(["--set", &format!("cifar10_test.path={}", dir.path().join("images").display())])
+        .args(["--set", "cifar10_test.format=image-folder", "--set", "cifar10_test.per_class=0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let missing = Path::new(dir.path()).join("does/not/exist.onnx");
+    assert!(text.contains(&format!("fp32 (#2) [failed: cannot read the model (No such file or directory (os error 2)): {}]", missing.display())), "{text}");
+    assert!(text.contains("probe_fp32 (#5) [blocked by fp32 (#2)]"), "{text}");
+    assert!(text.contains("probe_int8 (#6) [ok]"), "{text}");
+    assert!(text.contains("int8_histogram (#11) [ok]"), "{text}");
+}
