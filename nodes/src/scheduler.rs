@@ -500,8 +500,24 @@ enum State {
 struct Active {
     plan: Plan,
     tx: Sender<Event>,
-    state: BTreeMap<NodeId, State>,
+    state: HashMap<NodeId, State>,
+    /// Nodes of the plan fed by each node.
+    dependents: HashMap<NodeId, Vec<NodeId>>,
+    /// Nodes of the plan with each key.
+    by_key: HashMap<Key, Vec<NodeId>>,
+    /// Position of each node in the plan's topological order.
+    rank: HashMap<NodeId, usize>,
     done_sent: bool,
+}
+
+impl Active {
+    fn set(&mut self, id: NodeId, state: State) {
+        self.state.insert(id, state);
+    }
+
+    fn unsettled(&self) -> bool {
+        self.state.values().any(|s| matches!(s, State::Pending | State::Running))
+    }
 }
 
 struct Coordinator {
@@ -519,8 +535,8 @@ impl Coordinator {
                 Msg::Plan(plan, tx) => self.start(plan, tx),
                 Msg::Progress { key, fraction, message } => {
                     if let Some(active) = &self.active {
-                        for (id, node) in &active.plan.nodes {
-                            if node.key == key && active.state.get(id) == Some(&State::Running) {
+                        for id in active.by_key.get(&key).into_iter().flatten() {
+                            if active.state.get(id) == Some(&State::Running) {
                                 let _ = active.tx.send(Event::Progress { node: *id, fraction, message: message.clone() });
                             }
                         }
@@ -549,7 +565,7 @@ impl Coordinator {
                 flag.store(true, Ordering::Relaxed);
             }
         }
-        let mut state = BTreeMap::new();
+        let mut state = HashMap::new();
         {
             let mut cache = lock(&self.shared.cache);
             cache.pinned = needed;
@@ -568,22 +584,46 @@ impl Coordinator {
                 }
             }
         }
-        self.active = Some(Active { plan, tx, state, done_sent: false });
-        self.advance();
+        let mut dependents: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        let mut by_key: HashMap<Key, Vec<NodeId>> = HashMap::new();
+        for (id, node) in &plan.nodes {
+            by_key.entry(node.key).or_default().push(*id);
+            for (_, up, _) in &node.inputs {
+                dependents.entry(*up).or_default().push(*id);
+            }
+        }
+        let rank = plan.order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let candidates = plan.order.clone();
+        self.active = Some(Active { plan, tx, state, dependents, by_key, rank, done_sent: false });
+        self.advance(candidates);
     }
 
-    /// Start every pending node whose inputs are ready; block those with failed inputs.
-    fn advance(&mut self) {
+    /// Look at `candidates` (and, when one settles without running, at its dependents):
+    /// start each pending node whose inputs are ready, block those with failed inputs.
+    fn advance(&mut self, candidates: Vec<NodeId>) {
         let Some(active) = self.active.as_mut() else { return };
-        let order = active.plan.order.clone();
-        for id in order {
-            if active.state.get(&id) != Some(&State::Pending) {
+        // A min-heap by topological rank, so upstream nodes settle first.
+        let mut work: std::collections::BinaryHeap<std::cmp::Reverse<(usize, NodeId)>> = candidates
+            .into_iter()
+            .filter_map(|id| active.rank.get(&id).map(|r| std::cmp::Reverse((*r, id))))
+            .collect();
+        let mut seen: HashSet<NodeId> = HashSet::new();
+        while let Some(std::cmp::Reverse((_, id))) = work.pop() {
+            if !seen.insert(id) || active.state.get(&id) != Some(&State::Pending) {
                 continue;
             }
+            let push_dependents = |active: &Active, work: &mut std::collections::BinaryHeap<std::cmp::Reverse<(usize, NodeId)>>| {
+                for d in active.dependents.get(&id).into_iter().flatten() {
+                    if let Some(r) = active.rank.get(d) {
+                        work.push(std::cmp::Reverse((*r, *d)));
+                    }
+                }
+            };
             let Some(node) = active.plan.nodes.get(&id) else { continue };
-            if let Some(error) = &node.static_error {
-                active.state.insert(id, State::Failed);
-                let _ = active.tx.send(Event::Failed { node: id, error: error.clone() });
+            if let Some(error) = node.static_error.clone() {
+                active.set(id, State::Failed);
+                let _ = active.tx.send(Event::Failed { node: id, error });
+                push_dependents(active, &mut work);
                 continue;
             }
             let mut blocked_by = None;
@@ -602,8 +642,9 @@ impl Coordinator {
                 continue;
             }
             if let Some(by) = blocked_by {
-                active.state.insert(id, State::Blocked(by));
+                active.set(id, State::Blocked(by));
                 let _ = active.tx.send(Event::Blocked { node: id, by });
+                push_dependents(active, &mut work);
                 continue;
             }
             if self.running.contains_key(&node.key) {
@@ -629,8 +670,9 @@ impl Coordinator {
             }
             if let Some(port) = missing {
                 let error = NodeError::input(port, "the upstream node gave no value on this port");
-                active.state.insert(id, State::Failed);
+                active.set(id, State::Failed);
                 let _ = active.tx.send(Event::Failed { node: id, error });
+                push_dependents(active, &mut work);
                 continue;
             }
             let Some(kind) = node.kind.clone() else { continue };
@@ -663,8 +705,7 @@ impl Coordinator {
                 }
             }
         }
-        let settled = active.state.values().all(|s| !matches!(s, State::Pending | State::Running));
-        if settled && !active.done_sent {
+        if !active.done_sent && !active.unsettled() {
             active.done_sent = true;
             lock(&self.shared.cache).pinned.clear();
             let _ = active.tx.send(Event::Done);
@@ -686,14 +727,20 @@ impl Coordinator {
                 Err(Some(e))
             }
         };
+        let mut candidates = Vec::new();
         if let Some(active) = self.active.as_mut() {
             let ids: Vec<NodeId> = active
-                .plan
-                .nodes
-                .iter()
-                .filter(|(id, n)| n.key == key && active.state.get(id) == Some(&State::Running))
-                .map(|(id, _)| *id)
+                .by_key
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter(|id| active.state.get(id) == Some(&State::Running))
+                .copied()
                 .collect();
+            for id in &ids {
+                candidates.push(*id);
+                candidates.extend(active.dependents.get(id).into_iter().flatten().copied());
+            }
             for id in ids {
                 match &result {
                     Ok(outputs) => {
@@ -711,7 +758,7 @@ impl Coordinator {
                 }
             }
         }
-        self.advance();
+        self.advance(candidates);
     }
 
     fn cancel_all(&mut self) {
@@ -719,14 +766,16 @@ impl Coordinator {
             flag.store(true, Ordering::Relaxed);
         }
         if let Some(active) = self.active.as_mut() {
-            for (id, st) in active.state.iter_mut() {
-                if matches!(st, State::Pending | State::Running) {
-                    *st = State::Cancelled;
-                    let _ = active.tx.send(Event::Cancelled { node: *id });
+            for id in &active.plan.order {
+                if let Some(st) = active.state.get_mut(id) {
+                    if matches!(st, State::Pending | State::Running) {
+                        *st = State::Cancelled;
+                        let _ = active.tx.send(Event::Cancelled { node: *id });
+                    }
                 }
             }
         }
-        self.advance();
+        self.advance(Vec::new());
     }
 }
 
