@@ -1,0 +1,267 @@
+//! The Dataset Loader on generated fixtures (binary, python pickle, image folders) and,
+//! when present, the real CIFAR-10 test batch.
+
+use std::path::{Path, PathBuf};
+
+use quantgraph_dataset::Cifar10Loader;
+use quantgraph_nodes::value::{Dataset, Layout, Value};
+use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, Params};
+
+fn run(params: serde_json::Value) -> Result<std::sync::Arc<Dataset>, NodeError> {
+    let p: Params = serde_json::from_value(params).unwrap();
+    let out = Cifar10Loader.evaluate(&EvalContext::detached(None), &Inputs::default(), &p)?;
+    match out.get("dataset") {
+        Some(Value::Dataset(d)) => Ok(d.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A CIFAR-10 binary batch of `n` records: record k has label k % 10 and pixel bytes
+/// (k + i) % 251.
+fn binary_batch(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 3073);
+    for k in 0..n {
+        out.push((k % 10) as u8);
+        out.extend((0..3072).map(|i| ((k + i) % 251) as u8));
+    }
+    out
+}
+
+fn binary_dir(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("test_batch.bin"), binary_batch(n)).unwrap();
+    dir
+}
+
+fn path_of(dir: &Path) -> String {
+    dir.to_string_lossy().into_owned()
+}
+
+#[test]
+fn binary_layout_reads_labels_pixels_and_selection() {
+    let dir = binary_dir(40);
+    let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0})).unwrap();
+    assert_eq!(d.len(), 40);
+    assert_eq!(d.images.shape, vec![40, 3, 32, 32]);
+    assert_eq!(d.labels[..12], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    assert_eq!(d.class_names[3], "cat");
+    // Raw 0–255, planar: element (k, c, y, x) is byte 1 + c·1024 + y·32 + x of record k.
+    let k = 7;
+    let i = 2 * 1024 + 5 * 32 + 9;
+    assert_eq!(d.images.data[k * 3072 + i], ((k + i) % 251) as f32);
+    // Per class with an offset: 2 of each class starting at record 10.
+    let d = run(serde_json::json!({"path": path_of(dir.path()), "per_class": 2, "offset": 10})).unwrap();
+    assert_eq!(d.len(), 20);
+    assert_eq!(d.source_indices[0], 10);
+    assert_eq!(d.labels.iter().filter(|l| **l == 3).count(), 2);
+    // A seed always picks the same images; another seed others.
+    let a = run(serde_json::json!({"path": path_of(dir.path()), "count": 5, "shuffle": true, "seed": 1})).unwrap();
+    let b = run(serde_json::json!({"path": path_of(dir.path()), "count": 5, "shuffle": true, "seed": 1})).unwrap();
+    let c = run(serde_json::json!({"path": path_of(dir.path()), "count": 5, "shuffle": true, "seed": 2})).unwrap();
+    assert_eq!(a.source_indices, b.source_indices);
+    assert_ne!(a.source_indices, c.source_indices);
+    assert_eq!(d.preview.len(), 20);
+    assert_eq!(d.preview[0].rgb.len(), 32 * 32 * 3);
+}
+
+#[test]
+fn preprocessing_scales_normalises_and_lays_out() {
+    let dir = binary_dir(3);
+    let raw = run(serde_json::json!({"path": path_of(dir.path()), "count": 0})).unwrap();
+    let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0, "scale": "unit", "mean": "0.5,0.25,0", "std": "0.5", "layout": "NHWC"})).unwrap();
+    assert_eq!(d.layout, Layout::Nhwc);
+    assert_eq!(d.images.shape, vec![3, 32, 32, 3]);
+    for (k, y, x, c) in [(0, 0, 0, 0), (1, 3, 4, 1), (2, 31, 31, 2)] {
+        let nchw = raw.images.data[k * 3072 + c * 1024 + y * 32 + x];
+        let nhwc = d.images.data[k * 3072 + (y * 32 + x) * 3 + c];
+        let mean = [0.5, 0.25, 0.0][c];
+        assert!((nhwc - (nchw / 255.0 - mean) / 0.5).abs() < 1e-6);
+    }
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "mean": "1,2"})).unwrap_err();
+    assert_eq!(err.to_string(), "parameter 'mean': expected three numbers separated by commas (one per channel), found '1,2'");
+}
+
+#[test]
+fn bad_binary_files_name_the_file_and_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("test_batch.bin");
+    let mut bytes = binary_batch(3);
+    bytes.truncate(3073 * 2 + 100);
+    std::fs::write(&file, &bytes).unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path())})).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("expected a whole number of 3073-byte CIFAR-10 records, found 6246 bytes (truncated, or not the CIFAR-10 binary layout): {}", file.display())
+    );
+    let mut bytes = binary_batch(2);
+    bytes[3073] = 200;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path())})).unwrap_err().to_string();
+    assert!(err.starts_with("record 1 has label 200, but CIFAR-10 labels are 0–9"), "{err}");
+    let missing = dir.path().join("nope");
+    let err = run(serde_json::json!({"path": path_of(&missing)})).unwrap_err().to_string();
+    assert!(err.starts_with("folder not found (expected CIFAR-10 in the binary layout"), "{err}");
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "split": "train"})).unwrap_err().to_string();
+    assert!(err.contains("data_batch_1.bin"), "{err}");
+    let twenty = binary_dir(20);
+    let err = run(serde_json::json!({"path": path_of(twenty.path()), "per_class": 3})).unwrap_err().to_string();
+    assert_eq!(err, "parameter 'per_class': class 0 has only 2 images from offset 0, but 3 per class were asked for");
+}
+
+// ---- python layout: pickles written the way Python 2's cPickle wrote CIFAR-10 ----------
+
+fn pickle_str(out: &mut Vec<u8>, s: &[u8]) {
+    // SHORT_BINSTRING / BINSTRING (Python 2 str)
+    if s.len() < 256 {
+        out.push(b'U');
+        out.push(s.len() as u8);
+    } else {
+        out.push(b'T');
+        out.extend((s.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(s);
+}
+
+fn pickle_int(out: &mut Vec<u8>, v: u32) {
+    out.push(b'J'); // BININT
+    out.extend((v as i32).to_le_bytes());
+}
+
+/// numpy.core.multiarray._reconstruct(ndarray, (0,), 'b') + BUILD(state)
+fn pickle_uint8_array(out: &mut Vec<u8>, rows: u32, cols: u32, data: &[u8]) {
+    out.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\n");
+    out.extend_from_slice(b"cnumpy\nndarray\n");
+    out.push(b'(');
+    pickle_int(out, 0);
+    out.push(b't');
+    pickle_str(out, b"b");
+    out.push(b'\x87'); // TUPLE3
+    out.push(b'R'); // REDUCE
+    out.push(b'(');
+    pickle_int(out, 1);
+    pickle_int(out, rows);
+    pickle_int(out, cols);
+    out.push(b'\x86'); // TUPLE2 (shape)
+    out.extend_from_slice(b"cnumpy\ndtype\n");
+    pickle_str(out, b"u1");
+    out.push(b'\x89'); // NEWFALSE
+    out.push(b'\x88'); // NEWTRUE
+    out.push(b'\x87');
+    out.push(b'R');
+    out.push(b'(');
+    pickle_int(out, 3);
+    pickle_str(out, b"|");
+    out.push(b'N');
+    out.push(b'N');
+    out.push(b'N');
+    pickle_int(out, u32::MAX);
+    pickle_int(out, u32::MAX);
+    pickle_int(out, 0);
+    out.push(b't');
+    out.push(b'b'); // BUILD (dtype state)
+    out.push(b'\x89'); // fortran order False
+    pickle_str(out, data);
+    out.push(b't');
+    out.push(b'b'); // BUILD (array state)
+}
+
+fn python_batch(records: &[u8]) -> Vec<u8> {
+    let n = records.len() / 3073;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for r in records.chunks_exact(3073) {
+        labels.push(u32::from(r[0]));
+        pixels.extend_from_slice(&r[1..]);
+    }
+    let mut out = vec![0x80, 2, b'}', b'('];
+    pickle_str(&mut out, b"batch_label");
+    pickle_str(&mut out, b"testing batch 1 of 1");
+    pickle_str(&mut out, b"labels");
+    out.extend_from_slice(b"](");
+    for l in labels {
+        pickle_int(&mut out, l);
+    }
+    out.push(b'e'); // APPENDS
+    pickle_str(&mut out, b"data");
+    pickle_uint8_array(&mut out, n as u32, 3072, &pixels);
+    out.push(b'u'); // SETITEMS
+    out.push(b'.');
+    out
+}
+
+#[test]
+fn python_layout_reads_the_same_images_as_the_binary_layout() {
+    let bin = binary_dir(25);
+    let py = tempfile::tempdir().unwrap();
+    let sub = py.path().join("cifar-10-batches-py");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(sub.join("test_batch"), python_batch(&binary_batch(25))).unwrap();
+    let a = run(serde_json::json!({"path": path_of(bin.path()), "count": 0})).unwrap();
+    let b = run(serde_json::json!({"path": path_of(py.path()), "format": "cifar10-python", "count": 0})).unwrap();
+    assert_eq!(a.labels, b.labels);
+    assert_eq!(a.images, b.images);
+    // A pickle that is not a CIFAR batch.
+    std::fs::write(sub.join("test_batch"), b"\x80\x02]q\x00.").unwrap();
+    let err = run(serde_json::json!({"path": path_of(py.path()), "format": "cifar10-python"})).unwrap_err().to_string();
+    assert!(err.starts_with("expected a pickled dict with 'data' and 'labels'"), "{err}");
+    // A pickle that would call a function: it is never executed, only refused.
+    std::fs::write(sub.join("test_batch"), b"cos\nsystem\n(S'echo hi'\ntR.").unwrap();
+    let err = run(serde_json::json!({"path": path_of(py.path()), "format": "cifar10-python"})).unwrap_err().to_string();
+    assert!(err.contains("test_batch"), "{err}");
+}
+
+#[test]
+fn image_folders_one_subfolder_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    for (c, class) in ["b_dog", "a_cat"].iter().enumerate() {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+        for i in 0..2u8 {
+            image::RgbImage::from_pixel(8, 8, image::Rgb([c as u8 * 50 + i, 10, 20])).save(dir.path().join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let d = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0})).unwrap();
+    assert_eq!(d.class_names, vec!["a_cat", "b_dog"]);
+    assert_eq!(d.labels, vec![0, 0, 1, 1]);
+    assert_eq!(d.images.shape, vec![4, 3, 8, 8]);
+    assert_eq!(d.images.data[0], 50.0, "a_cat's first image has red 50");
+    // A class with no images.
+    std::fs::create_dir_all(dir.path().join("c_empty")).unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder"})).unwrap_err().to_string();
+    assert_eq!(err, format!("class folder has no PNG or JPEG images: {}", dir.path().join("c_empty").display()));
+    std::fs::remove_dir(dir.path().join("c_empty")).unwrap();
+    // An image of another size.
+    image::RgbImage::from_pixel(9, 8, image::Rgb([0, 0, 0])).save(dir.path().join("b_dog/odd.png")).unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder"})).unwrap_err().to_string();
+    assert!(err.starts_with("expected 8×8 pixels like"), "{err}");
+    assert!(err.ends_with("odd.png"), "{err}");
+}
+
+fn cifar_dir() -> PathBuf {
+    std::env::var_os("QUANTGRAPH_CIFAR10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cifar10"))
+}
+
+#[test]
+fn the_real_cifar10_test_batch() {
+    let dir = cifar_dir();
+    assert!(dir.join("test_batch.bin").is_file(), "CIFAR-10 not found at {}: set QUANTGRAPH_CIFAR10", dir.display());
+    let d = run(serde_json::json!({"path": path_of(&dir), "per_class": 100})).unwrap();
+    assert_eq!(d.len(), 1000);
+    for c in 0..10 {
+        assert_eq!(d.labels.iter().filter(|l| **l == c).count(), 100);
+    }
+    assert_eq!(d.class_names, ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]);
+    // The README's check: per-channel means over the whole test split.
+    let all = run(serde_json::json!({"path": path_of(&dir), "count": 0})).unwrap();
+    assert_eq!(all.len(), 10_000);
+    let plane = 1024;
+    for (c, want) in [125.99, 123.69, 114.85].iter().enumerate() {
+        let mut sum = 0f64;
+        for k in 0..all.len() {
+            sum += all.images.data[k * 3072 + c * plane..k * 3072 + (c + 1) * plane].iter().map(|v| f64::from(*v)).sum::<f64>();
+        }
+        let mean = sum / (all.len() * plane) as f64;
+        assert!((mean - want).abs() < 0.01, "channel {c}: mean {mean}");
+    }
+}
