@@ -52,6 +52,12 @@ class Reader:
     def rewind(self):
         self.i = 0
 
+    def __iter__(self):
+        return iter(self.batches_as_inputs())
+
+    def batches_as_inputs(self):
+        return [{"input": b} for b in self.batches]
+
 
 def loss_debug(fp32: Path, qdq: Path, x: np.ndarray) -> dict:
     build = HERE / "build"

@@ -285,6 +285,15 @@ fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalCo
     for (how, count) in by_how {
         report.notes.push(format!("{count} pair(s) by {how}"));
     }
+    if pairs.pairs.iter().any(|p| p.relu_removed) {
+        report.notes.push(
+            "Where the quantizer removed a Relu, B's Q/DQ pair does the Relu's clipping and B's pre-quantization tensor holds \
+             pre-Relu values: qdq_err_db compares Relu(pre) with the dequantized tensor, so it measures rounding only. \
+             ort_qdq_err_db is what onnxruntime's qdq_loss_debug reports there (pre-Relu vs dequantized: mostly the Relu's \
+             clipping), and ort_sqnr_db its xmodel_err where its pairing differs from QuantGraph's."
+                .into(),
+        );
+    }
     report.tables.insert(0, table);
     report.tables.push(unpaired);
     Ok(())

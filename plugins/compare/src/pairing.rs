@@ -10,6 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quantgraph_nodes::value::{Activations, TensorRole};
 
+/// Pairing text when the quantizer removed a Relu and renamed the op before it after the
+/// Relu's output (ONNX Runtime ≥ 1.2x): B's tensor `T` is pre-Relu.
+pub const RELU_REMOVED: &str = "ORT QDQ naming, Relu removed by the quantizer";
+/// Pairing text when the quantizer removed a Relu and kept the op's own output name: B's
+/// dequantized tensor is compared with A's Relu output.
+pub const RELU_REMOVED_BEFORE: &str = "ORT QDQ naming, Relu removed by the quantizer (compared with A's Relu output)";
+
 /// One pair of tensors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
@@ -107,10 +114,7 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
                         b: post.clone(),
                         b_pre,
                         op: "Relu".into(),
-                        how: format!(
-                            "ORT QDQ naming; the quantizer removed the Relu after '{name}', so B is compared with A's Relu output \
-                             (ONNX Runtime's qdq_loss_debug compares it with the pre-Relu '{name}')"
-                        ),
+                        how: RELU_REMOVED_BEFORE.into(),
                         ort_a: Some((*name).to_owned()),
                         relu_removed: true,
                     });
@@ -122,16 +126,12 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
                     && producer_a.get(name) == Some(&"Relu")
                     && producer_b.get(name).is_some_and(|op| *op != "Relu") =>
                 {
-                    let b_op = producer_b.get(name).copied().unwrap_or_default();
                     out.pairs.push(Pair {
                         a: (*name).to_owned(),
                         b: post.clone(),
                         b_pre,
                         op,
-                        how: format!(
-                            "ORT QDQ naming; the quantizer removed the Relu making '{name}' (B's '{name}' is the pre-Relu output of \
-                             {b_op}), so qdq_err compares Relu(pre) with the dequantized tensor (qdq_loss_debug compares the pre-Relu values)"
-                        ),
+                        how: RELU_REMOVED.into(),
                         ort_a: None,
                         relu_removed: true,
                     });

@@ -1,0 +1,331 @@
+//! The node canvas: egui-snarl drawing our [`Graph`](quantgraph_nodes::Graph).
+//!
+//! The graph is the document; the snarl is its view. Edits made on the canvas (wires,
+//! moves, deletions, new nodes) are applied to both at once; the editor turns them into
+//! one undo step when the gesture ends. Connecting asks the graph first, so a type mismatch
+//! or a cycle is refused with its reason.
+
+use egui::Color32;
+use egui_snarl::ui::{AnyPins, PinInfo, SnarlViewer};
+use egui_snarl::{InPin, InPinId, OutPin, OutPinId, Snarl};
+use quantgraph_nodes::graph::{NodeId, PortRef};
+use quantgraph_nodes::{NodeRegistry, PortType};
+
+use crate::{Editor, NodeStatus};
+
+/// The canvas widget's id (for its selection).
+pub fn canvas_id() -> egui::Id {
+    egui::Id::new("quantgraph_canvas")
+}
+
+pub fn port_color(ty: PortType) -> Color32 {
+    let [r, g, b] = ty.color_rgb();
+    Color32::from_rgb(r, g, b)
+}
+
+/// The list of node kinds, filtered by a query over name, category, id and doc, and
+/// (optionally) by a port type they must accept. Returns the kind chosen.
+pub fn palette_ui(ui: &mut egui::Ui, registry: &NodeRegistry, query: &mut String, accepts: Option<(PortType, bool)>) -> Option<String> {
+    let r = ui.add(egui::TextEdit::singleline(query).hint_text("search nodes…").desired_width(f32::INFINITY));
+    r.request_focus();
+    let q = query.to_lowercase();
+    let empty = Default::default();
+    let mut chosen = None;
+    let mut by_category: std::collections::BTreeMap<&str, Vec<&std::sync::Arc<dyn quantgraph_nodes::NodeKind>>> = Default::default();
+    for k in registry.kinds() {
+        let text = format!("{} {} {} {}", k.display_name(), k.category(), k.id(), k.doc()).to_lowercase();
+        if !q.is_empty() && !q.split_whitespace().all(|w| text.contains(w)) {
+            continue;
+        }
+        if let Some((ty, wants_input)) = accepts {
+            let ports = if wants_input { k.inputs(&empty) } else { k.outputs(&empty) };
+            if !ports.iter().any(|p| p.ty == ty) {
+                continue;
+            }
+        }
+        by_category.entry(k.category()).or_default().push(k);
+    }
+    if by_category.is_empty() {
+        ui.label("No node kind matches.");
+    }
+    let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    let mut first = None;
+    for (cat, kinds) in by_category {
+        ui.label(egui::RichText::new(cat).strong());
+        for k in kinds {
+            first.get_or_insert(k.id().to_owned());
+            if ui.button(k.display_name()).on_hover_text(format!("{}\n\n{}", k.id(), k.doc())).clicked() {
+                chosen = Some(k.id().to_owned());
+            }
+        }
+    }
+    if enter && chosen.is_none() {
+        chosen = first;
+    }
+    chosen
+}
+
+/// The snarl viewer: draws nodes from the registry's kinds and applies canvas edits.
+pub struct CanvasViewer<'a> {
+    pub editor: &'a mut Editor,
+    /// Nodes added during this frame (to select them).
+    pub added: Vec<NodeId>,
+}
+
+impl CanvasViewer<'_> {
+    fn port_ref(&self, snarl: &Snarl<NodeId>, node: egui_snarl::NodeId, index: usize, output: bool) -> Option<PortRef> {
+        let id = *snarl.get_node(node)?;
+        let ports = if output {
+            self.editor.graph.output_ports(&self.editor.registry, id)?
+        } else {
+            self.editor.graph.input_ports(&self.editor.registry, id)?
+        };
+        Some(PortRef::new(id, &ports.get(index)?.name))
+    }
+
+    fn add_node(&mut self, kind: &str, pos: egui::Pos2, snarl: &mut Snarl<NodeId>) -> Option<(NodeId, egui_snarl::NodeId)> {
+        match self.editor.graph.add_node(&self.editor.registry, kind, [pos.x, pos.y]) {
+            Ok(id) => {
+                let sid = snarl.insert_node(pos, id);
+                self.editor.snarl_ids.insert(id, sid);
+                self.added.push(id);
+                self.editor.selected = Some(id);
+                Some((id, sid))
+            }
+            Err(e) => {
+                self.editor.message = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    fn status(&self, node: NodeId) -> NodeStatus {
+        self.editor.statuses.get(&node).cloned().unwrap_or(NodeStatus::Dirty)
+    }
+}
+
+impl SnarlViewer<NodeId> for CanvasViewer<'_> {
+    fn title(&mut self, node: &NodeId) -> String {
+        let Some(n) = self.editor.graph.node(*node) else { return "?".into() };
+        let kind = self.editor.registry.get(&n.kind).map(|k| k.display_name().to_owned()).unwrap_or_else(|| format!("? {}", n.kind));
+        match &n.label {
+            Some(l) => format!("{l} · {kind}"),
+            None => kind,
+        }
+    }
+
+    fn inputs(&mut self, node: &NodeId) -> usize {
+        self.editor.graph.input_ports(&self.editor.registry, *node).map_or(0, |p| p.len())
+    }
+
+    fn outputs(&mut self, node: &NodeId) -> usize {
+        self.editor.graph.output_ports(&self.editor.registry, *node).map_or(0, |p| p.len())
+    }
+
+    fn show_input(&mut self, pin: &InPin, ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) -> impl egui_snarl::ui::SnarlPin + 'static {
+        let id = snarl.get_node(pin.id.node).copied();
+        let port = id.and_then(|id| self.editor.graph.input_ports(&self.editor.registry, id)).and_then(|p| p.get(pin.id.input).cloned());
+        match port {
+            Some(p) => {
+                let text = if p.optional { format!("{} (optional)", p.name) } else { p.name.clone() };
+                ui.label(text).on_hover_text(p.ty.name());
+                PinInfo::circle().with_fill(port_color(p.ty))
+            }
+            None => PinInfo::circle(),
+        }
+    }
+
+    fn show_output(&mut self, pin: &OutPin, ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) -> impl egui_snarl::ui::SnarlPin + 'static {
+        let id = snarl.get_node(pin.id.node).copied();
+        let port = id.and_then(|id| self.editor.graph.output_ports(&self.editor.registry, id)).and_then(|p| p.get(pin.id.output).cloned());
+        match port {
+            Some(p) => {
+                ui.label(&p.name).on_hover_text(p.ty.name());
+                PinInfo::circle().with_fill(port_color(p.ty)).with_wire_color(port_color(p.ty))
+            }
+            None => PinInfo::circle(),
+        }
+    }
+
+    fn has_body(&mut self, _: &NodeId) -> bool {
+        true
+    }
+
+    fn show_body(&mut self, node: egui_snarl::NodeId, _: &[InPin], _: &[OutPin], ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+        let Some(id) = snarl.get_node(node).copied() else { return };
+        let status = self.status(id);
+        ui.vertical(|ui| {
+            ui.set_max_width(240.0);
+            ui.horizontal(|ui| {
+                let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                ui.painter().circle_filled(rect.center(), 5.0, status.color());
+                ui.label(status.label());
+            });
+            match &status {
+                NodeStatus::Running { fraction, message } => {
+                    ui.add(egui::ProgressBar::new(*fraction).text(message.as_str()).desired_width(220.0));
+                }
+                NodeStatus::Failed(e) => {
+                    ui.colored_label(status.color(), egui::RichText::new(short(e, 60)).small()).on_hover_text(e);
+                }
+                NodeStatus::Blocked(by) => {
+                    let name = self.editor.graph.display_name(&self.editor.registry, *by);
+                    ui.label(egui::RichText::new(format!("blocked by {name}")).small());
+                }
+                _ => {}
+            }
+            if let Some(s) = self.editor.summary(id) {
+                ui.label(egui::RichText::new(short(&s, 70)).small());
+            }
+            if let Some(outputs) = self.editor.outputs.get(&id).cloned() {
+                for v in outputs.values() {
+                    if let quantgraph_nodes::Value::Plot(p) = v {
+                        crate::views::plot_ui(ui, p, egui::Id::new(("node_plot", id.0)), 110.0, true);
+                    }
+                }
+            }
+        });
+    }
+
+    fn has_on_hover_popup(&mut self, node: &NodeId) -> bool {
+        matches!(self.editor.statuses.get(node), Some(NodeStatus::Failed(_)))
+    }
+
+    fn show_on_hover_popup(&mut self, node: egui_snarl::NodeId, _: &[InPin], _: &[OutPin], ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+        if let Some(NodeStatus::Failed(e)) = snarl.get_node(node).and_then(|id| self.editor.statuses.get(id)) {
+            ui.label(e);
+        }
+    }
+
+    fn connect(&mut self, from: &OutPin, to: &InPin, snarl: &mut Snarl<NodeId>) {
+        let (Some(f), Some(t)) = (self.port_ref(snarl, from.id.node, from.id.output, true), self.port_ref(snarl, to.id.node, to.id.input, false)) else {
+            return;
+        };
+        match self.editor.graph.connect(&self.editor.registry, f, t) {
+            Ok(_) => {
+                snarl.drop_inputs(to.id);
+                snarl.connect(from.id, to.id);
+                self.editor.message = None;
+            }
+            Err(e) => self.editor.message = Some(format!("Cannot connect: {e}")),
+        }
+    }
+
+    fn disconnect(&mut self, from: &OutPin, to: &InPin, snarl: &mut Snarl<NodeId>) {
+        if let Some(t) = self.port_ref(snarl, to.id.node, to.id.input, false) {
+            self.editor.graph.disconnect(&t);
+        }
+        snarl.disconnect(from.id, to.id);
+    }
+
+    fn drop_inputs(&mut self, pin: &InPin, snarl: &mut Snarl<NodeId>) {
+        if let Some(t) = self.port_ref(snarl, pin.id.node, pin.id.input, false) {
+            self.editor.graph.disconnect(&t);
+        }
+        snarl.drop_inputs(pin.id);
+    }
+
+    fn drop_outputs(&mut self, pin: &OutPin, snarl: &mut Snarl<NodeId>) {
+        for remote in &pin.remotes {
+            if let Some(t) = self.port_ref(snarl, remote.node, remote.input, false) {
+                self.editor.graph.disconnect(&t);
+            }
+        }
+        snarl.drop_outputs(pin.id);
+    }
+
+    fn has_graph_menu(&mut self, _: egui::Pos2, _: &mut Snarl<NodeId>) -> bool {
+        true
+    }
+
+    fn show_graph_menu(&mut self, pos: egui::Pos2, ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+        ui.label("Add node");
+        let mut query = ui.ctx().data_mut(|d| d.get_temp::<String>(egui::Id::new("qg_menu_query")).unwrap_or_default());
+        let chosen = palette_ui(ui, &self.editor.registry.clone(), &mut query, None);
+        ui.ctx().data_mut(|d| d.insert_temp(egui::Id::new("qg_menu_query"), query));
+        if let Some(kind) = chosen {
+            self.add_node(&kind, pos, snarl);
+            ui.close();
+        }
+    }
+
+    fn has_dropped_wire_menu(&mut self, _: AnyPins, _: &mut Snarl<NodeId>) -> bool {
+        true
+    }
+
+    fn show_dropped_wire_menu(&mut self, pos: egui::Pos2, ui: &mut egui::Ui, src_pins: AnyPins, snarl: &mut Snarl<NodeId>) {
+        // The type being dragged, and whether the new node must take it as an input.
+        let (ty, wants_input) = match src_pins {
+            AnyPins::Out(pins) => {
+                let Some(p) = pins.first() else { return };
+                let Some(r) = self.port_ref(snarl, p.node, p.output, true) else { return };
+                let Some(ty) = self.editor.graph.output_ports(&self.editor.registry, r.node).and_then(|ps| ps.into_iter().find(|x| x.name == r.port)).map(|x| x.ty) else { return };
+                (ty, true)
+            }
+            AnyPins::In(pins) => {
+                let Some(p) = pins.first() else { return };
+                let Some(r) = self.port_ref(snarl, p.node, p.input, false) else { return };
+                let Some(ty) = self.editor.graph.input_ports(&self.editor.registry, r.node).and_then(|ps| ps.into_iter().find(|x| x.name == r.port)).map(|x| x.ty) else { return };
+                (ty, false)
+            }
+        };
+        ui.label(format!("Add a node that {} {ty}", if wants_input { "takes" } else { "gives" }));
+        let mut query = String::new();
+        let registry = self.editor.registry.clone();
+        if let Some(kind) = palette_ui(ui, &registry, &mut query, Some((ty, wants_input))) {
+            if let Some((_, sid)) = self.add_node(&kind, pos, snarl) {
+                let empty = Default::default();
+                let Some(k) = registry.get(&kind) else { return };
+                match src_pins {
+                    AnyPins::Out(pins) => {
+                        if let Some(i) = k.inputs(&empty).iter().position(|p| p.ty == ty) {
+                            for p in pins {
+                                let from = snarl.out_pin(*p);
+                                let to = snarl.in_pin(InPinId { node: sid, input: i });
+                                self.connect(&from, &to, snarl);
+                            }
+                        }
+                    }
+                    AnyPins::In(pins) => {
+                        if let Some(o) = k.outputs(&empty).iter().position(|p| p.ty == ty) {
+                            for p in pins {
+                                let from = snarl.out_pin(OutPinId { node: sid, output: o });
+                                let to = snarl.in_pin(*p);
+                                self.connect(&from, &to, snarl);
+                            }
+                        }
+                    }
+                }
+            }
+            ui.close();
+        }
+    }
+
+    fn has_node_menu(&mut self, _: &NodeId) -> bool {
+        true
+    }
+
+    fn show_node_menu(&mut self, node: egui_snarl::NodeId, _: &[InPin], _: &[OutPin], ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+        let Some(id) = snarl.get_node(node).copied() else { return };
+        if ui.button("Inspect").clicked() {
+            self.editor.selected = Some(id);
+            ui.close();
+        }
+        if ui.button("Delete").clicked() {
+            self.editor.graph.remove_node(id);
+            snarl.remove_node(node);
+            if self.editor.selected == Some(id) {
+                self.editor.selected = None;
+            }
+            ui.close();
+        }
+    }
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}

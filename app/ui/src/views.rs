@@ -1,0 +1,358 @@
+//! Views of values: dataset thumbnails, model structure and Q/DQ table, probed tensors with
+//! histograms and the quantization grid, report tables, plots.
+
+use std::collections::HashMap;
+
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
+use quantgraph_nodes::graph::{NodeId, PortRef};
+use quantgraph_nodes::value::{Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, Report, Table};
+use quantgraph_nodes::Value;
+
+use crate::Editor;
+
+/// Per-table UI state: sort column and direction, and a filter.
+#[derive(Default)]
+pub struct ViewState {
+    pub sort: HashMap<String, (usize, bool)>,
+    pub filter: HashMap<String, String>,
+    /// Chosen tensor in an activations view, by node.
+    pub tensor: HashMap<u64, String>,
+    /// Chosen flipped sample, by node.
+    pub sample: HashMap<u64, usize>,
+}
+
+/// Draw a value.
+pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, value: &Value) {
+    match value {
+        Value::Scalar(x) => {
+            ui.monospace(format!("{x}"));
+        }
+        Value::Text(t) => {
+            ui.label(t.as_ref());
+        }
+        Value::Tensor(t) => {
+            ui.label(format!("shape {:?}", t.shape));
+        }
+        Value::Dataset(d) => dataset_ui(editor, ui, node, d),
+        Value::Model(m) => model_ui(editor, ui, node, m),
+        Value::Activations(a) => activations_ui(editor, ui, node, a),
+        Value::Predictions(p) => {
+            ui.label(format!("{} predictions, accuracy {:?}", p.top1.len(), p.accuracy()));
+        }
+        Value::Table(r) => report_ui(editor, ui, node, port, r),
+        Value::Plot(p) => {
+            plot_ui(ui, p, egui::Id::new(("inspector_plot", node.0, port)), 320.0, false);
+            ui.horizontal(|ui| {
+                if ui.button("Copy data as CSV").clicked() {
+                    ui.ctx().copy_text(quantgraph_plot::plot_csv(p));
+                }
+                if ui.button("Export PNG").on_hover_text("Written beside the graph file").clicked() {
+                    let dir = editor.graph.base_dir.clone().unwrap_or_default();
+                    let name = format!("{}.png", editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or(format!("plot{}", node.0)));
+                    editor.message = Some(match quantgraph_plot::render_png(p, 1280, 720).map(|png| std::fs::write(dir.join(&name), png)) {
+                        Ok(Ok(())) => format!("Wrote {}", dir.join(&name).display()),
+                        Ok(Err(e)) => format!("Could not write {name}: {e}"),
+                        Err(e) => format!("Could not draw the plot: {e}"),
+                    });
+                }
+            });
+        }
+    }
+}
+
+fn dataset_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, d: &Dataset) {
+    ui.label(format!("{} images · {} classes · {}", d.len(), d.class_names.len(), d.preprocessing));
+    ui.label(egui::RichText::new(&d.source).weak().small());
+    ui.horizontal_wrapped(|ui| {
+        for (i, p) in d.preview.iter().enumerate() {
+            let tex = editor.texture(ui.ctx(), &format!("ds{}-{}-{}", node.0, i, p.index), p);
+            let class = d.class_names.get(p.label as usize).cloned().unwrap_or_default();
+            ui.vertical(|ui| {
+                ui.image((tex.id(), egui::vec2(48.0, 48.0))).on_hover_text(format!("#{} {class}", p.index));
+                ui.label(egui::RichText::new(class).small());
+            });
+        }
+    });
+}
+
+fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue) {
+    let info = &m.info;
+    ui.label(format!("{} · opset {} · {} · {} parameters", m.path, info.opset, info.producer, info.param_count));
+    for i in &info.inputs {
+        ui.label(format!("input  {}: {} [{}]", i.name, i.dtype, i.dims.join(", ")));
+    }
+    for o in &info.outputs {
+        ui.label(format!("output {}: {} [{}]", o.name, o.dtype, o.dims.join(", ")));
+    }
+    egui::CollapsingHeader::new(format!("Network ({} ops)", info.nodes.len())).id_salt(("net", node.0)).show(ui, |ui| {
+        let inits: HashMap<&str, &quantgraph_nodes::value::InitializerInfo> = info.initializers.iter().map(|i| (i.name.as_str(), i)).collect();
+        egui::ScrollArea::vertical().max_height(300.0).id_salt(("netscroll", node.0)).show(ui, |ui| {
+            for op in &info.nodes {
+                let params: i64 = op.inputs.iter().filter_map(|i| inits.get(i.as_str())).map(|i| i.dims.iter().product::<i64>()).sum();
+                egui::CollapsingHeader::new(format!("{} {}{}", op.op_type, op.name, if params > 0 { format!(" · {params} params") } else { String::new() }))
+                    .id_salt(("op", node.0, op.name.as_str(), op.outputs.first().map(String::as_str).unwrap_or("")))
+                    .show(ui, |ui| {
+                        ui.label(format!("in: {}", op.inputs.join(", ")));
+                        ui.label(format!("out: {}", op.outputs.join(", ")));
+                    });
+            }
+        });
+    });
+    if !info.qdq.is_empty() {
+        let table = qdq_table(m);
+        egui::CollapsingHeader::new(format!("Q/DQ parameters ({})", info.qdq.len())).id_salt(("qdq", node.0)).default_open(true).show(ui, |ui| {
+            table_ui(editor, ui, &format!("qdq{}", node.0), &table, 260.0);
+        });
+    }
+    if !m.changes.is_empty() {
+        ui.label(format!("{} values changed by overrides upstream", m.changes.len()));
+    }
+}
+
+/// The Q/DQ parameter table of a model.
+pub fn qdq_table(m: &ModelValue) -> Table {
+    Table {
+        name: "qdq".into(),
+        columns: ["float tensor", "op", "node", "dtype", "scale", "zero point", "axis", "range lo", "range hi", "weight"].iter().map(|s| (*s).to_owned()).collect(),
+        rows: m
+            .info
+            .qdq
+            .iter()
+            .map(|e| {
+                let (lo, hi) = e.real_range().unwrap_or((f32::NAN, f32::NAN));
+                vec![
+                    Cell::Text(e.float_tensor.clone()),
+                    Cell::Text(if e.op_type == "QuantizeLinear" { "Q".into() } else { "DQ".into() }),
+                    Cell::Text(e.node.clone()),
+                    Cell::Text(e.dtype.clone()),
+                    if e.scales.len() == 1 { Cell::Num(f64::from(e.scales[0])) } else { Cell::Text(format!("{} per-axis", e.scales.len())) },
+                    if e.zero_points.len() == 1 { Cell::Int(i64::from(e.zero_points[0])) } else { Cell::Text(format!("{} per-axis", e.zero_points.len())) },
+                    Cell::Text(e.axis.map(|a| a.to_string()).unwrap_or_default()),
+                    Cell::Num(f64::from(lo)),
+                    Cell::Num(f64::from(hi)),
+                    Cell::Text(if e.is_weight { "yes".into() } else { String::new() }),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Activations) {
+    if let Some(p) = &a.predictions {
+        match p.accuracy() {
+            Some(acc) => ui.label(format!("{} samples · top-1 {:.2} % ({} correct)", p.top1.len(), acc * 100.0, p.correct().unwrap_or(0))),
+            None => ui.label(format!("{} samples", p.top1.len())),
+        };
+    }
+    for n in &a.notes {
+        ui.colored_label(egui::Color32::from_rgb(230, 170, 60), n);
+    }
+    let names: Vec<String> = a.tensors.keys().cloned().collect();
+    let mut chosen = editor.views.tensor.get(&node.0).cloned().filter(|t| a.tensors.contains_key(t)).or_else(|| a.tensors.values().find(|t| t.qdq.is_some()).map(|t| t.name.clone())).or_else(|| names.first().cloned()).unwrap_or_default();
+    egui::ComboBox::from_id_salt(("tensor", node.0)).selected_text(&chosen).width(280.0).show_ui(ui, |ui| {
+        for n in &names {
+            ui.selectable_value(&mut chosen, n.clone(), n);
+        }
+    });
+    editor.views.tensor.insert(node.0, chosen.clone());
+    if let Some(t) = a.tensors.get(&chosen) {
+        tensor_ui(ui, node, t);
+    }
+}
+
+/// Statistics and a histogram of one tensor, with its Q/DQ clip range and grid.
+pub fn tensor_ui(ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor) {
+    let s = &t.stats;
+    ui.label(format!("shape {:?} · min {:.4} · max {:.4} · mean {:.4} · std {:.4} · {} values", t.tensor.shape, s.min, s.max, s.mean, s.std, s.count));
+    let h = &s.histogram;
+    let n = h.counts.len().max(1);
+    let width = f64::from(h.hi - h.lo) / n as f64;
+    let bars: Vec<Bar> = h.counts.iter().enumerate().map(|(i, c)| Bar::new(f64::from(h.lo) + (i as f64 + 0.5) * width, *c as f64).width(width * 0.95)).collect();
+    let range = t.qdq.as_ref().and_then(|q| q.real_range());
+    if let Some(q) = &t.qdq {
+        let (lo, hi) = range.unwrap_or((0.0, 0.0));
+        let clipped_note = if s.min < lo || s.max > hi { " · values outside are clipped" } else { "" };
+        ui.label(format!("Q/DQ {} · scale {:.6} · zero point {} · range [{lo:.4}, {hi:.4}]{clipped_note}", q.dtype, q.scales.first().copied().unwrap_or(0.0), q.zero_points.first().copied().unwrap_or(0)));
+    }
+    Plot::new(("hist", node.0, t.name.as_str())).height(220.0).legend(Legend::default()).show(ui, |p| {
+        p.bar_chart(BarChart::new("count", bars));
+        if let (Some((lo, hi)), Some(q)) = (range, &t.qdq) {
+            p.vline(VLine::new("clip range", f64::from(lo)).color(egui::Color32::RED));
+            p.vline(VLine::new("clip range", f64::from(hi)).color(egui::Color32::RED));
+            // The quantization grid, when its lines are not too dense to see.
+            let step = f64::from(q.scales.first().copied().unwrap_or(0.0));
+            let levels = if step > 0.0 { (f64::from(h.hi - h.lo) / step) as usize } else { usize::MAX };
+            if levels <= 64 {
+                let zp = f64::from(q.zero_points.first().copied().unwrap_or(0));
+                let (qmin, qmax) = q.qrange();
+                for k in qmin..=qmax {
+                    let x = (f64::from(k) - zp) * step;
+                    if x >= f64::from(h.lo) && x <= f64::from(h.hi) {
+                        p.vline(VLine::new("grid", x).color(egui::Color32::from_rgba_unmultiplied(120, 120, 120, 90)));
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r: &Report) {
+    if let Some(h) = &r.headline {
+        ui.label(egui::RichText::new(h).strong());
+    }
+    if !r.summary.is_empty() {
+        egui::Grid::new(("summary", node.0, port)).show(ui, |ui| {
+            for (k, v) in &r.summary {
+                ui.label(k);
+                ui.monospace(if k.starts_with("accuracy") || k == "agreement" { format!("{:.2} %", v * 100.0) } else { format!("{v}") });
+                ui.end_row();
+            }
+        });
+    }
+    for n in &r.notes {
+        ui.label(egui::RichText::new(n).weak().small());
+    }
+    for t in &r.tables {
+        egui::CollapsingHeader::new(format!("{} ({} rows)", t.name, t.rows.len())).id_salt(("table", node.0, port, t.name.as_str())).default_open(t.name == "per_layer").show(ui, |ui| {
+            let clicked = table_ui(editor, ui, &format!("{}-{port}-{}", node.0, t.name), t, 260.0);
+            if t.name == "flips" {
+                if let Some(row) = clicked {
+                    editor.views.sample.insert(node.0, row);
+                }
+                flip_image_ui(editor, ui, node, t);
+            }
+        });
+    }
+}
+
+/// The image of the flipped sample last clicked in a comparator's flips table.
+fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table) {
+    let Some(row) = editor.views.sample.get(&node.0).copied() else {
+        ui.label(egui::RichText::new("Click a row to see its image.").weak().small());
+        return;
+    };
+    let Some(sample) = t.rows.get(row).and_then(|r| r.first()).and_then(Cell::as_f64).map(|s| s as usize) else { return };
+    // The dataset feeding the comparator.
+    let Some(src) = editor.graph.source_of(&PortRef::new(node, "dataset")).cloned() else { return };
+    let Some(Value::Dataset(d)) = editor.outputs(src.node).and_then(|o| o.get(&src.port)).cloned() else { return };
+    let Some(img) = d.thumbnails.get(sample).cloned() else { return };
+    let tex = editor.texture(ui.ctx(), &format!("flip{}-{}", src.node.0, sample), &img);
+    ui.horizontal(|ui| {
+        ui.image((tex.id(), egui::vec2(96.0, 96.0)));
+        if let Some(r) = t.rows.get(row) {
+            ui.label(r.iter().zip(&t.columns).map(|(c, h)| format!("{h}: {c}")).collect::<Vec<_>>().join("\n"));
+        }
+    });
+}
+
+/// A sortable, filterable table. Returns the (original) index of a clicked row.
+pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, max_height: f32) -> Option<usize> {
+    let mut clicked = None;
+    let mut filter = editor.views.filter.get(key).cloned().unwrap_or_default();
+    ui.horizontal(|ui| {
+        ui.add(egui::TextEdit::singleline(&mut filter).hint_text("filter rows").desired_width(160.0));
+        if ui.button("Copy CSV").clicked() {
+            ui.ctx().copy_text(t.to_csv());
+        }
+    });
+    editor.views.filter.insert(key.to_owned(), filter.clone());
+    let (sort_col, ascending) = editor.views.sort.get(key).copied().unwrap_or((usize::MAX, true));
+    let mut order: Vec<usize> = (0..t.rows.len())
+        .filter(|&i| filter.is_empty() || t.rows[i].iter().any(|c| c.to_string().contains(&filter)))
+        .collect();
+    if sort_col != usize::MAX {
+        order.sort_by(|&a, &b| {
+            let (x, y) = (t.rows[a].get(sort_col), t.rows[b].get(sort_col));
+            let ord = match (x.and_then(Cell::as_f64), y.and_then(Cell::as_f64)) {
+                (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
+                _ => x.map(ToString::to_string).cmp(&y.map(ToString::to_string)),
+            };
+            if ascending { ord } else { ord.reverse() }
+        });
+    }
+    egui::ScrollArea::both().max_height(max_height).id_salt(("tablescroll", key)).show(ui, |ui| {
+        egui::Grid::new(("tablegrid", key)).striped(true).show(ui, |ui| {
+            for (ci, c) in t.columns.iter().enumerate() {
+                let arrow = if ci == sort_col { if ascending { " ▲" } else { " ▼" } } else { "" };
+                if ui.button(egui::RichText::new(format!("{c}{arrow}")).strong()).clicked() {
+                    let next = if ci == sort_col { (ci, !ascending) } else { (ci, true) };
+                    editor.views.sort.insert(key.to_owned(), next);
+                }
+            }
+            ui.end_row();
+            for &i in &order {
+                for c in &t.rows[i] {
+                    let text = match c {
+                        Cell::Num(x) if x.abs() >= 1e4 || (x.abs() < 1e-3 && *x != 0.0) => format!("{x:.4e}"),
+                        other => other.to_string(),
+                    };
+                    if ui.selectable_label(false, text).clicked() {
+                        clicked = Some(i);
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    });
+    clicked
+}
+
+/// Draw a plot spec with egui_plot (hover shows values; zoom and pan unless `small`).
+pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small: bool) {
+    let cats = p.x_categories.clone();
+    let mut plot = Plot::new(id).height(height).allow_zoom(!small).allow_drag(!small).allow_scroll(!small).show_axes([!small, !small]);
+    if !small {
+        plot = plot.legend(Legend::default());
+    }
+    if !cats.is_empty() {
+        plot = plot.x_axis_formatter(move |mark, _| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 { cats.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+        });
+    }
+    if !small {
+        ui.label(egui::RichText::new(&p.title).strong());
+    }
+    plot.show(ui, |pu| match p.kind {
+        PlotKind::Bar | PlotKind::Histogram => {
+            let groups = p.series.len().max(1) as f64;
+            for (si, s) in p.series.iter().enumerate() {
+                let w = if p.kind == PlotKind::Histogram { s.x.get(1).zip(s.x.first()).map(|(b, a)| b - a).unwrap_or(1.0) } else { 0.8 / groups };
+                let offset = if p.kind == PlotKind::Histogram { 0.0 } else { -0.4 + w * (si as f64 + 0.5) };
+                let bars: Vec<Bar> = s
+                    .x
+                    .iter()
+                    .zip(&s.y)
+                    .filter(|(_, y)| y.is_finite())
+                    .map(|(x, y)| {
+                        let name = p.x_categories.get(*x as usize).cloned().unwrap_or_else(|| format!("{x:.4}"));
+                        Bar::new(x + offset, *y).width(w * 0.95).name(name)
+                    })
+                    .collect();
+                pu.bar_chart(BarChart::new(s.name.clone(), bars));
+            }
+            for (x, label) in &p.markers {
+                pu.vline(VLine::new(label.clone(), *x).color(egui::Color32::RED));
+            }
+        }
+        PlotKind::Line => {
+            for s in &p.series {
+                let pts: Vec<[f64; 2]> = s.x.iter().zip(&s.y).map(|(x, y)| [*x, *y]).collect();
+                pu.line(Line::new(s.name.clone(), PlotPoints::from(pts)));
+            }
+        }
+        PlotKind::Heatmap => {
+            let cols = p.x_categories.len().max(1);
+            if p.cells.len() % cols == 0 && !p.cells.is_empty() {
+                // Rows top to bottom.
+                let rows = p.cells.len() / cols;
+                let mut flipped = Vec::with_capacity(p.cells.len());
+                for r in (0..rows).rev() {
+                    flipped.extend_from_slice(&p.cells[r * cols..(r + 1) * cols]);
+                }
+                pu.heatmap(egui_plot::Heatmap::new(flipped, cols).show_labels(!small));
+            }
+        }
+        PlotKind::ImageGrid => {}
+    });
+}

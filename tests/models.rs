@@ -1,0 +1,212 @@
+//! The project's own ResNet8 models, end to end through QuantGraph: the committed files
+//! match their manifest, the QDQ models are fully quantized, and QuantGraph's numbers match
+//! Python onnxruntime's (fixtures written by models/evaluate.py).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use quantgraph_nodes::graph::{Graph, NodeId, PortRef};
+use quantgraph_nodes::scheduler::NodeOutcome;
+use quantgraph_nodes::value::{Cell, Report};
+use quantgraph_nodes::{file, Scheduler, Value};
+use sha2::Digest;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn cifar_dir() -> PathBuf {
+    let dir = std::env::var_os("QUANTGRAPH_CIFAR10").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data/cifar10"));
+    assert!(dir.join("test_batch.bin").is_file(), "CIFAR-10 not found at {}: set QUANTGRAPH_CIFAR10", dir.display());
+    dir
+}
+
+const MODELS: [&str; 3] = ["resnet8_fp32.onnx", "resnet8_int8_qdq.onnx", "resnet8_u8s8_qdq.onnx"];
+
+#[test]
+fn committed_models_match_the_manifest() {
+    let manifest = json(&repo().join("models/manifest.json"));
+    for name in MODELS {
+        let bytes = std::fs::read(repo().join("models").join(name)).unwrap();
+        let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+        assert_eq!(manifest["models"][name]["sha256"], sha, "{name}");
+        assert_eq!(manifest["models"][name]["size_bytes"], bytes.len(), "{name}");
+        let top1 = manifest["models"][name]["top1"].as_f64().unwrap();
+        assert!(top1 >= 0.80, "{name}: top-1 {top1} is below the 80 % target");
+    }
+    let fp32 = manifest["models"]["resnet8_fp32.onnx"]["top1"].as_f64().unwrap();
+    for q in &MODELS[1..] {
+        let t = manifest["models"][q]["top1"].as_f64().unwrap();
+        assert!((t - fp32).abs() <= 0.01, "{q}: {t} vs FP32 {fp32}");
+    }
+}
+
+#[test]
+fn qdq_models_wrap_every_conv_and_gemm_input_and_weight_in_qdq_pairs() {
+    let registry = quantgraph_app::registry().unwrap();
+    for name in &MODELS[1..] {
+        let mut g = Graph::new();
+        let m = g.add_node(&registry, "onnx.model", [0.0, 0.0]).unwrap();
+        g.set_param(m, "path", repo().join("models").join(name).to_string_lossy().as_ref().into()).unwrap();
+        let e = Scheduler::new(Arc::new(registry.clone())).evaluate(&g, &[]);
+        let Some(Value::Model(model)) = e.outputs(m).and_then(|o| o.get("model")).cloned() else { panic!("{:?}", e.error(m)) };
+        let producer: std::collections::HashMap<&str, &quantgraph_nodes::value::OpInfo> =
+            model.info.nodes.iter().flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n))).collect();
+        let inits: std::collections::HashSet<&str> = model.info.initializers.iter().map(|i| i.name.as_str()).collect();
+        let mut checked = 0;
+        for op in model.info.nodes.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Gemm") {
+            for (i, input) in op.inputs.iter().enumerate() {
+                let p = producer.get(input.as_str()).unwrap_or_else(|| panic!("{name}: {} input {input} has no producer", op.name));
+                assert_eq!(p.op_type, "DequantizeLinear", "{name}: {} input {i} ({input}) is not dequantized", op.name);
+                if i == 0 {
+                    // The activation: DQ of a Q.
+                    let q = producer.get(p.inputs[0].as_str()).unwrap();
+                    assert_eq!(q.op_type, "QuantizeLinear", "{name}: {}", op.name);
+                } else {
+                    // Weight (and bias): DQ of a quantized initializer.
+                    assert!(inits.contains(p.inputs[0].as_str()), "{name}: {} weight {input} is not a stored quantized tensor", op.name);
+                }
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 10, "{name}: ResNet8 has 9 convolutions and 1 dense layer");
+    }
+}
+
+fn load_default(registry: &quantgraph_nodes::NodeRegistry) -> Graph {
+    let (mut g, report) = file::load(&repo().join("assets/graphs/default.qgraph"), registry).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let ds = g.find_node("cifar10_test").unwrap();
+    g.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into()).unwrap();
+    g
+}
+
+fn report(e: &quantgraph_nodes::Evaluation, node: NodeId) -> Arc<Report> {
+    match e.outputs(node).and_then(|o| o.get("report")) {
+        Some(Value::Table(r)) => r.clone(),
+        _ => panic!("no report: {:?}", e.outcomes.get(&node)),
+    }
+}
+
+/// All 10,000 test images through QuantGraph give exactly Python onnxruntime's counts.
+#[test]
+fn correct_prediction_counts_equal_python_onnxruntime() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let reference = json(&repo().join("tests/fixtures/ort_reference.json"));
+    let manifest = json(&repo().join("models/manifest.json"));
+    let mut g = load_default(&registry);
+    let ds = g.find_node("cifar10_test").unwrap();
+    g.set_param(ds, "per_class", 0.into()).unwrap();
+    g.set_param(ds, "count", 0.into()).unwrap();
+    for probe in ["probe_fp32", "probe_int8"] {
+        let p = g.find_node(probe).unwrap();
+        g.set_param(p, "capture", "outputs".into()).unwrap();
+        g.set_param(p, "batch_size", 500.into()).unwrap();
+    }
+    // B: the s8s8 model, then the u8s8 model.
+    let int8 = g.find_node("int8").unwrap();
+    let compare = g.find_node("compare").unwrap();
+    let s = Scheduler::new(registry);
+    for (b_model, _) in [("resnet8_int8_qdq.onnx", 0), ("resnet8_u8s8_qdq.onnx", 1)] {
+        g.set_param(int8, "path", format!("../../models/{b_model}").into()).unwrap();
+        let e = s.evaluate(&g, &[compare]);
+        let r = report(&e, compare);
+        assert_eq!(r.summary["samples"], 10_000.0);
+        let want_a = reference["models"]["resnet8_fp32.onnx"]["correct"].as_f64().unwrap();
+        let want_b = reference["models"][b_model]["correct"].as_f64().unwrap();
+        assert_eq!(r.summary["correct_a"], want_a, "FP32");
+        assert_eq!(r.summary["correct_b"], want_b, "{b_model}");
+        assert_eq!(manifest["models"][b_model]["correct"].as_f64().unwrap(), want_b);
+        // The first predictions, sample by sample.
+        let probe = g.find_node("probe_int8").unwrap();
+        let Some(Value::Activations(a)) = e.outputs(probe).and_then(|o| o.get("activations")) else { panic!() };
+        let first: Vec<u64> = a.predictions.as_ref().unwrap().top1[..50].iter().map(|p| u64::from(*p)).collect();
+        let want: Vec<u64> = reference["models"][b_model]["first_predictions"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(first, want, "{b_model}");
+    }
+}
+
+fn cell_f64(t: &quantgraph_nodes::value::Table, row: &[Cell], col: &str) -> Option<f64> {
+    row.get(t.column(col)?)?.as_f64()
+}
+
+/// Per-layer SQNR agrees with onnxruntime.quantization.qdq_loss_debug within 0.01 dB;
+/// where the quantizer removed a Relu, QuantGraph's corrected qdq_err is shown beside ORT's.
+#[test]
+fn per_layer_sqnr_matches_qdq_loss_debug() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let fixture = json(&repo().join("tests/fixtures/qdq_loss_debug.json"));
+    let mut g = load_default(&registry);
+    let ds = g.find_node("cifar10_test").unwrap();
+    g.set_param(ds, "per_class", 0.into()).unwrap();
+    g.set_param(ds, "count", 256.into()).unwrap();
+    let compare = g.find_node("compare").unwrap();
+    let e = Scheduler::new(registry).evaluate(&g, &[compare]);
+    let r = report(&e, compare);
+    let t = r.table("per_layer").unwrap();
+    let ort = &fixture["models"]["resnet8_int8_qdq.onnx"];
+    let (mut matched, mut corrected) = (0, 0);
+    for row in &t.rows {
+        let name = row[t.column("tensor").unwrap()].to_string();
+        let b = row[t.column("b_tensor").unwrap()].to_string();
+        let how = row[t.column("pairing").unwrap()].to_string();
+        let Some(tensor) = b.strip_suffix("_DequantizeLinear_Output") else { continue };
+        let Some(want) = ort.get(tensor) else { continue };
+        let sqnr = cell_f64(t, row, "sqnr_db").unwrap();
+        let ort_sqnr = cell_f64(t, row, "ort_sqnr_db").unwrap_or(sqnr);
+        assert!((ort_sqnr - want["xmodel_err"].as_f64().unwrap()).abs() < 0.01, "{name}: xmodel {ort_sqnr} vs ORT {}", want["xmodel_err"]);
+        let qdq = cell_f64(t, row, "qdq_err_db").unwrap();
+        match cell_f64(t, row, "ort_qdq_err_db") {
+            Some(ort_qdq) => {
+                // The Relu was removed: ORT's figure includes the Relu's clipping.
+                assert!((ort_qdq - want["qdq_err"].as_f64().unwrap()).abs() < 0.01, "{name}: {ort_qdq} vs {}", want["qdq_err"]);
+                assert!(qdq > ort_qdq + 10.0, "{name}: corrected qdq_err {qdq} should be far above ORT's {ort_qdq}");
+                assert!(how.contains("Relu removed by the quantizer"), "{how}");
+                corrected += 1;
+            }
+            None => {
+                assert!((qdq - want["qdq_err"].as_f64().unwrap()).abs() < 0.01, "{name}: qdq {qdq} vs ORT {}", want["qdq_err"]);
+                matched += 1;
+            }
+        }
+    }
+    assert!(corrected >= 5, "the Relu-removed tensors of ResNet8: {corrected}");
+    assert!(matched >= 5, "{matched}");
+}
+
+/// The editor's promise, headless: editing one QDQ scale re-runs only the override, the
+/// INT8 probe and what depends on them; the FP32 branch stays cached.
+#[test]
+fn editing_a_qdq_scale_reruns_only_the_int8_branch() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let mut g = load_default(&registry);
+    let s = Scheduler::new(registry.clone());
+    let e = s.evaluate(&g, &[]);
+    for (id, o) in &e.outcomes {
+        assert!(matches!(o, NodeOutcome::Ready { .. }), "{}: {o:?}", g.display_name(&registry, *id));
+    }
+    let r1 = report(&e, g.find_node("compare").unwrap());
+    let plot_before = e.outputs(g.find_node("sqnr_plot").unwrap()).unwrap().clone();
+    s.take_log();
+    let over = g.find_node("override").unwrap();
+    g.set_param(over, "edits", serde_json::json!([{"tensor": "/Relu_output_0", "scale": 0.05}])).unwrap();
+    let e = s.evaluate(&g, &[]);
+    let mut ran: Vec<String> = s.take_log().iter().map(|l| g.node(l.node).unwrap().label.clone().unwrap()).collect();
+    ran.sort();
+    assert_eq!(ran, ["class_plot", "compare", "confusion_plot", "int8_histogram", "override", "probe_int8", "sqnr_plot"]);
+    let r2 = report(&e, g.find_node("compare").unwrap());
+    assert_eq!(r1.summary["correct_a"], r2.summary["correct_a"]);
+    assert_ne!(r1.summary.get("min_sqnr_db"), r2.summary.get("min_sqnr_db"));
+    let plot_after = e.outputs(g.find_node("sqnr_plot").unwrap()).unwrap().clone();
+    assert_ne!(format!("{:?}", plot_before.get("plot")), format!("{:?}", plot_after.get("plot")));
+    // The override's changes table shows the original beside the new value.
+    let Some(Value::Table(changes)) = e.outputs(over).and_then(|o| o.get("changes")) else { panic!() };
+    let t = &changes.tables[0];
+    assert_eq!(t.rows[0][0].to_string(), "/Relu_output_0");
+    assert_eq!(cell_f64(t, &t.rows[0], "new"), Some(f64::from(0.05f32)));
+    let _ = PortRef::new(over, "model");
+}
