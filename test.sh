@@ -6,4 +6,5 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$repo"
 export QUANTGRAPH_CIFAR10="${QUANTGRAPH_CIFAR10:-$repo/../shared/data/cifar10}"
 export ORT_DYLIB_PATH="$(scripts/ensure-ort.sh)"
+scripts/ensure-system.sh
 cargo test --workspace --locked "$@"

@@ -45,6 +45,13 @@ pub enum Command {
     },
     /// Validate a graph file: kinds known, params valid, wires type-correct, no cycles.
     Check { file: PathBuf },
+    /// Open the editor (the default when no command is given), optionally on a graph file.
+    Edit {
+        file: Option<PathBuf>,
+        /// Once evaluation has settled, save a screenshot of the window here and exit.
+        #[arg(long, value_name = "PNG")]
+        screenshot: Option<PathBuf>,
+    },
     /// List every registered node kind with its ports, params and docs.
     Nodes {
         #[arg(long)]
@@ -66,13 +73,11 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(crate::registry()?);
     match cli.command {
         None => {
-            eprintln!(
-                "The QuantGraph editor is not in this build yet (see issue 'The editor').\n\
-                 Use `quantgraph run assets/graphs/default.qgraph` to evaluate the default graph headless,\n\
-                 or `quantgraph --help` for the other commands."
-            );
-            Ok(ExitCode::SUCCESS)
+            let default = PathBuf::from("assets/graphs/default.qgraph");
+            let file = default.is_file().then_some(default);
+            Ok(open_editor(file, None))
         }
+        Some(Command::Edit { file, screenshot }) => Ok(open_editor(file, screenshot)),
         Some(Command::Nodes { json }) => {
             print!("{}", nodes_text(&registry, json));
             Ok(ExitCode::SUCCESS)
@@ -98,6 +103,13 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Run { file, sets, json, out }) => run(&registry, &file, &sets, json, out.as_deref()),
+    }
+}
+
+fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> ExitCode {
+    match crate::editor::run(crate::editor::EditorPlugin { file, screenshot }) {
+        bevy::app::AppExit::Success => ExitCode::SUCCESS,
+        bevy::app::AppExit::Error(_) => ExitCode::FAILURE,
     }
 }
 

@@ -4,6 +4,7 @@
 //! headless command line (`quantgraph run | check | nodes`), and the editor entry point.
 
 pub mod cli;
+pub mod editor;
 
 use quantgraph_nodes::NodeRegistry;
 

@@ -301,6 +301,24 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         }
     }
 
+    fn current_transform(&mut self, to_global: &mut egui::emath::TSTransform, snarl: &mut Snarl<NodeId>) {
+        if !std::mem::take(&mut self.editor.frame_requested) {
+            return;
+        }
+        // Frame all: fit every node (at its approximate size) into the canvas.
+        let mut bbox = egui::Rect::NOTHING;
+        for (pos, _) in snarl.nodes_pos() {
+            bbox = bbox.union(egui::Rect::from_min_size(pos, egui::vec2(360.0, 230.0)));
+        }
+        let view = self.editor.canvas_rect.shrink(20.0);
+        if !bbox.is_positive() || !view.is_positive() {
+            return;
+        }
+        let scaling = (view.width() / bbox.width()).min(view.height() / bbox.height()).clamp(0.2, 1.0);
+        to_global.scaling = scaling;
+        to_global.translation = view.center().to_vec2() - bbox.center().to_vec2() * scaling;
+    }
+
     fn has_node_menu(&mut self, _: &NodeId) -> bool {
         true
     }

@@ -130,6 +130,9 @@ pub struct Editor {
     /// Set when the user asked to quit and it is safe to.
     pub quit_requested: bool,
     pub(crate) views: views::ViewState,
+    /// Fit the canvas to all nodes on the next frame (F, and after opening).
+    pub frame_requested: bool,
+    pub(crate) canvas_rect: egui::Rect,
 }
 
 /// Seconds between autosaves to the recovery file.
@@ -162,6 +165,8 @@ impl Editor {
             textures: HashMap::new(),
             quit_requested: false,
             views: views::ViewState::default(),
+            frame_requested: true,
+            canvas_rect: egui::Rect::NOTHING,
         }
     }
 
@@ -181,7 +186,7 @@ impl Editor {
     /// Window title: file name, and a marker when there are unsaved changes.
     pub fn title(&self) -> String {
         let name = self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "untitled".into());
-        format!("{}{name} — QuantGraph", if self.modified { "● " } else { "" })
+        format!("{}{name} — QuantGraph", if self.modified { "*" } else { "" })
     }
 
     // ---- document -------------------------------------------------------------------
@@ -193,7 +198,8 @@ impl Editor {
         self.history.clear();
         self.path = path;
         self.modified = false;
-        self.selected = None;
+        self.selected = self.graph.view.as_ref().and_then(|v| v.selected).filter(|id| self.graph.node(*id).is_some());
+        self.frame_requested = true;
         self.statuses.clear();
         self.outputs.clear();
         self.rebuild_snarl();
@@ -580,8 +586,12 @@ impl Editor {
         self.shortcuts(ui);
         egui::Panel::top("qg_menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("qg_status").show(ui, |ui| self.status_ui(ui));
-        egui::Panel::right("qg_inspector").resizable(true).default_size(420.0).show(ui, |ui| {
-            egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| inspector::inspector_ui(self, ui));
+        egui::Panel::right("qg_inspector").resizable(true).default_size(440.0).show(ui, |ui| {
+            let width = ui.available_width();
+            egui::ScrollArea::both().auto_shrink([false, false]).show(ui, |ui| {
+                ui.set_max_width(width);
+                inspector::inspector_ui(self, ui);
+            });
         });
         egui::CentralPanel::default().show(ui, |ui| self.canvas_ui(ui));
         self.palette_window_ui(ui);
@@ -639,6 +649,9 @@ impl Editor {
             } else {
                 self.stop();
             }
+        }
+        if hit(Modifiers::NONE, Key::F) {
+            self.frame_requested = true;
         }
         if hit(Modifiers::NONE, Key::Space) {
             self.palette = Some(Palette { query: String::new(), pos: self.free_position() });
@@ -710,6 +723,9 @@ impl Editor {
                     self.delete(&selection);
                 }
             });
+            if ui.button("Frame all  (F)").clicked() {
+                self.frame_requested = true;
+            }
             if ui.button("Add node  (Space)").clicked() {
                 self.palette = Some(Palette { query: String::new(), pos: self.free_position() });
             }
@@ -747,6 +763,7 @@ impl Editor {
     }
 
     fn canvas_ui(&mut self, ui: &mut egui::Ui) {
+        self.canvas_rect = ui.available_rect_before_wrap();
         let mut snarl = std::mem::take(&mut self.snarl);
         let mut viewer = canvas::CanvasViewer { editor: self, added: Vec::new() };
         SnarlWidget::new().id(canvas::canvas_id()).style(canvas_style()).show(&mut snarl, &mut viewer, ui);

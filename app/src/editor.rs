@@ -1,0 +1,167 @@
+//! The editor window: Bevy + bevy_egui hosting [`quantgraph_ui::Editor`].
+//!
+//! Everything the user sees is drawn by `quantgraph-ui` (plain egui, tested with
+//! egui_kittest); this module is the Bevy shell: the window, its title, close requests
+//! (asking about unsaved changes), the recovery file, and `--screenshot` for CI.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{save_to_disk, Screenshot};
+use bevy::window::{PrimaryWindow, WindowCloseRequested};
+use bevy_egui::{egui, EguiContexts, EguiPlugin, EguiPrimaryContextPass};
+use quantgraph_nodes::NodeRegistry;
+use quantgraph_ui::{AfterPrompt, Editor};
+
+/// Options for the editor window.
+#[derive(Clone, Default)]
+pub struct EditorPlugin {
+    /// The graph to open.
+    pub file: Option<PathBuf>,
+    /// Save a screenshot here once evaluation has settled, then exit (CI).
+    pub screenshot: Option<PathBuf>,
+}
+
+struct EditorState {
+    editor: Editor,
+    screenshot: Option<PathBuf>,
+    idle_frames: u32,
+    frames: u64,
+    started: Instant,
+    shot_taken: bool,
+}
+
+/// Where the recovery file lives: `$XDG_STATE_HOME/quantgraph`, else `~/.local/state/quantgraph`.
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("quantgraph"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/quantgraph"))
+}
+
+fn load_recent(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(dir.join("recent.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<PathBuf>>(&t).ok())
+        .unwrap_or_default()
+}
+
+impl Plugin for EditorPlugin {
+    fn build(&self, app: &mut App) {
+        let registry = match crate::registry() {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                error!("registering node kinds failed: {e}");
+                Arc::new(NodeRegistry::new())
+            }
+        };
+        let mut editor = Editor::new(registry);
+        if let Some(dir) = state_dir() {
+            editor.recent = load_recent(&dir);
+            editor.recovery_path = Some(dir.join("recovery.qgraph"));
+        }
+        editor.check_recovery();
+        if let Some(file) = &self.file {
+            editor.open(file);
+        }
+        app.insert_non_send(EditorState {
+            editor,
+            screenshot: self.screenshot.clone(),
+            idle_frames: 0,
+            frames: 0,
+            started: Instant::now(),
+            shot_taken: false,
+        });
+        app.add_plugins(EguiPlugin::default())
+            .insert_resource(ClearColor(Color::srgb(0.08, 0.08, 0.09)))
+            .add_systems(Startup, setup_camera)
+            .add_systems(EguiPrimaryContextPass, editor_ui)
+            .add_systems(Update, (close_requests, screenshot_when_settled));
+    }
+}
+
+fn setup_camera(mut commands: Commands) {
+    commands.spawn(Camera2d);
+}
+
+fn editor_ui(mut contexts: EguiContexts, mut state: NonSendMut<EditorState>, mut window: Single<&mut Window, With<PrimaryWindow>>, mut exit: MessageWriter<AppExit>) -> Result {
+    let ctx = contexts.ctx_mut()?;
+    let mut ui = egui::Ui::new(ctx.clone(), "quantgraph_root".into(), egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()));
+    state.editor.ui(&mut ui);
+    state.frames += 1;
+    if state.frames == 1 {
+        info!("first frame after {:.2} s", state.started.elapsed().as_secs_f64());
+    }
+    let title = state.editor.title();
+    if window.title != title {
+        window.title = title;
+    }
+    if state.editor.quit_requested {
+        save_session(&state.editor);
+        exit.write(AppExit::Success);
+    }
+    Ok(())
+}
+
+fn save_session(editor: &Editor) {
+    if let Some(dir) = state_dir() {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("recent.json"), serde_json::to_string(&editor.recent).unwrap_or_default());
+        if !editor.modified {
+            let _ = std::fs::remove_file(dir.join("recovery.qgraph"));
+        }
+    }
+}
+
+/// Closing the window asks first when there are unsaved changes.
+fn close_requests(mut requests: MessageReader<WindowCloseRequested>, mut state: NonSendMut<EditorState>) {
+    for _ in requests.read() {
+        state.editor.request(AfterPrompt::Quit);
+    }
+}
+
+/// `--screenshot`: once nothing has been running for a while, save the window and exit.
+fn screenshot_when_settled(mut commands: Commands, mut state: NonSendMut<EditorState>, mut exit: MessageWriter<AppExit>) {
+    let Some(path) = state.screenshot.clone() else { return };
+    if state.shot_taken {
+        state.idle_frames += 1;
+        if state.idle_frames > 30 && path.exists() {
+            info!("screenshot saved to {}", path.display());
+            exit.write(AppExit::Success);
+        }
+        if state.idle_frames > 600 {
+            error!("the screenshot was not written");
+            exit.write(AppExit::error());
+        }
+        return;
+    }
+    if state.editor.is_busy() {
+        state.idle_frames = 0;
+        return;
+    }
+    state.idle_frames += 1;
+    if state.idle_frames == 20 {
+        let _ = std::fs::remove_file(&path);
+        commands.spawn(Screenshot::primary_window()).observe(save_to_disk(path));
+        state.shot_taken = true;
+        state.idle_frames = 0;
+    }
+}
+
+/// Open the editor window (blocks until it closes).
+pub fn run(plugin: EditorPlugin) -> AppExit {
+    App::new()
+        .add_plugins(DefaultPlugins.set(WindowPlugin {
+            primary_window: Some(Window {
+                title: "QuantGraph".into(),
+                resolution: (1600, 1000).into(),
+                ..default()
+            }),
+            close_when_requested: false,
+            ..default()
+        }))
+        .add_plugins(plugin)
+        .run()
+}

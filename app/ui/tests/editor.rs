@@ -1,0 +1,219 @@
+//! The editor UI driven like a user would (egui_kittest), and its headless evaluation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use quantgraph_nodes::graph::PortRef;
+use quantgraph_nodes::NodeRegistry;
+use quantgraph_ui::{Editor, NodeStatus};
+
+fn registry() -> Arc<NodeRegistry> {
+    let mut r = NodeRegistry::new();
+    quantgraph_dataset::register_nodes(&mut r).unwrap();
+    quantgraph_onnx::register_nodes(&mut r).unwrap();
+    quantgraph_compare::register_nodes(&mut r).unwrap();
+    quantgraph_plot::register_nodes(&mut r).unwrap();
+    Arc::new(r)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn harness(editor: Editor) -> Harness<'static, Editor> {
+    Harness::builder().with_size(egui::vec2(1400.0, 900.0)).build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), editor)
+}
+
+/// Run frames until the UI is still and no evaluation is in flight.
+fn settle(h: &mut Harness<'static, Editor>) {
+    for _ in 0..50 {
+        h.state_mut().wait_idle(Duration::from_secs(30));
+        if h.try_run().is_ok() && !h.state().is_busy() {
+            return;
+        }
+    }
+    panic!("the editor never settled");
+}
+
+fn snapshot_options() -> SnapshotOptions {
+    // Run times ("done in 0.21 s") differ from run to run: allow that many pixels.
+    SnapshotOptions::new().output_path(repo().join("tests/snapshots")).max_failed_pixels(600)
+}
+
+fn cifar_dir() -> PathBuf {
+    std::env::var_os("QUANTGRAPH_CIFAR10").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data/cifar10"))
+}
+
+#[test]
+fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
+    let mut h = harness(Editor::new(registry()));
+    settle(&mut h);
+    // Add two nodes from the palette.
+    h.get_by_label("Add node  (Space)").click();
+    settle(&mut h);
+    h.get_by_label("Dataset Loader").click();
+    settle(&mut h);
+    h.get_by_label("Add node  (Space)").click();
+    settle(&mut h);
+    h.get_by_label("Comparator").click();
+    settle(&mut h);
+    assert_eq!(h.state().graph().len(), 2);
+    let ids: Vec<_> = h.state().graph().nodes().map(|n| n.id).collect();
+    let (dataset, compare) = (ids[0], ids[1]);
+    // A wrong connection is refused, with the reason in the status bar.
+    let err = h.state_mut().connect(PortRef::new(dataset, "dataset"), PortRef::new(compare, "a")).unwrap_err();
+    assert_eq!(err, "Dataset output cannot feed a Activations input");
+    settle(&mut h);
+    h.get_by_label_contains("Cannot connect: Dataset output cannot feed a Activations input");
+    assert_eq!(h.state().graph().wires().count(), 0);
+    // A right one is made…
+    h.state_mut().connect(PortRef::new(dataset, "dataset"), PortRef::new(compare, "dataset")).unwrap();
+    settle(&mut h);
+    assert_eq!(h.state().graph().wires().count(), 1);
+    // …and undone with Ctrl+Z, then redone with Ctrl+Shift+Z.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    settle(&mut h);
+    assert_eq!(h.state().graph().wires().count(), 0);
+    h.key_press_modifiers(egui::Modifiers::COMMAND | egui::Modifiers::SHIFT, egui::Key::Z);
+    settle(&mut h);
+    assert_eq!(h.state().graph().wires().count(), 1);
+    // Edit a param in the inspector: the dataset loader's mean.
+    h.state_mut().selected = Some(dataset);
+    settle(&mut h);
+    let before = h.state().history.can_undo();
+    assert!(before);
+    h.get_by_label("Label").hover();
+    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(2).expect("the Mean text field");
+    field.focus();
+    field.type_text("0.5");
+    settle(&mut h);
+    // Typing is committed when the field loses focus.
+    h.key_press(egui::Key::Tab);
+    settle(&mut h);
+    let mean = h.state().graph().node(dataset).unwrap().params.get("mean").cloned();
+    assert_eq!(mean, Some(serde_json::json!("0.5")));
+    h.state_mut().undo();
+    settle(&mut h);
+    assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!("")));
+}
+
+#[test]
+fn delete_copy_paste_and_unsaved_marker() {
+    let mut ed = Editor::new(registry());
+    let a = ed.add_node("plot.chart", [0.0, 0.0]).unwrap();
+    assert!(ed.title().starts_with("*untitled"));
+    let text = ed.copy_text(&[a]);
+    let pasted = ed.paste_text(&text);
+    assert_eq!(pasted.len(), 1);
+    assert_eq!(ed.graph().len(), 2);
+    ed.delete(&pasted);
+    assert_eq!(ed.graph().len(), 1);
+    ed.undo();
+    assert_eq!(ed.graph().len(), 2);
+    // Save, then the title loses its marker; a failed save keeps the document.
+    let dir = tempfile_dir();
+    let path = dir.join("g.qgraph");
+    assert!(ed.save_as(&path));
+    assert_eq!(ed.title(), "g.qgraph — QuantGraph");
+    assert!(!ed.save_as(&dir.join("no/such/dir/g.qgraph")));
+    assert!(ed.message.as_deref().unwrap().starts_with("Could not save"));
+    assert_eq!(ed.graph().len(), 2);
+    // Opening with unsaved changes asks first.
+    ed.set_param(a, "title", "x".into());
+    ed.request(quantgraph_ui::AfterPrompt::New);
+    assert!(matches!(ed.prompt, Some(quantgraph_ui::Prompt::Unsaved { .. })));
+    assert_eq!(ed.graph().len(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("qg-ui-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[test]
+fn autosave_writes_a_recovery_file_and_the_next_start_offers_it() {
+    let dir = tempfile_dir();
+    let recovery = dir.join("recovery.qgraph");
+    let mut ed = Editor::new(registry());
+    ed.recovery_path = Some(recovery.clone());
+    ed.add_node("plot.chart", [1.0, 2.0]);
+    ed.autosave(10.0);
+    assert!(!recovery.exists(), "not before 30 s");
+    ed.autosave(31.0);
+    assert!(recovery.exists());
+    let mut next = Editor::new(registry());
+    next.recovery_path = Some(recovery.clone());
+    next.check_recovery();
+    assert!(matches!(next.prompt, Some(quantgraph_ui::Prompt::Recover { .. })));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One snapshot per registered kind: its node on the canvas and its inspector.
+#[test]
+fn every_kind_renders_its_node_and_inspector() {
+    let registry = registry();
+    let kinds: Vec<String> = registry.kinds().map(|k| k.id().to_owned()).collect();
+    let mut failures = Vec::new();
+    for kind in kinds {
+        let mut ed = Editor::new(registry.clone());
+        let id = ed.add_node(&kind, [40.0, 40.0]).unwrap();
+        if kind == "dataset.cifar10" {
+            // Never dataset images in a committed snapshot: a folder that does not exist.
+            ed.set_param(id, "path", "no-such-folder".into());
+        }
+        ed.selected = Some(id);
+        let mut h = Harness::builder().with_size(egui::vec2(1100.0, 700.0)).build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), ed);
+        settle(&mut h);
+        h.state_mut().wait_idle(Duration::from_secs(10));
+        settle(&mut h);
+        // The inspector shows the kind's doc and every param's label.
+        let k = registry.get(&kind).unwrap();
+        for p in k.params() {
+            if !matches!(p.kind, quantgraph_nodes::ParamKind::List { .. }) {
+                assert!(h.query_all_by_label(&p.label).next().is_some(), "{kind}: no widget labelled {}", p.label);
+            }
+        }
+        if let Err(e) = h.try_snapshot_options(&format!("kind_{}", kind.replace('.', "_")), &snapshot_options()) {
+            failures.push(format!("{kind}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The default graph in the editor, headless: it evaluates, and editing the QDQ override
+/// re-runs only the INT8 branch; the plots' data change.
+#[test]
+fn default_graph_evaluates_and_a_scale_edit_reruns_only_the_int8_branch() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let ds = ed.graph().find_node("cifar10_test").unwrap();
+    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    for (id, s) in &ed.statuses {
+        assert!(matches!(s, NodeStatus::Ready { .. }), "{id}: {s:?}");
+    }
+    let plot = ed.graph().find_node("sqnr_plot").unwrap();
+    let before = format!("{:?}", ed.outputs(plot).unwrap().get("plot"));
+    ed.scheduler().take_log();
+    let over = ed.graph().find_node("override").unwrap();
+    ed.set_param(over, "edits", serde_json::json!([{"tensor": "/stage2/Relu_output_0", "scale": 0.5}]));
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let mut ran: Vec<String> = ed.scheduler().take_log().iter().map(|l| ed.graph().node(l.node).unwrap().label.clone().unwrap()).collect();
+    ran.sort();
+    assert_eq!(ran, ["class_plot", "compare", "confusion_plot", "int8_histogram", "override", "probe_int8", "sqnr_plot"]);
+    assert_ne!(before, format!("{:?}", ed.outputs(plot).unwrap().get("plot")));
+    // Undo brings the old results back from the cache: nothing runs.
+    ed.undo();
+    assert!(ed.wait_idle(Duration::from_secs(60)));
+    assert!(ed.scheduler().take_log().is_empty());
+    assert_eq!(before, format!("{:?}", ed.outputs(plot).unwrap().get("plot")));
+}
