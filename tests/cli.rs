@@ -136,3 +136,43 @@ fn a_missing_model_fails_on_its_node_and_the_rest_still_runs() {
     assert!(text.contains("probe_int8 (#6) [ok]"), "{text}");
     assert!(text.contains("int8_histogram (#11) [ok]"), "{text}");
 }
+
+#[test]
+fn export_writes_the_overridden_model_and_leaves_the_source_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("edited.onnx");
+    let source = repo().join("models/resnet8_int8_qdq.onnx");
+    let before = std::fs::read(&source).unwrap();
+    let status = qg()
+        .args(["export", "assets/graphs/default.qgraph", "override"])
+        .arg(&out)
+        .args(["--set", r#"override.edits=[{"tensor":"/stage3/Relu_output_0","scale":0.125}]"#])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let written = std::fs::read(&out).unwrap();
+    assert_ne!(written, before);
+    assert_eq!(std::fs::read(&source).unwrap(), before);
+    // The written model loads, with the new scale.
+    let graph = dir.path().join("g.qgraph");
+    std::fs::write(&graph, format!(r#"{{"format":"quantgraph","format_version":1,"nodes":[{{"id":1,"kind":"onnx.model","kind_version":1,"label":"m","position":[0,0],"params":{{"path":"{}"}}}}],"wires":[]}}"#, out.display())).unwrap();
+    let r = qg().arg("run").arg(&graph).arg("--json").output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let qdq = json["nodes"]["1"]["outputs"]["model"]["qdq"].as_array().unwrap();
+    let entry = qdq.iter().find(|e| e["float_tensor"] == "/stage3/Relu_output_0").unwrap();
+    assert_eq!(entry["scales"][0], 0.125);
+}
+
+#[test]
+fn a_missing_onnx_runtime_library_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("g.qgraph");
+    let model = repo().join("tests/fixtures/tiny/tiny_fp32.onnx");
+    std::fs::write(&graph, format!(r#"{{"format":"quantgraph","format_version":1,"nodes":[{{"id":1,"kind":"onnx.model","kind_version":1,"position":[0,0],"params":{{"path":"{}"}}}}],"wires":[]}}"#, model.display())).unwrap();
+    let out = qg().arg("run").arg(&graph).env("ORT_DYLIB_PATH", dir.path().join("nope/libonnxruntime.so")).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("ONNX Runtime 1.31.1 was not found. Run `scripts/ensure-ort.sh`"), "{text}");
+    assert!(text.contains("or set ORT_DYLIB_PATH"), "{text}");
+}

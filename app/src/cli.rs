@@ -45,6 +45,17 @@ pub enum Command {
     },
     /// Validate a graph file: kinds known, params valid, wires type-correct, no cycles.
     Check { file: PathBuf },
+    /// Evaluate a node and write the ONNX model on its output (e.g. a QDQ Override's
+    /// edited model) to a file. The source model files are never modified.
+    Export {
+        file: PathBuf,
+        /// The node: its label, its id, or a kind id used by one node.
+        node: String,
+        /// Where to write the .onnx file.
+        out: PathBuf,
+        #[arg(long = "set", value_name = "NODE.PARAM=VALUE")]
+        sets: Vec<String>,
+    },
     /// Open the editor (the default when no command is given), optionally on a graph file.
     Edit {
         file: Option<PathBuf>,
@@ -103,6 +114,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Run { file, sets, json, out }) => run(&registry, &file, &sets, json, out.as_deref()),
+        Some(Command::Export { file, node, out, sets }) => export(&registry, &file, &node, &out, &sets),
     }
 }
 
@@ -152,6 +164,26 @@ fn run(registry: &Arc<NodeRegistry>, path: &Path, sets: &[String], json: bool, o
         write!(stdout, "{}", results_text(&graph, registry, &eval))?;
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn export(registry: &Arc<NodeRegistry>, path: &Path, node: &str, out: &Path, sets: &[String]) -> anyhow::Result<ExitCode> {
+    let (mut graph, _) = file::load(path, registry)?;
+    apply_sets(&mut graph, sets)?;
+    let Some(id) = graph.find_node(node) else {
+        bail!("no node is labelled '{node}', has that id, or is the only one of that kind in {}", path.display());
+    };
+    let scheduler = Scheduler::new(registry.clone());
+    let eval = scheduler.evaluate(&graph, &[id]);
+    let outcome = eval.outcomes.get(&id);
+    let Some(outputs) = outcome.and_then(NodeOutcome::outputs) else {
+        bail!("{} did not evaluate: {}", graph.display_name(registry, id), outcome.map(|o| outcome_status(o, &graph, registry)).unwrap_or_default());
+    };
+    let Some(Value::Model(model)) = outputs.values().find(|v| matches!(v, Value::Model(_))) else {
+        bail!("{} has no Model output to export", graph.display_name(registry, id));
+    };
+    std::fs::write(out, model.bytes.as_ref()).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({} bytes, {} changed values) to {}", model.name, model.bytes.len(), model.changes.len(), out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Evaluate all sinks, printing progress on standard error.

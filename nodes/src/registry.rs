@@ -55,3 +55,18 @@ impl std::fmt::Debug for NodeRegistry {
         f.debug_list().entries(self.kinds.keys()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_id_is_refused() {
+        let mut r = NodeRegistry::new();
+        r.register::<crate::testing::Const>().unwrap();
+        let err = r.register::<crate::testing::Const>().unwrap_err();
+        assert_eq!(err.to_string(), "a node kind with id 'test.const' is already registered");
+        assert_eq!(r.len(), 1);
+        assert!(r.get("test.const").is_some());
+    }
+}

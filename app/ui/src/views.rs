@@ -104,9 +104,20 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
             table_ui(editor, ui, &format!("qdq{}", node.0), &table, 260.0);
         });
     }
-    if !m.changes.is_empty() {
-        ui.label(format!("{} values changed by overrides upstream", m.changes.len()));
-    }
+    ui.horizontal(|ui| {
+        if !m.changes.is_empty() {
+            ui.label(format!("{} values changed by overrides upstream", m.changes.len()));
+        }
+        if ui.button("Export ONNX").on_hover_text("Write this model beside the graph file (the source file is never modified)").clicked() {
+            let dir = editor.graph.base_dir.clone().unwrap_or_default();
+            let stem = editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or_else(|| format!("model{}", node.0));
+            let path = dir.join(format!("{stem}.onnx"));
+            editor.message = Some(match std::fs::write(&path, m.bytes.as_ref()) {
+                Ok(()) => format!("Wrote {}", path.display()),
+                Err(e) => format!("Could not write {}: {e}", path.display()),
+            });
+        }
+    });
 }
 
 /// The Q/DQ parameter table of a model.

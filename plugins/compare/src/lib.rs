@@ -43,8 +43,8 @@ impl NodeKind for Comparator {
         "Compares two probes: A (reference, e.g. FP32) and B (e.g. INT8 QDQ), with the dataset's \
          labels when connected. Gives top-1 accuracy of A and B, their agreement, per-class \
          accuracy, confusion matrices, the samples whose top-1 flips, and a per-layer table \
-         pairing A's and B's tensors (by ONNX Runtime's QDQ naming, else by name; unpaired \
-         tensors are listed) with SQNR dB, MSE, MAE, max-abs error, cosine similarity, and \
+         pairing A's and B's tensors (by ONNX Runtime's QDQ naming, else by name, else by graph \
+         structure — the k-th op of a type in each; each row says how, unpaired tensors are listed) with SQNR dB, MSE, MAE, max-abs error, cosine similarity, and \
          qdq_err (SQNR of B's pre-quantization tensor against its dequantized output). Where the \
          quantizer removed a Relu, B is compared with A's Relu output and the row says how this \
          differs from ONNX Runtime's qdq_loss_debug figure."

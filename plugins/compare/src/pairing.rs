@@ -41,6 +41,24 @@ pub struct Pairing {
     pub unpaired_b: Vec<String>,
 }
 
+/// Each op output's position: `(op type, k)` for the k-th op of that type in graph order,
+/// not counting Q/DQ, Transpose and Identity.
+fn structural_index(model: &quantgraph_nodes::value::ModelInfo) -> BTreeMap<String, (String, usize)> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for n in &model.nodes {
+        if matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear" | "Transpose" | "Identity" | "Constant") {
+            continue;
+        }
+        let k = counts.entry(n.op_type.as_str()).or_default();
+        if let Some(o) = n.outputs.first() {
+            out.insert(o.clone(), (n.op_type.clone(), *k));
+        }
+        *k += 1;
+    }
+    out
+}
+
 pub fn pair(a: &Activations, b: &Activations) -> Pairing {
     let producer_a: BTreeMap<&str, &str> =
         a.model.nodes.iter().flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n.op_type.as_str()))).collect();
@@ -162,6 +180,41 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
             used_a.insert((*name).to_owned());
             used_b.insert((*name).to_owned());
         }
+    }
+    // Then by graph structure: the k-th op of a type in A ↔ the k-th op of that type in B,
+    // skipping Q/DQ/Transpose/Identity (other exporters name tensors in their own ways).
+    let index_a = structural_index(&a.model);
+    let index_b = structural_index(&b.model);
+    let by_position_b: BTreeMap<(&str, usize), &str> = index_b.iter().map(|(t, (op, k))| ((op.as_str(), *k), t.as_str())).collect();
+    let q_out: BTreeMap<&str, &str> = b.model.nodes.iter().filter(|n| n.op_type == "QuantizeLinear").filter_map(|n| Some((n.inputs.first()?.as_str(), n.outputs.first()?.as_str()))).collect();
+    let dq_out: BTreeMap<&str, &str> = b.model.nodes.iter().filter(|n| n.op_type == "DequantizeLinear").filter_map(|n| Some((n.inputs.first()?.as_str(), n.outputs.first()?.as_str()))).collect();
+    for name in &order {
+        if used_a.contains(*name) || a.tensors.get(*name).is_some_and(|t| t.role == TensorRole::Output) {
+            continue;
+        }
+        let Some((op, k)) = index_a.get(*name) else { continue };
+        let Some(b_out) = by_position_b.get(&(op.as_str(), *k)) else { continue };
+        let post = q_out.get(b_out).and_then(|q| dq_out.get(q)).copied();
+        let (b_name, b_pre) = match post {
+            Some(p) if b.tensors.contains_key(p) => (p, b.tensors.contains_key(*b_out).then(|| (*b_out).to_owned())),
+            _ if b.tensors.contains_key(*b_out) => (*b_out, None),
+            _ => continue,
+        };
+        if used_b.contains(b_name) {
+            continue;
+        }
+        out.pairs.push(Pair {
+            a: (*name).to_owned(),
+            b: b_name.to_owned(),
+            b_pre,
+            op: op.clone(),
+            how: format!("graph structure ({op} #{})", k + 1),
+            ort_a: None,
+            relu_removed: false,
+        });
+        used_a.insert((*name).to_owned());
+        used_b.insert(b_name.to_owned());
+        used_b.insert((*b_out).to_owned());
     }
     // Outputs last, after the layers.
     out.pairs.extend(output_pairs);

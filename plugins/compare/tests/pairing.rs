@@ -100,3 +100,32 @@ fn comparator_reports_corrected_and_ort_figures_and_classification() {
     let confusion = r.table("confusion_b").unwrap();
     assert_eq!(confusion.rows[1][2].as_f64(), Some(2.0));
 }
+
+/// Another exporter's names: nothing pairs by name, so tensors pair by graph structure, and
+/// what cannot be paired is listed.
+#[test]
+fn tensors_pair_by_graph_structure_when_names_differ() {
+    let x = vec![1.0f32, 2.0, 3.0];
+    let a = acts(
+        vec![op("Conv", &["in"], &["conv_a"]), op("Relu", &["conv_a"], &["relu_a"]), op("Conv", &["relu_a"], &["conv2_a"]), op("Add", &["conv2_a", "relu_a"], &["add_a"])],
+        vec![tensor("conv_a", x.clone(), None), tensor("relu_a", x.clone(), None), tensor("conv2_a", x.clone(), None), tensor("add_a", x.clone(), None)],
+        vec![0, 1, 1],
+    );
+    let b = acts(
+        vec![
+            op("Conv", &["in"], &["t1"]),
+            op("QuantizeLinear", &["t1"], &["t1_q"]),
+            op("DequantizeLinear", &["t1_q"], &["t1_dq"]),
+            op("Conv", &["t1_dq"], &["t2"]),
+            op("Mul", &["t2"], &["t3"]),
+        ],
+        vec![tensor("t1", x.clone(), None), tensor("t1_dq", x.clone(), None), tensor("t2", x.clone(), None), tensor("t3", x, None)],
+        vec![0, 1, 1],
+    );
+    let p = pair(&a, &b);
+    let got: Vec<(&str, &str, &str)> = p.pairs.iter().map(|x| (x.a.as_str(), x.b.as_str(), x.how.as_str())).collect();
+    assert_eq!(got, [("conv_a", "t1_dq", "graph structure (Conv #1)"), ("conv2_a", "t2", "graph structure (Conv #2)")]);
+    assert_eq!(p.pairs[0].b_pre.as_deref(), Some("t1"));
+    assert_eq!(p.unpaired_a, ["relu_a", "add_a"]);
+    assert_eq!(p.unpaired_b, ["t3"]);
+}
