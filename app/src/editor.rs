@@ -62,6 +62,7 @@ impl Plugin for EditorPlugin {
             editor.recent = load_recent(&dir);
             editor.recovery_path = Some(dir.join("recovery.qgraph"));
         }
+        editor.file_dialog = native_dialog();
         editor.check_recovery();
         if let Some(file) = &self.file {
             editor.open(file);
@@ -80,6 +81,36 @@ impl Plugin for EditorPlugin {
             .add_systems(EguiPrimaryContextPass, editor_ui)
             .add_systems(Update, (close_requests, screenshot_when_settled));
     }
+}
+
+/// rfd's native dialogs (through the XDG desktop portal), where a desktop session can
+/// answer; elsewhere (Xvfb, CI) `None`, and the editor asks for a typed path instead.
+fn native_dialog() -> Option<quantgraph_ui::FileDialog> {
+    let desktop = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+        && (std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some());
+    if !desktop {
+        return None;
+    }
+    Some(Box::new(|req: &quantgraph_ui::DialogRequest| {
+        let mut d = rfd::FileDialog::new();
+        if let Some(start) = &req.start {
+            let dir = if start.is_dir() { Some(start.as_path()) } else { start.parent() };
+            if let Some(dir) = dir.filter(|d| d.is_dir()) {
+                d = d.set_directory(dir);
+            }
+        }
+        if !req.extensions.is_empty() {
+            let exts: Vec<&str> = req.extensions.iter().map(String::as_str).collect();
+            d = d.add_filter(req.extensions.join(", "), &exts);
+        }
+        Some(if req.directory {
+            d.pick_folder()
+        } else if req.save {
+            d.save_file()
+        } else {
+            d.pick_file()
+        })
+    }))
 }
 
 fn setup_camera(mut commands: Commands) {

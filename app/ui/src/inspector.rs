@@ -64,7 +64,15 @@ pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
                 ui.label(&spec.label).on_hover_text(if spec.doc.is_empty() { &spec.name } else { &spec.doc });
                 let mut value = current.clone();
                 let choices = tensor_choices(editor, id, spec);
-                param_widget(ui, spec, &mut value, &choices, egui::Id::new(("param", id.0, spec.name.as_str())));
+                ui.horizontal(|ui| {
+                    param_widget(ui, spec, &mut value, &choices, egui::Id::new(("param", id.0, spec.name.as_str())));
+                    if let ParamKind::Path { extensions, directory, .. } = &spec.kind {
+                        if ui.button("Browse…").clicked() {
+                            let request = crate::BrowseRequest { node: id, param: spec.name.clone(), directory: *directory, extensions: extensions.clone() };
+                            ui.ctx().data_mut(|d| d.insert_temp(egui::Id::new("qg_browse"), Some(request)));
+                        }
+                    }
+                });
                 if value != current {
                     if let Some(n) = editor.graph.node_mut(id) {
                         n.params.insert(spec.name.clone(), value);

@@ -89,8 +89,29 @@ pub enum AfterPrompt {
     Quit,
 }
 
-/// A native file dialog, provided by the host app (rfd); `None` → the typed-path prompt.
-pub type FileDialog = Box<dyn FnMut(bool, Option<&Path>) -> Option<PathBuf>>;
+/// What a native file dialog is asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialogRequest {
+    pub save: bool,
+    pub directory: bool,
+    /// File extensions to offer (without dots); empty: graph files.
+    pub extensions: Vec<String>,
+    pub start: Option<PathBuf>,
+}
+
+/// A native file dialog, provided by the host app (rfd). Returns `None` when no native
+/// dialog is available here (the editor then asks for a typed path), `Some(None)` when the
+/// user cancelled.
+pub type FileDialog = Box<dyn FnMut(&DialogRequest) -> Option<Option<PathBuf>>>;
+
+/// A "Browse…" click on a path param, handled after the inspector is drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowseRequest {
+    pub node: NodeId,
+    pub param: String,
+    pub directory: bool,
+    pub extensions: Vec<String>,
+}
 
 /// The open palette of node kinds.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -262,14 +283,17 @@ impl Editor {
     fn ask_path(&mut self, save: bool) {
         let start = self.path.clone();
         if let Some(dialog) = self.file_dialog.as_mut() {
-            if let Some(p) = dialog(save, start.as_deref()) {
-                if save {
-                    self.save_as(&p);
-                } else {
-                    self.open(&p);
+            let request = DialogRequest { save, directory: false, extensions: vec!["qgraph".into()], start: start.clone() };
+            if let Some(answer) = dialog(&request) {
+                if let Some(p) = answer {
+                    if save {
+                        self.save_as(&p);
+                    } else {
+                        self.open(&p);
+                    }
                 }
+                return;
             }
-            return;
         }
         let text = start.map(|p| p.display().to_string()).unwrap_or_default();
         self.prompt = Some(Prompt::Path { save, text });
@@ -594,6 +618,9 @@ impl Editor {
             });
         });
         egui::CentralPanel::default().show(ui, |ui| self.canvas_ui(ui));
+        if let Some(Some(browse)) = ui.ctx().data_mut(|d| d.remove_temp::<Option<BrowseRequest>>(egui::Id::new("qg_browse"))) {
+            self.browse(browse);
+        }
         self.palette_window_ui(ui);
         self.prompt_ui(ui);
         // One undo step per gesture: commit once the pointer is up and no text is being typed.
@@ -863,6 +890,21 @@ impl Editor {
         });
         if self.prompt.as_ref() == Some(&prompt) || matches!(prompt, Prompt::Path { .. }) {
             self.prompt = next;
+        }
+    }
+
+    /// Pick a file or folder for a path param with the native dialog.
+    pub fn browse(&mut self, b: BrowseRequest) {
+        let current = self.graph.node(b.node).and_then(|n| n.params.get(&b.param)).and_then(|v| v.as_str()).map(|p| quantgraph_nodes::kind::resolve_path(self.graph.base_dir.as_deref(), p));
+        let Some(dialog) = self.file_dialog.as_mut() else {
+            self.message = Some("No native file dialog here: type the path (relative paths are relative to the graph file)".into());
+            return;
+        };
+        let request = DialogRequest { save: false, directory: b.directory, extensions: b.extensions.clone(), start: current };
+        match dialog(&request) {
+            Some(Some(p)) => self.set_param(b.node, &b.param, serde_json::Value::String(p.display().to_string())),
+            Some(None) => {}
+            None => self.message = Some("No native file dialog here: type the path".into()),
         }
     }
 
