@@ -119,7 +119,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> ExitCode {
-    match crate::editor::run(crate::editor::EditorPlugin { file, screenshot }) {
+    let launched = Some(crate::LAUNCHED.get().copied().unwrap_or_else(std::time::Instant::now));
+    match crate::editor::run(crate::editor::EditorPlugin { file, screenshot, launched }) {
         bevy::app::AppExit::Success => ExitCode::SUCCESS,
         bevy::app::AppExit::Error(_) => ExitCode::FAILURE,
     }

@@ -18,7 +18,11 @@ pub fn registry() -> anyhow::Result<NodeRegistry> {
     Ok(r)
 }
 
+/// When `main` started.
+pub static LAUNCHED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Entry point of the `quantgraph` binary.
 pub fn main() -> anyhow::Result<()> {
+    let _ = LAUNCHED.set(std::time::Instant::now());
     cli::main()
 }
