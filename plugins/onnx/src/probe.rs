@@ -185,7 +185,7 @@ impl NodeKind for LayerProbe {
         if !extra.is_empty() {
             let bytes = proto::edit_model(
                 &model.bytes,
-                proto::ModelEdit { initializer: None, extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect() },
+                proto::ModelEdit { extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(), ..proto::ModelEdit::default() },
             )
             .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
             let mut probed = runtime::session(&bytes, model.threads)?;

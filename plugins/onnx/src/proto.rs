@@ -342,6 +342,38 @@ pub struct ModelEdit<'a> {
     pub initializer: Option<&'a mut dyn FnMut(&mut TensorProto) -> bool>,
     /// Extra graph outputs to append.
     pub extra_outputs: Vec<ValueInfoProto>,
+    /// Initializers to append.
+    pub extra_initializers: Vec<TensorProto>,
+    /// Inputs to rename, by node name: input index → new tensor name.
+    pub node_inputs: std::collections::BTreeMap<String, std::collections::BTreeMap<usize, String>>,
+}
+
+/// Rename some inputs of an encoded NodeProto, copying every other field byte for byte.
+fn rename_inputs(node: &[u8], renames: &std::collections::BTreeMap<usize, String>) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(node.len() + 64);
+    let mut index = 0;
+    for f in fields(node)? {
+        if f.number == 1 && f.wire_type == 2 {
+            match renames.get(&index) {
+                Some(name) => put_len_delimited(&mut out, 1, name.as_bytes()),
+                None => out.extend_from_slice(f.raw),
+            }
+            index += 1;
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    Ok(out)
+}
+
+/// The name (field 3) of an encoded NodeProto.
+fn node_name(node: &[u8]) -> Result<String, String> {
+    for f in fields(node)? {
+        if f.number == 3 && f.wire_type == 2 {
+            return Ok(String::from_utf8_lossy(f.payload).into_owned());
+        }
+    }
+    Ok(String::new())
 }
 
 /// Apply `edit` to the model's bytes. Everything not edited is copied byte for byte.
@@ -366,6 +398,13 @@ pub fn edit_model(model: &[u8], mut edit: ModelEdit<'_>) -> Result<Vec<u8>, Stri
 fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(graph.len() + 1024);
     for f in fields(graph)? {
+        if f.number == 1 && f.wire_type == 2 && !edit.node_inputs.is_empty() {
+            let name = node_name(f.payload)?;
+            if let Some(renames) = edit.node_inputs.get(&name) {
+                put_len_delimited(&mut out, 1, &rename_inputs(f.payload, renames)?);
+                continue;
+            }
+        }
         match (f.number, f.wire_type, edit.initializer.as_mut()) {
             (5, 2, Some(change)) => {
                 let mut t = TensorProto::decode(f.payload).map_err(|e| format!("bad initializer: {e}"))?;
@@ -377,6 +416,9 @@ fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String>
             }
             _ => out.extend_from_slice(f.raw),
         }
+    }
+    for t in &edit.extra_initializers {
+        put_len_delimited(&mut out, 5, &t.encode_to_vec());
     }
     for o in &edit.extra_outputs {
         put_len_delimited(&mut out, 12, &o.encode_to_vec());
@@ -423,7 +465,7 @@ mod tests {
             t.set_floats(&[0.25]);
             true
         };
-        let edited = edit_model(&m, ModelEdit { initializer: Some(&mut change), extra_outputs: vec![float_output("x")] }).unwrap();
+        let edited = edit_model(&m, ModelEdit { initializer: Some(&mut change), extra_outputs: vec![float_output("x")], ..ModelEdit::default() }).unwrap();
         let g = decode_model(&edited).unwrap().graph.unwrap();
         assert_eq!(g.initializer[0].floats(), Some(vec![0.25]));
         assert_eq!(g.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["y", "x"]);

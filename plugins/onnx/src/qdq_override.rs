@@ -14,6 +14,17 @@ use crate::proto::{self, ModelEdit, TensorProto};
 #[derive(Default)]
 pub struct QdqOverride;
 
+/// Which nodes of a Q/DQ pair an edit changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Both (they share their scale and zero-point initializers).
+    Pair,
+    /// Only the QuantizeLinear: it gets its own copy of the parameters.
+    Quantize,
+    /// Only the DequantizeLinear(s).
+    Dequantize,
+}
+
 /// One requested edit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edit {
@@ -21,6 +32,7 @@ pub struct Edit {
     /// New scale (all channels); `None` keeps it.
     pub scale: Option<f32>,
     pub zero_point: Option<i32>,
+    pub target: Target,
 }
 
 /// Read the `edits` list param.
@@ -49,9 +61,24 @@ fn edits(r: &ParamReader<'_>) -> Result<Vec<Edit>, NodeError> {
                 NodeError::param("edits", format!("tensor '{tensor}': zero-point must be an integer"))
             })?),
         };
-        out.push(Edit { tensor, scale, zero_point });
+        let target = match item.get("apply_to").and_then(|v| v.as_str()).unwrap_or("pair") {
+            "Q only" => Target::Quantize,
+            "DQ only" => Target::Dequantize,
+            _ => Target::Pair,
+        };
+        out.push(Edit { tensor, scale, zero_point, target });
     }
     Ok(out)
+}
+
+/// An edit of one node only: it gets its own copies of the scale / zero-point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitEdit {
+    pub node: String,
+    pub scale_name: String,
+    pub zero_point_name: String,
+    pub scales: Option<Vec<f32>>,
+    pub zero_points: Option<Vec<i32>>,
 }
 
 /// New values per initializer name, with the record of what changed.
@@ -59,6 +86,7 @@ fn edits(r: &ParamReader<'_>) -> Result<Vec<Edit>, NodeError> {
 pub struct Plan {
     pub scales: BTreeMap<String, Vec<f32>>,
     pub zero_points: BTreeMap<String, Vec<i32>>,
+    pub split: Vec<SplitEdit>,
     pub changes: Vec<OverrideChange>,
 }
 
@@ -100,6 +128,42 @@ pub fn plan(
                 "edits",
                 format!("no Q/DQ pair quantizes tensor '{}' (expected a name from the model's Q/DQ table)", edit.tensor),
             ));
+        }
+        if edit.target != Target::Pair {
+            let op = if edit.target == Target::Quantize { "QuantizeLinear" } else { "DequantizeLinear" };
+            let nodes: Vec<&QdqEntry> = qdq.iter().filter(|e| e.float_tensor == edit.tensor && e.op_type == op).collect();
+            if nodes.is_empty() {
+                return Err(NodeError::param("edits", format!("tensor '{}' has no {op} node to edit alone", edit.tensor)));
+            }
+            for e in nodes {
+                let scales = match edit.scale {
+                    Some(s) if !(s.is_normal() && s > 0.0) => {
+                        return Err(NodeError::param("edits", format!("tensor '{}': scale must be positive and finite (a normal float32), found {s:e}", edit.tensor)))
+                    }
+                    Some(s) => Some(vec![s; e.scales.len().max(1)]),
+                    None => None,
+                };
+                let zero_points = match edit.zero_point {
+                    Some(z) => {
+                        let (qmin, qmax) = qrange(&e.dtype);
+                        if z < qmin || z > qmax {
+                            return Err(NodeError::param("edits", format!("tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}", edit.tensor, e.dtype)));
+                        }
+                        Some(vec![z; e.zero_points.len().max(1)])
+                    }
+                    None => None,
+                };
+                for (field, old, new) in [
+                    ("scale", e.scales.first().map(|v| f64::from(*v)), scales.as_ref().and_then(|v| v.first()).map(|v| f64::from(*v))),
+                    ("zero_point", e.zero_points.first().map(|v| f64::from(*v)), zero_points.as_ref().and_then(|v| v.first()).map(|v| f64::from(*v))),
+                ] {
+                    if let (Some(original), Some(new)) = (old, new) {
+                        plan.changes.push(OverrideChange { tensor: e.float_tensor.clone(), node: e.node.clone(), field: field.into(), original, new });
+                    }
+                }
+                plan.split.push(SplitEdit { node: e.node.clone(), scale_name: e.scale_name.clone(), zero_point_name: e.zero_point_name.clone(), scales, zero_points });
+            }
+            continue;
         }
         for e in matching {
             if let Some(s) = edit.scale {
@@ -178,7 +242,33 @@ pub fn apply(bytes: &[u8], plan: &Plan) -> Result<Vec<u8>, String> {
         }
         false
     };
-    proto::edit_model(bytes, ModelEdit { initializer: Some(&mut change), extra_outputs: Vec::new() })
+    // Nodes edited alone get their own copies of the parameters.
+    let mut extra_initializers = Vec::new();
+    let mut node_inputs: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
+    if !plan.split.is_empty() {
+        let model = proto::decode_model(bytes)?;
+        let inits: BTreeMap<String, TensorProto> =
+            model.graph.map(|g| g.initializer.into_iter().map(|t| (t.name.clone(), t)).collect()).unwrap_or_default();
+        for s in &plan.split {
+            let mut renames = BTreeMap::new();
+            if let Some(values) = &s.scales {
+                let mut t = inits.get(&s.scale_name).cloned().ok_or_else(|| format!("scale '{}' is not an initializer", s.scale_name))?;
+                t.name = format!("{}__{}", s.scale_name, s.node);
+                t.set_floats(values);
+                renames.insert(1, t.name.clone());
+                extra_initializers.push(t);
+            }
+            if let Some(values) = &s.zero_points {
+                let mut t = inits.get(&s.zero_point_name).cloned().ok_or_else(|| format!("zero-point '{}' is not an initializer", s.zero_point_name))?;
+                t.name = format!("{}__{}", s.zero_point_name, s.node);
+                t.set_ints(values);
+                renames.insert(2, t.name.clone());
+                extra_initializers.push(t);
+            }
+            node_inputs.insert(s.node.clone(), renames);
+        }
+    }
+    proto::edit_model(bytes, ModelEdit { initializer: Some(&mut change), extra_outputs: Vec::new(), extra_initializers, node_inputs })
 }
 
 fn changes_table(changes: &[OverrideChange]) -> Table {
@@ -212,8 +302,9 @@ impl NodeKind for QdqOverride {
         "Model"
     }
     fn doc(&self) -> &'static str {
-        "Changes the scale and/or zero-point of chosen Q/DQ pairs of a QDQ model (the Quantize and \
-         Dequantize nodes of a pair share their parameters, so both change together), per tensor, \
+        "Changes the scale and/or zero-point of chosen Q/DQ pairs of a QDQ model, per tensor: both \
+         nodes of the pair together (they share their parameters), or only the Quantize or only the \
+         Dequantize node (which then gets its own copy), \
          and by a bulk rule: multiply the scales of every tensor whose name matches a pattern \
          and/or that feeds an op type by a factor. Scales must be positive and finite, zero-points \
          inside the quantized type's range, and per-axis shapes are kept. The model's bytes are \
@@ -229,6 +320,7 @@ impl NodeKind for QdqOverride {
                     ParamSpec::tensor_name("tensor", "Tensor", "model", false),
                     ParamSpec::float("scale", "Scale (0: keep)", 0.0, 0.0, 1e9).with_step(1e-5, true),
                     ParamSpec::text("zero_point", "Zero-point (empty: keep)", ""),
+                    ParamSpec::choice("apply_to", "Apply to", "pair", &["pair", "Q only", "DQ only"]),
                 ],
             ),
             ParamSpec::text("rule_pattern", "Rule: tensor name pattern", "").with_doc("A regular expression over the float tensor names; empty matches all (when an op type is given)."),

@@ -216,3 +216,23 @@ fn probe_refuses_a_dataset_that_does_not_fit_the_model() {
     let err = probe(&f, Arc::new(nhwc), "outputs").unwrap_err().to_string();
     assert!(err.starts_with("input 'dataset': model input 'input' expects [N, 3, 32, 32], the dataset gives [4, 32, 32, 3] (NHWC)"), "{err}");
 }
+
+#[test]
+fn qdq_override_can_edit_only_the_dequantize_node_of_a_pair() {
+    let q = load("tiny_qdq.onnx").unwrap();
+    let original = q.info.qdq.iter().find(|e| e.float_tensor == "relu1").unwrap().scales[0];
+    let out = override_with(&q, serde_json::json!([{"tensor": "relu1", "scale": 0.5, "apply_to": "DQ only"}])).unwrap();
+    let Some(Value::Model(m)) = out.get("model") else { panic!() };
+    let pair: Vec<_> = m.info.qdq.iter().filter(|e| e.float_tensor == "relu1").collect();
+    let quant = pair.iter().find(|e| e.op_type == "QuantizeLinear").unwrap();
+    let dequant = pair.iter().find(|e| e.op_type == "DequantizeLinear").unwrap();
+    assert_eq!(quant.scales, vec![original]);
+    assert_eq!(dequant.scales, vec![0.5]);
+    assert_ne!(quant.scale_name, dequant.scale_name, "the DQ got its own copy");
+    // The model still runs, and its outputs changed (the DQ rescales relu1 by 0.5/original).
+    let before = probe(&q, dataset(4), "outputs").unwrap();
+    let after = probe(m, dataset(4), "outputs").unwrap();
+    assert_ne!(before.tensors["logits"].tensor.data, after.tensors["logits"].tensor.data);
+    let err = override_with(&q, serde_json::json!([{"tensor": "w1", "scale": 0.5, "apply_to": "Q only"}])).unwrap_err();
+    assert!(err.to_string().contains("tensor 'w1' has no QuantizeLinear node to edit alone"), "{err}");
+}
