@@ -16,7 +16,7 @@ fn nodes_lists_every_registered_kind_with_ports_params_and_docs() {
     let out = qg().arg("nodes").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for id in ["dataset.cifar10", "onnx.model", "onnx.qdq_override", "onnx.layer_probe", "compare.comparator", "plot.chart", "plot.histogram"] {
+    for id in ["dataset.cifar10", "onnx.model", "onnx.qdq_override", "onnx.layer_probe", "compare.comparator", "plot.chart", "plot.histogram", "plot.samples"] {
         assert!(text.contains(&format!("{id} (v")), "{id} missing from:\n{text}");
     }
     assert!(text.contains("in  dataset: Dataset (optional)"));

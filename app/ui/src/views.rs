@@ -40,6 +40,18 @@ pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str
             ui.label(format!("{} predictions, accuracy {:?}", p.top1.len(), p.accuracy()));
         }
         Value::Table(r) => report_ui(editor, ui, node, port, r),
+        Value::Plot(p) if p.kind == PlotKind::ImageGrid => {
+            ui.label(egui::RichText::new(&p.title).strong());
+            ui.horizontal_wrapped(|ui| {
+                for (i, (img, caption)) in p.images.iter().enumerate() {
+                    let tex = editor.texture(ui.ctx(), &format!("grid{}-{}-{}", node.0, i, img.index), img);
+                    ui.vertical(|ui| {
+                        ui.image((tex.id(), egui::vec2(64.0, 64.0))).on_hover_text(format!("#{} {caption}", img.index));
+                        ui.label(egui::RichText::new(caption).small());
+                    });
+                }
+            });
+        }
         Value::Plot(p) => {
             plot_ui(ui, p, egui::Id::new(("inspector_plot", node.0, port)), 320.0, false);
             ui.horizontal(|ui| {
@@ -265,6 +277,15 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
         if ui.button("Copy CSV").clicked() {
             ui.ctx().copy_text(t.to_csv());
         }
+        if ui.button("Save CSV").on_hover_text("Written beside the graph file").clicked() {
+            let dir = editor.graph.base_dir.clone().unwrap_or_default();
+            let name = format!("{}.csv", key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
+            let path = dir.join(name);
+            editor.message = Some(match std::fs::write(&path, t.to_csv()) {
+                Ok(()) => format!("Wrote {}", path.display()),
+                Err(e) => format!("Could not write {}: {e}", path.display()),
+            });
+        }
     });
     editor.views.filter.insert(key.to_owned(), filter.clone());
     let (sort_col, ascending) = editor.views.sort.get(key).copied().unwrap_or((usize::MAX, true));
@@ -364,6 +385,8 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
                 pu.heatmap(egui_plot::Heatmap::new(flipped, cols).show_labels(!small));
             }
         }
-        PlotKind::ImageGrid => {}
+        PlotKind::ImageGrid => {
+            pu.text(egui_plot::Text::new("images", egui_plot::PlotPoint::new(0.0, 0.0), format!("{} images", p.images.len())));
+        }
     });
 }

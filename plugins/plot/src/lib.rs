@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
 use quantgraph_nodes::param::ParamReader;
-use quantgraph_nodes::value::{Cell, PlotKind, PlotSpec, Series};
+use quantgraph_nodes::value::{Cell, PlotKind, PlotSpec, Series, Value as V};
 use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
 
 pub use render::render_png;
@@ -23,6 +23,7 @@ pub use render::render_png;
 pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<()> {
     registry.register::<Chart>()?;
     registry.register::<TensorHistogram>()?;
+    registry.register::<SampleGrid>()?;
     Ok(())
 }
 
@@ -192,6 +193,65 @@ impl NodeKind for TensorHistogram {
             if let Some((lo, hi)) = q.real_range() {
                 p.markers.push((f64::from(lo), format!("clip low {lo:.4}")));
                 p.markers.push((f64::from(hi), format!("clip high {hi:.4}")));
+            }
+        }
+        Ok(single("plot", Value::Plot(Arc::new(p))))
+    }
+}
+
+/// Dataset (+ comparator report) → an image grid of samples.
+#[derive(Default)]
+pub struct SampleGrid;
+
+impl NodeKind for SampleGrid {
+    fn id(&self) -> &'static str {
+        "plot.samples"
+    }
+    fn display_name(&self) -> &'static str {
+        "Sample Grid"
+    }
+    fn category(&self) -> &'static str {
+        "Plot"
+    }
+    fn doc(&self) -> &'static str {
+        "An image grid of dataset samples with their labels. With a comparator's report connected, \
+         shows the samples whose top-1 prediction flips between A and B, captioned with the label \
+         and both predictions."
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::int("max_images", "Images at most", 32, 1, 1024)]
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("dataset", PortType::Dataset), PortSpec::optional("report", PortType::Table)]
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("plot", PortType::Plot)]
+    }
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let r = ParamReader::new(params, self.params());
+        let max = r.usize("max_images")?;
+        let d = inputs.dataset("dataset")?;
+        let mut p = PlotSpec::new(PlotKind::ImageGrid, "samples");
+        let class = |l: u32| d.class_names.get(l as usize).cloned().unwrap_or_else(|| l.to_string());
+        match inputs.optional("report") {
+            Some(V::Table(report)) => {
+                let Some(flips) = report.table("flips") else {
+                    return Err(NodeError::input("report", "expected a comparator report with a 'flips' table"));
+                };
+                p.title = format!("{} samples whose prediction flips", flips.rows.len());
+                let col = |n: &str| flips.column(n);
+                for row in flips.rows.iter().take(max) {
+                    let Some(i) = col("sample").and_then(|c| row.get(c)).and_then(Cell::as_f64).map(|x| x as usize) else { continue };
+                    let Some(img) = d.thumbnails.get(i) else { continue };
+                    let text = |n: &str| col(n).and_then(|c| row.get(c)).map(ToString::to_string).unwrap_or_default();
+                    p.images.push((img.clone(), format!("{}: A {} / B {}", text("label"), text("a"), text("b"))));
+                }
+            }
+            _ => {
+                p.title = format!("first {} of {} samples", max.min(d.len()), d.len());
+                for img in d.thumbnails.iter().take(max) {
+                    p.images.push((img.clone(), class(img.label)));
+                }
             }
         }
         Ok(single("plot", Value::Plot(Arc::new(p))))
