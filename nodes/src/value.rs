@@ -324,6 +324,9 @@ pub struct ModelInfo {
     pub initializers: Vec<InitializerInfo>,
     pub param_count: u64,
     pub qdq: Vec<QdqEntry>,
+    /// Type and shape of every tensor the model declares (inputs, outputs, value_info).
+    #[serde(default)]
+    pub tensors: BTreeMap<String, TensorInfo>,
 }
 
 /// A change made by a QDQ override, shown beside the original.

@@ -303,6 +303,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
 
     fn current_transform(&mut self, to_global: &mut egui::emath::TSTransform, snarl: &mut Snarl<NodeId>) {
         if !std::mem::take(&mut self.editor.frame_requested) {
+            self.editor.canvas_transform = *to_global;
             return;
         }
         // Frame all: fit every node (at its approximate size) into the canvas.
@@ -317,6 +318,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         let scaling = (view.width() / bbox.width()).min(view.height() / bbox.height()).clamp(0.2, 1.0);
         to_global.scaling = scaling;
         to_global.translation = view.center().to_vec2() - bbox.center().to_vec2() * scaling;
+        self.editor.canvas_transform = *to_global;
     }
 
     fn has_node_menu(&mut self, _: &NodeId) -> bool {

@@ -154,6 +154,8 @@ pub struct Editor {
     /// Fit the canvas to all nodes on the next frame (F, and after opening).
     pub frame_requested: bool,
     pub(crate) canvas_rect: egui::Rect,
+    /// The canvas's graph → screen transform, as of the last frame.
+    pub canvas_transform: egui::emath::TSTransform,
 }
 
 /// Seconds between autosaves to the recovery file.
@@ -188,6 +190,7 @@ impl Editor {
             views: views::ViewState::default(),
             frame_requested: true,
             canvas_rect: egui::Rect::NOTHING,
+            canvas_transform: egui::emath::TSTransform::IDENTITY,
         }
     }
 

@@ -104,8 +104,21 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
                 egui::CollapsingHeader::new(format!("{} {}{}", op.op_type, op.name, if params > 0 { format!(" · {params} params") } else { String::new() }))
                     .id_salt(("op", node.0, op.name.as_str(), op.outputs.first().map(String::as_str).unwrap_or("")))
                     .show(ui, |ui| {
-                        ui.label(format!("in: {}", op.inputs.join(", ")));
-                        ui.label(format!("out: {}", op.outputs.join(", ")));
+                        let shaped = |names: &[String]| {
+                            names
+                                .iter()
+                                .map(|n| match info.tensors.get(n) {
+                                    Some(t) if !t.dims.is_empty() => format!("{n} [{}]", t.dims.join(", ")),
+                                    _ => match inits.get(n.as_str()) {
+                                        Some(i) => format!("{n} {:?} (weight)", i.dims),
+                                        None => n.clone(),
+                                    },
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        ui.label(format!("in: {}", shaped(&op.inputs)));
+                        ui.label(format!("out: {}", shaped(&op.outputs)));
                     });
             }
         });

@@ -217,3 +217,64 @@ fn default_graph_evaluates_and_a_scale_edit_reruns_only_the_int8_branch() {
     assert!(ed.scheduler().take_log().is_empty());
     assert_eq!(before, format!("{:?}", ed.outputs(plot).unwrap().get("plot")));
 }
+
+/// Drag a wire from one pin to another with the mouse, as a user would.
+fn drag_wire(h: &mut Harness<'static, Editor>, from: egui::Pos2, to: egui::Pos2) {
+    h.hover_at(from);
+    h.step();
+    h.drag_at(from);
+    h.step();
+    for i in 1..=8 {
+        let t = i as f32 / 8.0;
+        h.hover_at(from + (to - from) * t);
+        h.step();
+    }
+    h.drop_at(to);
+    h.step();
+    settle(h);
+}
+
+#[test]
+fn wires_are_dragged_between_pins_and_a_wrong_one_is_refused() {
+    let mut ed = Editor::new(registry());
+    let loader = ed.add_node("dataset.cifar10", [0.0, 0.0]).unwrap();
+    let probe = ed.add_node("onnx.layer_probe", [420.0, 0.0]).unwrap();
+    ed.set_param(loader, "path", "no-such-folder".into());
+    let mut h = harness(ed);
+    settle(&mut h);
+    // Output pins sit just right of their label, input pins just left of theirs.
+    // Widget rects are reported in canvas coordinates: map them to the screen. Output pins
+    // sit just right of their label, input pins just left of theirs (PinPlacement::Edge).
+    let pins = |h: &Harness<'static, Editor>, dx: f32| {
+        let t = h.state().canvas_transform;
+        let labels: Vec<egui::Rect> = h.query_all_by_label("dataset").map(|n| t.mul_rect(n.rect())).collect();
+        let out_label = labels.iter().min_by(|a, b| a.min.x.total_cmp(&b.min.x)).copied().unwrap();
+        let in_label = labels.iter().max_by(|a, b| a.min.x.total_cmp(&b.min.x)).copied().unwrap();
+        let model_label = t.mul_rect(h.get_by_label("model").rect());
+        let out_pin = egui::pos2(out_label.max.x + dx, out_label.center().y);
+        let in_pin = |r: egui::Rect| egui::pos2(r.min.x - dx, r.center().y);
+        (out_pin, in_pin(in_label), in_pin(model_label))
+    };
+    let mut connected = false;
+    for dx in [15.0, 12.0, 18.0, 9.0] {
+        let (out_pin, dataset_pin, _) = pins(&h, dx);
+        drag_wire(&mut h, out_pin, dataset_pin);
+        if h.state().graph().wires().count() == 1 {
+            connected = true;
+            // Dataset → Model is refused, with the reason shown.
+            let (out_pin, _, model_pin) = pins(&h, dx);
+            drag_wire(&mut h, out_pin, model_pin);
+            break;
+        }
+    }
+    assert!(connected, "no drag connected the pins");
+    let wires: Vec<_> = h.state().graph().wires().collect();
+    assert_eq!(wires.len(), 1, "{wires:?}");
+    assert_eq!((wires[0].from.node, wires[0].to.node, wires[0].to.port.as_str()), (loader, probe, "dataset"));
+    assert_eq!(h.state().message.as_deref(), Some("Cannot connect: Dataset output cannot feed a Model input"));
+    h.get_by_label_contains("Dataset output cannot feed a Model input");
+    // One undo step removes the wire.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    settle(&mut h);
+    assert_eq!(h.state().graph().wires().count(), 0);
+}

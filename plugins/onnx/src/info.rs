@@ -117,6 +117,7 @@ pub fn model_info(model: &ModelProto) -> ModelInfo {
         initializers,
         param_count,
         qdq,
+        tensors: graph.input.iter().chain(&graph.output).chain(&graph.value_info).map(|v| (v.name.clone(), tensor_info(v))).collect(),
     }
 }
 
