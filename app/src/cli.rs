@@ -192,8 +192,7 @@ pub fn evaluate_with_progress(scheduler: &Scheduler, graph: &Graph, registry: &N
     let handle = scheduler.request(graph, &[]);
     let mut eval = Evaluation::default();
     let mut last_progress: BTreeMap<NodeId, i32> = BTreeMap::new();
-    loop {
-        let Some(event) = handle.next_event(Duration::from_secs(3600)) else { break };
+    while let Some(event) = handle.next_event(Duration::from_secs(3600)) {
         let name = |id: NodeId| graph.display_name(registry, id);
         match &event {
             Event::Started { node } => eprintln!("▶ {}", name(*node)),

@@ -388,7 +388,7 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
         }
         PlotKind::Heatmap => {
             let cols = p.x_categories.len().max(1);
-            if p.cells.len() % cols == 0 && !p.cells.is_empty() {
+            if p.cells.len().is_multiple_of(cols) && !p.cells.is_empty() {
                 // Rows top to bottom.
                 let rows = p.cells.len() / cols;
                 let mut flipped = Vec::with_capacity(p.cells.len());

@@ -151,7 +151,7 @@ impl NodeKind for LayerProbe {
 
         // 1. The model as it runs: predictions.
         let mut session = runtime::session(&model.bytes, model.threads)?;
-        let outs = runtime::run_batches(&mut session, &input.name, &dataset.images, batch, &[logits_name.clone()], ctx, "predicting")?;
+        let outs = runtime::run_batches(&mut session, &input.name, &dataset.images, batch, std::slice::from_ref(&logits_name), ctx, "predicting")?;
         drop(session);
         let Some(logits) = outs.get(&logits_name) else {
             return Err(NodeError::failed("the model gave no output"));

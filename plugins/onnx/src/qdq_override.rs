@@ -46,7 +46,7 @@ fn edits(r: &ParamReader<'_>) -> Result<Vec<Edit>, NodeError> {
         let scale = match item.get("scale") {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => match v.as_f64() {
-                Some(s) if s == 0.0 => None,
+                Some(0.0) => None,
                 Some(s) => Some(s as f32),
                 None => return Err(NodeError::param("edits", format!("tensor '{tensor}': scale must be a number"))),
             },
