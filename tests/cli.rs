@@ -1,4 +1,5 @@
 //! The `quantgraph` command line, end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,6 +6,7 @@
 //!    fed by a constant); edit the constant halfway down; time from the edit to all results
 //!    current (≈ 500 nodes re-run). Target ≤ 5 ms.
 //! 2. Load + validate a 1,000-node `.qgraph`. Target ≤ 50 ms.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -239,6 +239,7 @@ fn rebase_path(value: &str, base_dir: Option<&Path>, target_dir: &Path) -> Strin
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -265,6 +265,7 @@ impl<'a> ParamReader<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

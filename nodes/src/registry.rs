@@ -57,6 +57,7 @@ impl std::fmt::Debug for NodeRegistry {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 //! Helpers shared by the engine's integration tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

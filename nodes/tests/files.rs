@@ -1,4 +1,5 @@
 //! Graph files: round trips, migrations, placeholders, malformed input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

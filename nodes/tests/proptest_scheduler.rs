@@ -3,6 +3,7 @@
 //!
 //! `cargo test` runs 64 cases. The full run (10,000 cases) is:
 //! `PROPTEST_CASES=10000 cargo test --release -p quantgraph-nodes --test proptest_scheduler`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -127,10 +128,11 @@ fn apply(g: &mut Graph, r: &NodeRegistry, (op, a, b, v): Step) {
         4 => {
             if let (Some(src), Some(dst)) = (pick(a), pick(b)) {
                 let port = if v % 2 == 0 { "a" } else { "b" };
-                if g.node(dst).unwrap().kind == "test.add" {
-                    if g.connect(r, PortRef::new(src, "out"), PortRef::new(dst, port)).is_err() && v % 3 == 0 {
-                        g.disconnect(&PortRef::new(dst, port));
-                    }
+                if g.node(dst).unwrap().kind == "test.add"
+                    && g.connect(r, PortRef::new(src, "out"), PortRef::new(dst, port)).is_err()
+                    && v % 3 == 0
+                {
+                    g.disconnect(&PortRef::new(dst, port));
                 }
             }
         }

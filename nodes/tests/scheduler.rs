@@ -1,4 +1,5 @@
 //! Scheduler behaviour, asserted from its execution log (salsa style).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! The frame is `Editor::ui` inside `egui::Context::run_ui` plus tessellation: everything
 //! the UI thread does except handing the triangles to the GPU.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
 //! The editor UI driven like a user would (egui_kittest), and its headless evaluation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -182,7 +183,7 @@ fn every_kind_renders_its_node_and_inspector() {
                 assert!(h.query_all_by_label(&p.label).next().is_some(), "{kind}: no widget labelled {}", p.label);
             }
         }
-        if let Err(e) = h.try_snapshot_options(&format!("kind_{}", kind.replace('.', "_")), &snapshot_options()) {
+        if let Err(e) = h.try_snapshot_options(format!("kind_{}", kind.replace('.', "_")), &snapshot_options()) {
             failures.push(format!("{kind}: {e}"));
         }
     }

@@ -1,5 +1,6 @@
 //! The Dataset Loader on generated fixtures (binary, python pickle, image folders) and,
 //! when present, the real CIFAR-10 test batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

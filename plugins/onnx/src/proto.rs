@@ -435,6 +435,7 @@ pub fn float_output(name: &str) -> ValueInfoProto {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! The ONNX node kinds on the tiny fixture models (tests/fixtures/tiny, made by
 //! models/make_fixtures.py from seeded random numbers).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! Plot kinds: specs from tables, tensors and datasets, and their PNG rendering.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
