@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 #[test]
 fn the_editor_opens_the_default_graph_and_draws_it() {
@@ -17,7 +16,6 @@ fn the_editor_opens_the_default_graph_and_draws_it() {
     let xvfb = Command::new("sh").args(["-c", "command -v xvfb-run"]).output().unwrap();
     assert!(xvfb.status.success(), "xvfb-run is missing: run scripts/ensure-system.sh (./test.sh does)");
     let state = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     let output = Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1600x1000x24"])
         .arg(env!("CARGO_BIN_EXE_quantgraph"))
@@ -30,7 +28,6 @@ fn the_editor_opens_the_default_graph_and_draws_it() {
         .unwrap();
     let log = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the editor failed:\n{log}");
-    assert!(started.elapsed() < Duration::from_secs(300));
     let img = image::open(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{log}", shot.display())).to_rgb8();
     assert!(img.width() >= 1000 && img.height() >= 600, "{}x{}", img.width(), img.height());
     // Not blank: many distinct colours, and bright text pixels on the dark theme.

@@ -110,6 +110,13 @@ impl NodeKind for Add {
 #[derive(Default)]
 pub struct Slow;
 
+static SLOW_CANCELLED: std::sync::Mutex<std::collections::BTreeMap<u64, usize>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// How many `test.slow` evaluations with this `millis` stopped because they were cancelled.
+pub fn slow_cancellations(millis: u64) -> usize {
+    SLOW_CANCELLED.lock().map(|m| m.get(&millis).copied().unwrap_or(0)).unwrap_or(0)
+}
+
 impl NodeKind for Slow {
     fn id(&self) -> &'static str {
         "test.slow"
@@ -137,7 +144,12 @@ impl NodeKind for Slow {
         let millis = r.i64("millis")?.max(0) as u64;
         let start = std::time::Instant::now();
         while start.elapsed().as_millis() < u128::from(millis) {
-            ctx.check_cancelled()?;
+            if ctx.is_cancelled() {
+                if let Ok(mut m) = SLOW_CANCELLED.lock() {
+                    *m.entry(millis).or_default() += 1;
+                }
+                return Err(NodeError::Cancelled);
+            }
             ctx.progress(start.elapsed().as_millis() as f32 / millis.max(1) as f32, "sleeping");
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
