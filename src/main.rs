@@ -1,1 +1,3 @@
-fn main() -> anyhow::Result<()> { quantgraph_app::main() }
+fn main() -> anyhow::Result<()> {
+    quantgraph_app::main()
+}

@@ -17,7 +17,16 @@ fn nodes_lists_every_registered_kind_with_ports_params_and_docs() {
     let out = qg().arg("nodes").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for id in ["dataset.cifar10", "onnx.model", "onnx.qdq_override", "onnx.layer_probe", "compare.comparator", "plot.chart", "plot.histogram", "plot.samples"] {
+    for id in [
+        "dataset.cifar10",
+        "onnx.model",
+        "onnx.qdq_override",
+        "onnx.layer_probe",
+        "compare.comparator",
+        "plot.chart",
+        "plot.histogram",
+        "plot.samples",
+    ] {
         assert!(text.contains(&format!("{id} (v")), "{id} missing from:\n{text}");
     }
     assert!(text.contains("in  dataset: Dataset (optional)"));
@@ -75,7 +84,9 @@ fn run_evaluates_every_sink_and_writes_json_csv_and_png() {
     for (c, class) in ["cats", "dogs"].iter().enumerate() {
         std::fs::create_dir_all(images.join(class)).unwrap();
         for i in 0..3u8 {
-            let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, (c as u8) * 100 + i * 20]));
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([x as u8 * 8, y as u8 * 8, (c as u8) * 100 + i * 20])
+            });
             img.save(images.join(class).join(format!("{i}.png"))).unwrap();
         }
     }
@@ -90,7 +101,14 @@ fn run_evaluates_every_sink_and_writes_json_csv_and_png() {
         .args(["--set", &format!("fp32.path={}", fixtures.join("tiny_fp32.onnx").display())])
         .args(["--set", &format!("int8.path={}", fixtures.join("tiny_qdq.onnx").display())])
         .args(["--set", &format!("cifar10_test.path={}", images.display())])
-        .args(["--set", "cifar10_test.format=image-folder", "--set", "cifar10_test.per_class=0", "--set", "cifar10_test.count=0"])
+        .args([
+            "--set",
+            "cifar10_test.format=image-folder",
+            "--set",
+            "cifar10_test.per_class=0",
+            "--set",
+            "cifar10_test.count=0",
+        ])
         .arg("--json")
         .arg("--out")
         .arg(&out_dir)
@@ -132,7 +150,13 @@ fn a_missing_model_fails_on_its_node_and_the_rest_still_runs() {
     assert!(!out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let missing = Path::new(dir.path()).join("does/not/exist.onnx");
-    assert!(text.contains(&format!("fp32 (#2) [failed: cannot read the model (No such file or directory (os error 2)): {}]", missing.display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "fp32 (#2) [failed: cannot read the model (No such file or directory (os error 2)): {}]",
+            missing.display()
+        )),
+        "{text}"
+    );
     assert!(text.contains("probe_fp32 (#5) [blocked by fp32 (#2)]"), "{text}");
     assert!(text.contains("probe_int8 (#6) [ok]"), "{text}");
     assert!(text.contains("int8_histogram (#11) [ok]"), "{text}");
@@ -171,7 +195,8 @@ fn a_missing_onnx_runtime_library_says_what_to_do() {
     let graph = dir.path().join("g.qgraph");
     let model = repo().join("tests/fixtures/tiny/tiny_fp32.onnx");
     std::fs::write(&graph, format!(r#"{{"format":"quantgraph","format_version":1,"nodes":[{{"id":1,"kind":"onnx.model","kind_version":1,"position":[0,0],"params":{{"path":"{}"}}}}],"wires":[]}}"#, model.display())).unwrap();
-    let out = qg().arg("run").arg(&graph).env("ORT_DYLIB_PATH", dir.path().join("nope/libonnxruntime.so")).output().unwrap();
+    let out =
+        qg().arg("run").arg(&graph).env("ORT_DYLIB_PATH", dir.path().join("nope/libonnxruntime.so")).output().unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("ONNX Runtime 1.31.1 was not found. Run `scripts/ensure-ort.sh`"), "{text}");

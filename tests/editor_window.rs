@@ -28,7 +28,8 @@ fn the_editor_opens_the_default_graph_and_draws_it() {
         .unwrap();
     let log = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the editor failed:\n{log}");
-    let img = image::open(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{log}", shot.display())).to_rgb8();
+    let img =
+        image::open(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{log}", shot.display())).to_rgb8();
     assert!(img.width() >= 1000 && img.height() >= 600, "{}x{}", img.width(), img.height());
     // Not blank: many distinct colours, and bright text pixels on the dark theme.
     let mut colours = std::collections::HashSet::new();

@@ -21,7 +21,9 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn cifar_dir() -> PathBuf {
-    let dir = std::env::var_os("QUANTGRAPH_CIFAR10").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data/cifar10"));
+    let dir = std::env::var_os("QUANTGRAPH_CIFAR10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data/cifar10"));
     assert!(dir.join("test_batch.bin").is_file(), "CIFAR-10 not found at {}: set QUANTGRAPH_CIFAR10", dir.display());
     dir
 }
@@ -54,14 +56,18 @@ fn qdq_models_wrap_every_conv_and_gemm_input_and_weight_in_qdq_pairs() {
         let m = g.add_node(&registry, "onnx.model", [0.0, 0.0]).unwrap();
         g.set_param(m, "path", repo().join("models").join(name).to_string_lossy().as_ref().into()).unwrap();
         let e = Scheduler::new(Arc::new(registry.clone())).evaluate(&g, &[]);
-        let Some(Value::Model(model)) = e.outputs(m).and_then(|o| o.get("model")).cloned() else { panic!("{:?}", e.error(m)) };
+        let Some(Value::Model(model)) = e.outputs(m).and_then(|o| o.get("model")).cloned() else {
+            panic!("{:?}", e.error(m))
+        };
         let producer: std::collections::HashMap<&str, &quantgraph_nodes::value::OpInfo> =
             model.info.nodes.iter().flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n))).collect();
         let inits: std::collections::HashSet<&str> = model.info.initializers.iter().map(|i| i.name.as_str()).collect();
         let mut checked = 0;
         for op in model.info.nodes.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Gemm") {
             for (i, input) in op.inputs.iter().enumerate() {
-                let p = producer.get(input.as_str()).unwrap_or_else(|| panic!("{name}: {} input {input} has no producer", op.name));
+                let p = producer
+                    .get(input.as_str())
+                    .unwrap_or_else(|| panic!("{name}: {} input {input} has no producer", op.name));
                 assert_eq!(p.op_type, "DequantizeLinear", "{name}: {} input {i} ({input}) is not dequantized", op.name);
                 if i == 0 {
                     // The activation: DQ of a Q.
@@ -69,7 +75,11 @@ fn qdq_models_wrap_every_conv_and_gemm_input_and_weight_in_qdq_pairs() {
                     assert_eq!(q.op_type, "QuantizeLinear", "{name}: {}", op.name);
                 } else {
                     // Weight (and bias): DQ of a quantized initializer.
-                    assert!(inits.contains(p.inputs[0].as_str()), "{name}: {} weight {input} is not a stored quantized tensor", op.name);
+                    assert!(
+                        inits.contains(p.inputs[0].as_str()),
+                        "{name}: {} weight {input} is not a stored quantized tensor",
+                        op.name
+                    );
                 }
             }
             checked += 1;
@@ -126,7 +136,12 @@ fn correct_prediction_counts_equal_python_onnxruntime() {
         let probe = g.find_node("probe_int8").unwrap();
         let Some(Value::Activations(a)) = e.outputs(probe).and_then(|o| o.get("activations")) else { panic!() };
         let first: Vec<u64> = a.predictions.as_ref().unwrap().top1[..50].iter().map(|p| u64::from(*p)).collect();
-        let want: Vec<u64> = reference["models"][b_model]["first_predictions"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want: Vec<u64> = reference["models"][b_model]["first_predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(first, want, "{b_model}");
     }
 }
@@ -159,18 +174,30 @@ fn per_layer_sqnr_matches_qdq_loss_debug() {
         let Some(want) = ort.get(tensor) else { continue };
         let sqnr = cell_f64(t, row, "sqnr_db").unwrap();
         let ort_sqnr = cell_f64(t, row, "ort_sqnr_db").unwrap_or(sqnr);
-        assert!((ort_sqnr - want["xmodel_err"].as_f64().unwrap()).abs() < 0.01, "{name}: xmodel {ort_sqnr} vs ORT {}", want["xmodel_err"]);
+        assert!(
+            (ort_sqnr - want["xmodel_err"].as_f64().unwrap()).abs() < 0.01,
+            "{name}: xmodel {ort_sqnr} vs ORT {}",
+            want["xmodel_err"]
+        );
         let qdq = cell_f64(t, row, "qdq_err_db").unwrap();
         match cell_f64(t, row, "ort_qdq_err_db") {
             Some(ort_qdq) => {
                 // The Relu was removed: ORT's figure includes the Relu's clipping.
-                assert!((ort_qdq - want["qdq_err"].as_f64().unwrap()).abs() < 0.01, "{name}: {ort_qdq} vs {}", want["qdq_err"]);
+                assert!(
+                    (ort_qdq - want["qdq_err"].as_f64().unwrap()).abs() < 0.01,
+                    "{name}: {ort_qdq} vs {}",
+                    want["qdq_err"]
+                );
                 assert!(qdq > ort_qdq + 10.0, "{name}: corrected qdq_err {qdq} should be far above ORT's {ort_qdq}");
                 assert!(how.contains("Relu removed by the quantizer"), "{how}");
                 corrected += 1;
             }
             None => {
-                assert!((qdq - want["qdq_err"].as_f64().unwrap()).abs() < 0.01, "{name}: qdq {qdq} vs ORT {}", want["qdq_err"]);
+                assert!(
+                    (qdq - want["qdq_err"].as_f64().unwrap()).abs() < 0.01,
+                    "{name}: qdq {qdq} vs ORT {}",
+                    want["qdq_err"]
+                );
                 matched += 1;
             }
         }
@@ -198,7 +225,10 @@ fn editing_a_qdq_scale_reruns_only_the_int8_branch() {
     let e = s.evaluate(&g, &[]);
     let mut ran: Vec<String> = s.take_log().iter().map(|l| g.node(l.node).unwrap().label.clone().unwrap()).collect();
     ran.sort();
-    assert_eq!(ran, ["class_plot", "compare", "confusion_plot", "int8_histogram", "override", "probe_int8", "sqnr_plot"]);
+    assert_eq!(
+        ran,
+        ["class_plot", "compare", "confusion_plot", "int8_histogram", "override", "probe_int8", "sqnr_plot"]
+    );
     let r2 = report(&e, g.find_node("compare").unwrap());
     assert_eq!(r1.summary["correct_a"], r2.summary["correct_a"]);
     assert_ne!(r1.summary.get("min_sqnr_db"), r2.summary.get("min_sqnr_db"));

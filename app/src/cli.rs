@@ -144,7 +144,13 @@ pub fn apply_sets(graph: &mut Graph, sets: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(registry: &Arc<NodeRegistry>, path: &Path, sets: &[String], json: bool, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn run(
+    registry: &Arc<NodeRegistry>,
+    path: &Path,
+    sets: &[String],
+    json: bool,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let (mut graph, report) = file::load(path, registry)?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -167,7 +173,13 @@ fn run(registry: &Arc<NodeRegistry>, path: &Path, sets: &[String], json: bool, o
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn export(registry: &Arc<NodeRegistry>, path: &Path, node: &str, out: &Path, sets: &[String]) -> anyhow::Result<ExitCode> {
+fn export(
+    registry: &Arc<NodeRegistry>,
+    path: &Path,
+    node: &str,
+    out: &Path,
+    sets: &[String],
+) -> anyhow::Result<ExitCode> {
     let (mut graph, _) = file::load(path, registry)?;
     apply_sets(&mut graph, sets)?;
     let Some(id) = graph.find_node(node) else {
@@ -177,13 +189,23 @@ fn export(registry: &Arc<NodeRegistry>, path: &Path, node: &str, out: &Path, set
     let eval = scheduler.evaluate(&graph, &[id]);
     let outcome = eval.outcomes.get(&id);
     let Some(outputs) = outcome.and_then(NodeOutcome::outputs) else {
-        bail!("{} did not evaluate: {}", graph.display_name(registry, id), outcome.map(|o| outcome_status(o, &graph, registry)).unwrap_or_default());
+        bail!(
+            "{} did not evaluate: {}",
+            graph.display_name(registry, id),
+            outcome.map(|o| outcome_status(o, &graph, registry)).unwrap_or_default()
+        );
     };
     let Some(Value::Model(model)) = outputs.values().find(|v| matches!(v, Value::Model(_))) else {
         bail!("{} has no Model output to export", graph.display_name(registry, id));
     };
     std::fs::write(out, model.bytes.as_ref()).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("wrote {} ({} bytes, {} changed values) to {}", model.name, model.bytes.len(), model.changes.len(), out.display());
+    eprintln!(
+        "wrote {} ({} bytes, {} changed values) to {}",
+        model.name,
+        model.bytes.len(),
+        model.changes.len(),
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -251,7 +273,8 @@ pub fn results_json(graph: &Graph, registry: &NodeRegistry, eval: &Evaluation) -
 
 /// A report table as aligned text.
 pub fn table_text(t: &quantgraph_nodes::value::Table, max_rows: usize) -> String {
-    let cells: Vec<Vec<String>> = t.rows.iter().take(max_rows).map(|r| r.iter().map(Cell::to_string).collect()).collect();
+    let cells: Vec<Vec<String>> =
+        t.rows.iter().take(max_rows).map(|r| r.iter().map(Cell::to_string).collect()).collect();
     let mut widths: Vec<usize> = t.columns.iter().map(|c| c.chars().count()).collect();
     for row in &cells {
         for (i, c) in row.iter().enumerate() {
@@ -334,7 +357,8 @@ fn write_out_dir(
             match value {
                 Value::Table(r) if graph.sinks().contains(id) || r.tables.len() < 8 => {
                     for t in &r.tables {
-                        let name = format!("{base}.{port}.{}.csv", t.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+                        let name =
+                            format!("{base}.{port}.{}.csv", t.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
                         std::fs::write(dir.join(&name), t.to_csv()).with_context(|| format!("writing {name}"))?;
                     }
                 }

@@ -119,9 +119,18 @@ fn setup_camera(mut commands: Commands) {
     commands.spawn(Camera2d);
 }
 
-fn editor_ui(mut contexts: EguiContexts, mut state: NonSendMut<EditorState>, mut window: Single<&mut Window, With<PrimaryWindow>>, mut exit: MessageWriter<AppExit>) -> Result {
+fn editor_ui(
+    mut contexts: EguiContexts,
+    mut state: NonSendMut<EditorState>,
+    mut window: Single<&mut Window, With<PrimaryWindow>>,
+    mut exit: MessageWriter<AppExit>,
+) -> Result {
     let ctx = contexts.ctx_mut()?;
-    let mut ui = egui::Ui::new(ctx.clone(), "quantgraph_root".into(), egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()));
+    let mut ui = egui::Ui::new(
+        ctx.clone(),
+        "quantgraph_root".into(),
+        egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
+    );
     state.editor.ui(&mut ui);
     state.frames += 1;
     if state.frames == 1 {
@@ -156,7 +165,11 @@ fn close_requests(mut requests: MessageReader<WindowCloseRequested>, mut state: 
 }
 
 /// `--screenshot`: once nothing has been running for a while, save the window and exit.
-fn screenshot_when_settled(mut commands: Commands, mut state: NonSendMut<EditorState>, mut exit: MessageWriter<AppExit>) {
+fn screenshot_when_settled(
+    mut commands: Commands,
+    mut state: NonSendMut<EditorState>,
+    mut exit: MessageWriter<AppExit>,
+) {
     let Some(path) = state.screenshot.clone() else { return };
     if state.shot_taken {
         state.idle_frames += 1;
@@ -187,11 +200,7 @@ fn screenshot_when_settled(mut commands: Commands, mut state: NonSendMut<EditorS
 pub fn run(plugin: EditorPlugin) -> AppExit {
     App::new()
         .add_plugins(DefaultPlugins.set(WindowPlugin {
-            primary_window: Some(Window {
-                title: "QuantGraph".into(),
-                resolution: (1600, 1000).into(),
-                ..default()
-            }),
+            primary_window: Some(Window { title: "QuantGraph".into(), resolution: (1600, 1000).into(), ..default() }),
             close_when_requested: false,
             ..default()
         }))

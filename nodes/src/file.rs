@@ -73,10 +73,9 @@ pub fn from_str(text: &str, path: &Path, registry: &NodeRegistry) -> Result<(Gra
         match registry.get(&node.kind) {
             None => {
                 report.placeholders.push(id);
-                report.warnings.push(format!(
-                    "node {id}: unknown kind '{}' kept as a placeholder with its params",
-                    node.kind
-                ));
+                report
+                    .warnings
+                    .push(format!("node {id}: unknown kind '{}' kept as a placeholder with its params", node.kind));
             }
             Some(kind) if node.kind_version > kind.version() => report.warnings.push(format!(
                 "node {id}: '{}' version {} is newer than this build's {}; kept unchanged",

@@ -189,10 +189,9 @@ impl Graph {
     pub fn display_name(&self, registry: &NodeRegistry, id: NodeId) -> String {
         match self.nodes.get(&id) {
             Some(n) => {
-                let name = n
-                    .label
-                    .clone()
-                    .unwrap_or_else(|| registry.get(&n.kind).map(|k| k.display_name().to_owned()).unwrap_or(n.kind.clone()));
+                let name = n.label.clone().unwrap_or_else(|| {
+                    registry.get(&n.kind).map(|k| k.display_name().to_owned()).unwrap_or(n.kind.clone())
+                });
                 format!("{name} ({id})")
             }
             None => format!("{id}"),
@@ -234,9 +233,9 @@ impl Graph {
 
     fn ports_or_err(&self, registry: &NodeRegistry, id: NodeId, outputs: bool) -> Result<Vec<PortSpec>> {
         let node = self.nodes.get(&id).ok_or(Error::UnknownNode(id.0))?;
-        let kind = registry.get(&node.kind).ok_or_else(|| {
-            Error::Connect(format!("{} is a placeholder for the unknown kind '{}'", id, node.kind))
-        })?;
+        let kind = registry
+            .get(&node.kind)
+            .ok_or_else(|| Error::Connect(format!("{} is a placeholder for the unknown kind '{}'", id, node.kind)))?;
         Ok(if outputs { kind.outputs(&node.params) } else { kind.inputs(&node.params) })
     }
 
@@ -362,7 +361,10 @@ impl Graph {
         }
         for w in self.wires() {
             let (Some(from_node), Some(to_node)) = (self.nodes.get(&w.from.node), self.nodes.get(&w.to.node)) else {
-                problems.push((None, format!("wire {}.{} → {}.{} names a missing node", w.from.node, w.from.port, w.to.node, w.to.port)));
+                problems.push((
+                    None,
+                    format!("wire {}.{} → {}.{} names a missing node", w.from.node, w.from.port, w.to.node, w.to.port),
+                ));
                 continue;
             };
             let (Some(fk), Some(tk)) = (registry.get(&from_node.kind), registry.get(&to_node.kind)) else {

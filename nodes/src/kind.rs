@@ -9,9 +9,7 @@ use serde::Serialize;
 
 use crate::error::NodeError;
 use crate::param::{ParamSpec, Params};
-use crate::value::{
-    Activations, Dataset, ModelValue, PlotSpec, PortType, Predictions, Report, Tensor, Value,
-};
+use crate::value::{Activations, Dataset, ModelValue, PlotSpec, PortType, Predictions, Report, Tensor, Value};
 
 /// A declared input or output port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -154,10 +152,9 @@ macro_rules! typed_getter {
         pub fn $fn_name(&self, port: &str) -> Result<&Arc<$ty>, NodeError> {
             match self.get(port)? {
                 Value::$variant(v) => Ok(v),
-                other => Err(NodeError::input(
-                    port,
-                    format!("expected {}, found {}", PortType::$variant, other.port_type()),
-                )),
+                other => {
+                    Err(NodeError::input(port, format!("expected {}, found {}", PortType::$variant, other.port_type())))
+                }
             }
         }
     };

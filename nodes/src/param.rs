@@ -18,17 +18,44 @@ pub type Params = BTreeMap<String, Json>;
 /// What kind of value a parameter holds, with its constraints and default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ParamKind {
-    Float { default: f64, min: f64, max: f64, step: f64, log_scale: bool },
-    Int { default: i64, min: i64, max: i64 },
-    Bool { default: bool },
-    Choice { default: String, options: Vec<String> },
-    Text { default: String, multiline: bool },
+    Float {
+        default: f64,
+        min: f64,
+        max: f64,
+        step: f64,
+        log_scale: bool,
+    },
+    Int {
+        default: i64,
+        min: i64,
+        max: i64,
+    },
+    Bool {
+        default: bool,
+    },
+    Choice {
+        default: String,
+        options: Vec<String>,
+    },
+    Text {
+        default: String,
+        multiline: bool,
+    },
     /// A file or folder path; relative paths are relative to the graph file.
-    Path { default: String, extensions: Vec<String>, directory: bool },
+    Path {
+        default: String,
+        extensions: Vec<String>,
+        directory: bool,
+    },
     /// One or several tensor names, chosen from the model on input `from_input`.
-    TensorName { from_input: String, multiple: bool },
+    TensorName {
+        from_input: String,
+        multiple: bool,
+    },
     /// A list of records, each with the given fields.
-    List { fields: Vec<ParamSpec> },
+    List {
+        fields: Vec<ParamSpec>,
+    },
 }
 
 /// A declared parameter.

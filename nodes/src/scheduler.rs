@@ -43,16 +43,39 @@ pub const DEFAULT_BUDGET_BYTES: usize = 2 << 30;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Needs to run, waiting for its inputs or a worker.
-    Queued { node: NodeId },
-    Started { node: NodeId },
-    Progress { node: NodeId, fraction: f32, message: String },
-    Finished { node: NodeId, duration: Duration, outputs: Arc<Outputs> },
+    Queued {
+        node: NodeId,
+    },
+    Started {
+        node: NodeId,
+    },
+    Progress {
+        node: NodeId,
+        fraction: f32,
+        message: String,
+    },
+    Finished {
+        node: NodeId,
+        duration: Duration,
+        outputs: Arc<Outputs>,
+    },
     /// Its result was already known.
-    Cached { node: NodeId, outputs: Arc<Outputs> },
-    Failed { node: NodeId, error: NodeError },
+    Cached {
+        node: NodeId,
+        outputs: Arc<Outputs>,
+    },
+    Failed {
+        node: NodeId,
+        error: NodeError,
+    },
     /// Not run because an upstream node failed.
-    Blocked { node: NodeId, by: NodeId },
-    Cancelled { node: NodeId },
+    Blocked {
+        node: NodeId,
+        by: NodeId,
+    },
+    Cancelled {
+        node: NodeId,
+    },
     /// Every node of the request has settled.
     Done,
     /// A newer request replaced this one; no more events follow.
@@ -289,17 +312,10 @@ impl Scheduler {
             .thread_name(|i| format!("quantgraph-worker-{i}"))
             .build()
             .ok();
-        let mut coordinator = Coordinator {
-            shared: shared.clone(),
-            pool,
-            inbox: tx.clone(),
-            running: HashMap::new(),
-            active: None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("quantgraph-scheduler".into())
-            .spawn(move || coordinator.run(rx))
-            .ok();
+        let mut coordinator =
+            Coordinator { shared: shared.clone(), pool, inbox: tx.clone(), running: HashMap::new(), active: None };
+        let thread =
+            std::thread::Builder::new().name("quantgraph-scheduler".into()).spawn(move || coordinator.run(rx)).ok();
         Self { registry, shared, inbox: tx, generation: AtomicU64::new(0), thread }
     }
 
@@ -537,7 +553,8 @@ impl Coordinator {
                     if let Some(active) = &self.active {
                         for id in active.by_key.get(&key).into_iter().flatten() {
                             if active.state.get(id) == Some(&State::Running) {
-                                let _ = active.tx.send(Event::Progress { node: *id, fraction, message: message.clone() });
+                                let _ =
+                                    active.tx.send(Event::Progress { node: *id, fraction, message: message.clone() });
                             }
                         }
                     }
@@ -603,22 +620,21 @@ impl Coordinator {
     fn advance(&mut self, candidates: Vec<NodeId>) {
         let Some(active) = self.active.as_mut() else { return };
         // A min-heap by topological rank, so upstream nodes settle first.
-        let mut work: std::collections::BinaryHeap<std::cmp::Reverse<(usize, NodeId)>> = candidates
-            .into_iter()
-            .filter_map(|id| active.rank.get(&id).map(|r| std::cmp::Reverse((*r, id))))
-            .collect();
+        let mut work: std::collections::BinaryHeap<std::cmp::Reverse<(usize, NodeId)>> =
+            candidates.into_iter().filter_map(|id| active.rank.get(&id).map(|r| std::cmp::Reverse((*r, id)))).collect();
         let mut seen: HashSet<NodeId> = HashSet::new();
         while let Some(std::cmp::Reverse((_, id))) = work.pop() {
             if !seen.insert(id) || active.state.get(&id) != Some(&State::Pending) {
                 continue;
             }
-            let push_dependents = |active: &Active, work: &mut std::collections::BinaryHeap<std::cmp::Reverse<(usize, NodeId)>>| {
-                for d in active.dependents.get(&id).into_iter().flatten() {
-                    if let Some(r) = active.rank.get(d) {
-                        work.push(std::cmp::Reverse((*r, *d)));
+            let push_dependents =
+                |active: &Active, work: &mut std::collections::BinaryHeap<std::cmp::Reverse<(usize, NodeId)>>| {
+                    for d in active.dependents.get(&id).into_iter().flatten() {
+                        if let Some(r) = active.rank.get(d) {
+                            work.push(std::cmp::Reverse((*r, *d)));
+                        }
                     }
-                }
-            };
+                };
             let Some(node) = active.plan.nodes.get(&id) else { continue };
             if let Some(error) = node.static_error.clone() {
                 active.set(id, State::Failed);

@@ -110,7 +110,8 @@ impl NodeKind for Add {
 #[derive(Default)]
 pub struct Slow;
 
-static SLOW_CANCELLED: std::sync::Mutex<std::collections::BTreeMap<u64, usize>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+static SLOW_CANCELLED: std::sync::Mutex<std::collections::BTreeMap<u64, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// How many `test.slow` evaluations with this `millis` stopped because they were cancelled.
 pub fn slow_cancellations(millis: u64) -> usize {
@@ -131,7 +132,10 @@ impl NodeKind for Slow {
         "Passes x through after `millis` milliseconds, reporting progress and stopping when cancelled."
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::int("millis", "Milliseconds", 100, 0, 600_000), ParamSpec::float("tag", "Tag", 0.0, -1e12, 1e12)]
+        vec![
+            ParamSpec::int("millis", "Milliseconds", 100, 0, 600_000),
+            ParamSpec::float("tag", "Tag", 0.0, -1e12, 1e12),
+        ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![PortSpec::new("x", PortType::Scalar)]

@@ -95,13 +95,15 @@ fn unknown_kinds_load_as_placeholders_and_save_back_unchanged() {
 fn malformed_files_say_where_and_what() {
     let r = registry();
     let p = Path::new("/tmp/x.qgraph");
-    let err = file::from_str("{\n  \"format\": \"quantgraph\",\n  \"format_version\": 1,\n  \"nodes\": [}\n", p, &r).unwrap_err();
+    let err = file::from_str("{\n  \"format\": \"quantgraph\",\n  \"format_version\": 1,\n  \"nodes\": [}\n", p, &r)
+        .unwrap_err();
     match &err {
         Error::Parse { line, column, .. } => assert_eq!((*line, *column), (4, 13)),
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().ends_with("/tmp/x.qgraph"), "{err}");
-    let err = file::from_str(r#"{"format":"quantgraph","format_version":1,"nodes":[{"id":1}],"wires":[]}"#, p, &r).unwrap_err();
+    let err = file::from_str(r#"{"format":"quantgraph","format_version":1,"nodes":[{"id":1}],"wires":[]}"#, p, &r)
+        .unwrap_err();
     assert!(err.to_string().contains("missing field `kind`"), "{err}");
     let err = file::from_str(r#"{"format":"quantgraph","format_version":9,"nodes":[],"wires":[]}"#, p, &r).unwrap_err();
     assert!(err.to_string().contains("newer QuantGraph"), "{err}");
@@ -175,7 +177,8 @@ fn fuzzed_files_never_panic() {
         rng ^= rng << 17;
         rng
     };
-    let tokens: [&[u8]; 12] = [b"{", b"}", b"[", b"]", b"\"", b",", b":", b"-1", b"1e309", b"null", b"\"test.add\"", b"18446744073709551616"];
+    let tokens: [&[u8]; 12] =
+        [b"{", b"}", b"[", b"]", b"\"", b",", b":", b"-1", b"1e309", b"null", b"\"test.add\"", b"18446744073709551616"];
     let path = Path::new("fuzz.qgraph");
     let mut loaded_ok = 0;
     for i in 0..6000 {

@@ -52,15 +52,14 @@ fn from_scratch(g: &Graph, r: &NodeRegistry) -> BTreeMap<NodeId, Out> {
                 },
             }
         }
-        let result = result.unwrap_or_else(|| {
-            match kind.evaluate(&EvalContext::detached(None), &inputs, &node.params) {
+        let result =
+            result.unwrap_or_else(|| match kind.evaluate(&EvalContext::detached(None), &inputs, &node.params) {
                 Ok(o) => match o.get("out") {
                     Some(Value::Scalar(x)) => Out::Value(*x),
                     _ => Out::Failed("no output".into()),
                 },
                 Err(e) => Out::Failed(e.to_string()),
-            }
-        });
+            });
         out.insert(id, result);
     }
     out
@@ -101,7 +100,12 @@ fn apply(g: &mut Graph, r: &NodeRegistry, (op, a, b, v): Step) {
         // Add an adder fed by one or two existing nodes.
         1 | 2 => {
             let id = g.add_node(r, if v == 0 { "test.fail" } else { "test.add" }, [0.0, 0.0]).unwrap();
-            g.set_param(id, if v == 0 { "message" } else { "bias" }, if v == 0 { "no".into() } else { f64::from(v % 3).into() }).unwrap();
+            g.set_param(
+                id,
+                if v == 0 { "message" } else { "bias" },
+                if v == 0 { "no".into() } else { f64::from(v % 3).into() },
+            )
+            .unwrap();
             let port = if v == 0 { "x" } else { "a" };
             if let Some(src) = pick(a).filter(|s| *s != id) {
                 let _ = g.connect(r, PortRef::new(src, "out"), PortRef::new(id, port));

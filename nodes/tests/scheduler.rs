@@ -111,10 +111,7 @@ fn a_failing_node_fails_alone_and_blocks_only_its_dependents() {
     let ok = add(&mut g, &r, c, None);
     let s = Scheduler::new(r);
     let e = s.evaluate(&g, &[]);
-    assert_eq!(
-        e.error(fail),
-        Some(&NodeError::Failed("bad input: expected 3 channels, found 1".into()))
-    );
+    assert_eq!(e.error(fail), Some(&NodeError::Failed("bad input: expected 3 channels, found 1".into())));
     assert!(matches!(e.outcomes[&after], NodeOutcome::Blocked { by } if by == fail));
     assert!(matches!(e.outcomes[&after2], NodeOutcome::Blocked { by } if by == fail));
     assert_eq!(scalar(&e, ok), 1.0);

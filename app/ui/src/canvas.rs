@@ -25,13 +25,19 @@ pub fn port_color(ty: PortType) -> Color32 {
 
 /// The list of node kinds, filtered by a query over name, category, id and doc, and
 /// (optionally) by a port type they must accept. Returns the kind chosen.
-pub fn palette_ui(ui: &mut egui::Ui, registry: &NodeRegistry, query: &mut String, accepts: Option<(PortType, bool)>) -> Option<String> {
+pub fn palette_ui(
+    ui: &mut egui::Ui,
+    registry: &NodeRegistry,
+    query: &mut String,
+    accepts: Option<(PortType, bool)>,
+) -> Option<String> {
     let r = ui.add(egui::TextEdit::singleline(query).hint_text("search nodes…").desired_width(f32::INFINITY));
     r.request_focus();
     let q = query.to_lowercase();
     let empty = Default::default();
     let mut chosen = None;
-    let mut by_category: std::collections::BTreeMap<&str, Vec<&std::sync::Arc<dyn quantgraph_nodes::NodeKind>>> = Default::default();
+    let mut by_category: std::collections::BTreeMap<&str, Vec<&std::sync::Arc<dyn quantgraph_nodes::NodeKind>>> =
+        Default::default();
     for k in registry.kinds() {
         let text = format!("{} {} {} {}", k.display_name(), k.category(), k.id(), k.doc()).to_lowercase();
         if !q.is_empty() && !q.split_whitespace().all(|w| text.contains(w)) {
@@ -83,7 +89,12 @@ impl CanvasViewer<'_> {
         Some(PortRef::new(id, &ports.get(index)?.name))
     }
 
-    fn add_node(&mut self, kind: &str, pos: egui::Pos2, snarl: &mut Snarl<NodeId>) -> Option<(NodeId, egui_snarl::NodeId)> {
+    fn add_node(
+        &mut self,
+        kind: &str,
+        pos: egui::Pos2,
+        snarl: &mut Snarl<NodeId>,
+    ) -> Option<(NodeId, egui_snarl::NodeId)> {
         match self.editor.graph.add_node(&self.editor.registry, kind, [pos.x, pos.y]) {
             Ok(id) => {
                 let sid = snarl.insert_node(pos, id);
@@ -107,7 +118,12 @@ impl CanvasViewer<'_> {
 impl SnarlViewer<NodeId> for CanvasViewer<'_> {
     fn title(&mut self, node: &NodeId) -> String {
         let Some(n) = self.editor.graph.node(*node) else { return "?".into() };
-        let kind = self.editor.registry.get(&n.kind).map(|k| k.display_name().to_owned()).unwrap_or_else(|| format!("? {}", n.kind));
+        let kind = self
+            .editor
+            .registry
+            .get(&n.kind)
+            .map(|k| k.display_name().to_owned())
+            .unwrap_or_else(|| format!("? {}", n.kind));
         match &n.label {
             Some(l) => format!("{l} · {kind}"),
             None => kind,
@@ -122,9 +138,16 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         self.editor.graph.output_ports(&self.editor.registry, *node).map_or(0, |p| p.len())
     }
 
-    fn show_input(&mut self, pin: &InPin, ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) -> impl egui_snarl::ui::SnarlPin + 'static {
+    fn show_input(
+        &mut self,
+        pin: &InPin,
+        ui: &mut egui::Ui,
+        snarl: &mut Snarl<NodeId>,
+    ) -> impl egui_snarl::ui::SnarlPin + 'static {
         let id = snarl.get_node(pin.id.node).copied();
-        let port = id.and_then(|id| self.editor.graph.input_ports(&self.editor.registry, id)).and_then(|p| p.get(pin.id.input).cloned());
+        let port = id
+            .and_then(|id| self.editor.graph.input_ports(&self.editor.registry, id))
+            .and_then(|p| p.get(pin.id.input).cloned());
         match port {
             Some(p) => {
                 let text = if p.optional { format!("{} (optional)", p.name) } else { p.name.clone() };
@@ -135,9 +158,16 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         }
     }
 
-    fn show_output(&mut self, pin: &OutPin, ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) -> impl egui_snarl::ui::SnarlPin + 'static {
+    fn show_output(
+        &mut self,
+        pin: &OutPin,
+        ui: &mut egui::Ui,
+        snarl: &mut Snarl<NodeId>,
+    ) -> impl egui_snarl::ui::SnarlPin + 'static {
         let id = snarl.get_node(pin.id.node).copied();
-        let port = id.and_then(|id| self.editor.graph.output_ports(&self.editor.registry, id)).and_then(|p| p.get(pin.id.output).cloned());
+        let port = id
+            .and_then(|id| self.editor.graph.output_ports(&self.editor.registry, id))
+            .and_then(|p| p.get(pin.id.output).cloned());
         match port {
             Some(p) => {
                 ui.label(&p.name).on_hover_text(p.ty.name());
@@ -151,7 +181,14 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         true
     }
 
-    fn show_body(&mut self, node: egui_snarl::NodeId, _: &[InPin], _: &[OutPin], ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+    fn show_body(
+        &mut self,
+        node: egui_snarl::NodeId,
+        _: &[InPin],
+        _: &[OutPin],
+        ui: &mut egui::Ui,
+        snarl: &mut Snarl<NodeId>,
+    ) {
         let Some(id) = snarl.get_node(node).copied() else { return };
         let status = self.status(id);
         ui.vertical(|ui| {
@@ -191,14 +228,24 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         matches!(self.editor.statuses.get(node), Some(NodeStatus::Failed(_)))
     }
 
-    fn show_on_hover_popup(&mut self, node: egui_snarl::NodeId, _: &[InPin], _: &[OutPin], ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+    fn show_on_hover_popup(
+        &mut self,
+        node: egui_snarl::NodeId,
+        _: &[InPin],
+        _: &[OutPin],
+        ui: &mut egui::Ui,
+        snarl: &mut Snarl<NodeId>,
+    ) {
         if let Some(NodeStatus::Failed(e)) = snarl.get_node(node).and_then(|id| self.editor.statuses.get(id)) {
             ui.label(e);
         }
     }
 
     fn connect(&mut self, from: &OutPin, to: &InPin, snarl: &mut Snarl<NodeId>) {
-        let (Some(f), Some(t)) = (self.port_ref(snarl, from.id.node, from.id.output, true), self.port_ref(snarl, to.id.node, to.id.input, false)) else {
+        let (Some(f), Some(t)) = (
+            self.port_ref(snarl, from.id.node, from.id.output, true),
+            self.port_ref(snarl, to.id.node, to.id.input, false),
+        ) else {
             return;
         };
         match self.editor.graph.connect(&self.editor.registry, f, t) {
@@ -253,19 +300,41 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         true
     }
 
-    fn show_dropped_wire_menu(&mut self, pos: egui::Pos2, ui: &mut egui::Ui, src_pins: AnyPins, snarl: &mut Snarl<NodeId>) {
+    fn show_dropped_wire_menu(
+        &mut self,
+        pos: egui::Pos2,
+        ui: &mut egui::Ui,
+        src_pins: AnyPins,
+        snarl: &mut Snarl<NodeId>,
+    ) {
         // The type being dragged, and whether the new node must take it as an input.
         let (ty, wants_input) = match src_pins {
             AnyPins::Out(pins) => {
                 let Some(p) = pins.first() else { return };
                 let Some(r) = self.port_ref(snarl, p.node, p.output, true) else { return };
-                let Some(ty) = self.editor.graph.output_ports(&self.editor.registry, r.node).and_then(|ps| ps.into_iter().find(|x| x.name == r.port)).map(|x| x.ty) else { return };
+                let Some(ty) = self
+                    .editor
+                    .graph
+                    .output_ports(&self.editor.registry, r.node)
+                    .and_then(|ps| ps.into_iter().find(|x| x.name == r.port))
+                    .map(|x| x.ty)
+                else {
+                    return;
+                };
                 (ty, true)
             }
             AnyPins::In(pins) => {
                 let Some(p) = pins.first() else { return };
                 let Some(r) = self.port_ref(snarl, p.node, p.input, false) else { return };
-                let Some(ty) = self.editor.graph.input_ports(&self.editor.registry, r.node).and_then(|ps| ps.into_iter().find(|x| x.name == r.port)).map(|x| x.ty) else { return };
+                let Some(ty) = self
+                    .editor
+                    .graph
+                    .input_ports(&self.editor.registry, r.node)
+                    .and_then(|ps| ps.into_iter().find(|x| x.name == r.port))
+                    .map(|x| x.ty)
+                else {
+                    return;
+                };
                 (ty, false)
             }
         };
@@ -325,7 +394,14 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         true
     }
 
-    fn show_node_menu(&mut self, node: egui_snarl::NodeId, _: &[InPin], _: &[OutPin], ui: &mut egui::Ui, snarl: &mut Snarl<NodeId>) {
+    fn show_node_menu(
+        &mut self,
+        node: egui_snarl::NodeId,
+        _: &[InPin],
+        _: &[OutPin],
+        ui: &mut egui::Ui,
+        snarl: &mut Snarl<NodeId>,
+    ) {
         let Some(id) = snarl.get_node(node).copied() else { return };
         if ui.button("Inspect").clicked() {
             self.editor.selected = Some(id);

@@ -28,7 +28,10 @@ pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
             ui.collapsing("About this node", |ui| ui.label(k.doc()));
         }
         None => {
-            ui.colored_label(egui::Color32::from_rgb(230, 120, 60), format!("Unknown kind '{}': kept as a placeholder; its params are saved unchanged.", node.kind));
+            ui.colored_label(
+                egui::Color32::from_rgb(230, 120, 60),
+                format!("Unknown kind '{}': kept as a placeholder; its params are saved unchanged.", node.kind),
+            );
         }
     }
     let status = editor.statuses.get(&id).cloned().unwrap_or(NodeStatus::Dirty);
@@ -68,7 +71,12 @@ pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
                     param_widget(ui, spec, &mut value, &choices, egui::Id::new(("param", id.0, spec.name.as_str())));
                     if let ParamKind::Path { extensions, directory, .. } = &spec.kind {
                         if ui.button("Browse…").clicked() {
-                            let request = crate::BrowseRequest { node: id, param: spec.name.clone(), directory: *directory, extensions: extensions.clone() };
+                            let request = crate::BrowseRequest {
+                                node: id,
+                                param: spec.name.clone(),
+                                directory: *directory,
+                                extensions: extensions.clone(),
+                            };
                             ui.ctx().data_mut(|d| d.insert_temp(egui::Id::new("qg_browse"), Some(request)));
                         }
                     }
@@ -93,9 +101,12 @@ pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
     // Outputs.
     if let Some(outputs) = editor.outputs(id).cloned() {
         for (port, value) in outputs.iter() {
-            egui::CollapsingHeader::new(format!("{port}: {}", value.summary())).id_salt(("out", id.0, port.as_str())).default_open(true).show(ui, |ui| {
-                crate::views::value_ui(editor, ui, id, port, value);
-            });
+            egui::CollapsingHeader::new(format!("{port}: {}", value.summary()))
+                .id_salt(("out", id.0, port.as_str()))
+                .default_open(true)
+                .show(ui, |ui| {
+                    crate::views::value_ui(editor, ui, id, port, value);
+                });
         }
     } else if !matches!(status, NodeStatus::Failed(_)) {
         ui.label("No result yet.");
@@ -119,7 +130,8 @@ fn tensor_choices(editor: &Editor, id: NodeId, spec: &ParamSpec) -> Vec<String> 
     let Some(value) = editor.outputs(src.node).and_then(|o| o.get(&src.port)) else { return Vec::new() };
     match value {
         Value::Model(m) => {
-            let mut names: Vec<String> = m.info.qdq.iter().filter(|q| !q.is_weight).map(|q| q.float_tensor.clone()).collect();
+            let mut names: Vec<String> =
+                m.info.qdq.iter().filter(|q| !q.is_weight).map(|q| q.float_tensor.clone()).collect();
             names.extend(m.info.qdq.iter().filter(|q| q.is_weight).map(|q| q.float_tensor.clone()));
             if names.is_empty() {
                 names = m.info.nodes.iter().flat_map(|n| n.outputs.clone()).collect();
@@ -141,7 +153,9 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
             let mut v = value.as_f64().unwrap_or(0.0);
             let slider_range = if max - min <= 1e6 { *min..=*max } else { *min..=min.max(1.0) * 10.0 };
             ui.horizontal(|ui| {
-                let mut s = egui::Slider::new(&mut v, slider_range).logarithmic(*log_scale).clamping(egui::SliderClamping::Never);
+                let mut s = egui::Slider::new(&mut v, slider_range)
+                    .logarithmic(*log_scale)
+                    .clamping(egui::SliderClamping::Never);
                 if *step > 0.0 {
                     s = s.step_by(*step);
                 }
@@ -181,7 +195,11 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
         ParamKind::Path { extensions, directory, .. } => {
             let mut v = value.as_str().unwrap_or_default().to_owned();
             ui.vertical(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut v).desired_width(260.0).hint_text(if *directory { "folder" } else { "file" }));
+                ui.add(egui::TextEdit::singleline(&mut v).desired_width(260.0).hint_text(if *directory {
+                    "folder"
+                } else {
+                    "file"
+                }));
                 if !extensions.is_empty() {
                     ui.label(egui::RichText::new(format!("*.{}", extensions.join(", *."))).weak().small());
                 }
@@ -194,7 +212,10 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
             *value = Json::from(v);
         }
         ParamKind::TensorName { multiple: true, .. } => {
-            let mut chosen: Vec<String> = value.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+            let mut chosen: Vec<String> = value
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
             egui::CollapsingHeader::new(format!("{} chosen", chosen.len())).id_salt(id).show(ui, |ui| {
                 egui::ScrollArea::vertical().max_height(160.0).show(ui, |ui| {
                     for c in choices {
@@ -236,7 +257,8 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
                     });
                 }
                 if ui.button("+ Add").clicked() {
-                    let obj: serde_json::Map<String, Json> = fields.iter().map(|f| (f.name.clone(), f.default_value())).collect();
+                    let obj: serde_json::Map<String, Json> =
+                        fields.iter().map(|f| (f.name.clone(), f.default_value())).collect();
                     items.push(Json::Object(obj));
                 }
             });
@@ -251,14 +273,17 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
 fn tensor_combo(ui: &mut egui::Ui, v: &mut String, choices: &[String], id: egui::Id) {
     let filter_id = id.with("filter");
     let mut filter = ui.ctx().data_mut(|d| d.get_temp::<String>(filter_id).unwrap_or_default());
-    egui::ComboBox::from_id_salt(id).selected_text(if v.is_empty() { "(choose)" } else { v.as_str() }).width(200.0).show_ui(ui, |ui| {
-        ui.add(egui::TextEdit::singleline(&mut filter).hint_text("filter"));
-        for c in choices.iter().filter(|c| filter.is_empty() || c.contains(filter.as_str())) {
-            ui.selectable_value(v, c.clone(), c);
-        }
-        if choices.is_empty() {
-            ui.label("(evaluate the upstream model first)");
-        }
-    });
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(if v.is_empty() { "(choose)" } else { v.as_str() })
+        .width(200.0)
+        .show_ui(ui, |ui| {
+            ui.add(egui::TextEdit::singleline(&mut filter).hint_text("filter"));
+            for c in choices.iter().filter(|c| filter.is_empty() || c.contains(filter.as_str())) {
+                ui.selectable_value(v, c.clone(), c);
+            }
+            if choices.is_empty() {
+                ui.label("(evaluate the upstream model first)");
+            }
+        });
     ui.ctx().data_mut(|d| d.insert_temp(filter_id, filter));
 }

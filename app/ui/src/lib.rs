@@ -35,8 +35,14 @@ pub enum NodeStatus {
     /// Edited, not evaluated yet.
     Dirty,
     Queued,
-    Running { fraction: f32, message: String },
-    Ready { cached: bool, duration: Option<Duration> },
+    Running {
+        fraction: f32,
+        message: String,
+    },
+    Ready {
+        cached: bool,
+        duration: Option<Duration>,
+    },
     Failed(String),
     Blocked(NodeId),
     Cancelled,
@@ -209,7 +215,12 @@ impl Editor {
 
     /// Window title: file name, and a marker when there are unsaved changes.
     pub fn title(&self) -> String {
-        let name = self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "untitled".into());
+        let name = self
+            .path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "untitled".into());
         format!("{}{name} — QuantGraph", if self.modified { "*" } else { "" })
     }
 
@@ -286,7 +297,8 @@ impl Editor {
     fn ask_path(&mut self, save: bool) {
         let start = self.path.clone();
         if let Some(dialog) = self.file_dialog.as_mut() {
-            let request = DialogRequest { save, directory: false, extensions: vec!["qgraph".into()], start: start.clone() };
+            let request =
+                DialogRequest { save, directory: false, extensions: vec!["qgraph".into()], start: start.clone() };
             if let Some(answer) = dialog(&request) {
                 if let Some(p) = answer {
                     if save {
@@ -420,7 +432,10 @@ impl Editor {
             }
             for w in sub.wires() {
                 if let (Some(f), Some(t)) = (map.get(&w.from.node), map.get(&w.to.node)) {
-                    g.insert_wire_unchecked(Wire { from: PortRef::new(*f, &w.from.port), to: PortRef::new(*t, &w.to.port) });
+                    g.insert_wire_unchecked(Wire {
+                        from: PortRef::new(*f, &w.from.port),
+                        to: PortRef::new(*t, &w.to.port),
+                    });
                 }
             }
         });
@@ -582,7 +597,10 @@ impl Editor {
             ) else {
                 continue;
             };
-            let (Some(o), Some(i)) = (out_ports.iter().position(|p| p.name == w.from.port), in_ports.iter().position(|p| p.name == w.to.port)) else {
+            let (Some(o), Some(i)) = (
+                out_ports.iter().position(|p| p.name == w.from.port),
+                in_ports.iter().position(|p| p.name == w.to.port),
+            ) else {
                 continue;
             };
             if let (Some(f), Some(t)) = (ids.get(&w.from.node), ids.get(&w.to.node)) {
@@ -593,7 +611,12 @@ impl Editor {
         self.snarl_ids = ids;
     }
 
-    fn texture(&mut self, ctx: &egui::Context, key: &str, image: &quantgraph_nodes::value::PreviewImage) -> egui::TextureHandle {
+    fn texture(
+        &mut self,
+        ctx: &egui::Context,
+        key: &str,
+        image: &quantgraph_nodes::value::PreviewImage,
+    ) -> egui::TextureHandle {
         if let Some(t) = self.textures.get(key) {
             return t.clone();
         }
@@ -621,7 +644,9 @@ impl Editor {
             });
         });
         egui::CentralPanel::default().show(ui, |ui| self.canvas_ui(ui));
-        if let Some(Some(browse)) = ui.ctx().data_mut(|d| d.remove_temp::<Option<BrowseRequest>>(egui::Id::new("qg_browse"))) {
+        if let Some(Some(browse)) =
+            ui.ctx().data_mut(|d| d.remove_temp::<Option<BrowseRequest>>(egui::Id::new("qg_browse")))
+        {
             self.browse(browse);
         }
         self.palette_window_ui(ui);
@@ -666,7 +691,9 @@ impl Editor {
         if hit(Modifiers::COMMAND, Key::D) {
             self.duplicate(&selection);
         }
-        let pasted = ui.input(|i| i.events.iter().find_map(|e| if let egui::Event::Paste(s) = e { Some(s.clone()) } else { None }));
+        let pasted = ui.input(|i| {
+            i.events.iter().find_map(|e| if let egui::Event::Paste(s) = e { Some(s.clone()) } else { None })
+        });
         if let Some(text) = pasted {
             self.paste_text(&text);
         }
@@ -773,7 +800,8 @@ impl Editor {
 
     fn status_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            let running = self.statuses.values().filter(|s| matches!(s, NodeStatus::Running { .. } | NodeStatus::Queued)).count();
+            let running =
+                self.statuses.values().filter(|s| matches!(s, NodeStatus::Running { .. } | NodeStatus::Queued)).count();
             let failed = self.statuses.values().filter(|s| matches!(s, NodeStatus::Failed(_))).count();
             if running > 0 {
                 ui.spinner();
@@ -835,7 +863,8 @@ impl Editor {
             Prompt::Path { save, text } => {
                 ui.heading(if *save { "Save graph as" } else { "Open graph" });
                 let mut t = text.clone();
-                let r = ui.add(egui::TextEdit::singleline(&mut t).hint_text("path/to/graph.qgraph").desired_width(420.0));
+                let r =
+                    ui.add(egui::TextEdit::singleline(&mut t).hint_text("path/to/graph.qgraph").desired_width(420.0));
                 r.request_focus();
                 let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.horizontal(|ui| {
@@ -855,7 +884,10 @@ impl Editor {
             }
             Prompt::Unsaved { then } => {
                 ui.heading("Unsaved changes");
-                ui.label(format!("{} has changes that are not saved.", self.path.as_ref().map(|p| p.display().to_string()).unwrap_or("This graph".into())));
+                ui.label(format!(
+                    "{} has changes that are not saved.",
+                    self.path.as_ref().map(|p| p.display().to_string()).unwrap_or("This graph".into())
+                ));
                 ui.horizontal(|ui| {
                     if ui.button("Save").clicked() {
                         next = None;
@@ -898,12 +930,20 @@ impl Editor {
 
     /// Pick a file or folder for a path param with the native dialog.
     pub fn browse(&mut self, b: BrowseRequest) {
-        let current = self.graph.node(b.node).and_then(|n| n.params.get(&b.param)).and_then(|v| v.as_str()).map(|p| quantgraph_nodes::kind::resolve_path(self.graph.base_dir.as_deref(), p));
+        let current = self
+            .graph
+            .node(b.node)
+            .and_then(|n| n.params.get(&b.param))
+            .and_then(|v| v.as_str())
+            .map(|p| quantgraph_nodes::kind::resolve_path(self.graph.base_dir.as_deref(), p));
         let Some(dialog) = self.file_dialog.as_mut() else {
-            self.message = Some("No native file dialog here: type the path (relative paths are relative to the graph file)".into());
+            self.message = Some(
+                "No native file dialog here: type the path (relative paths are relative to the graph file)".into(),
+            );
             return;
         };
-        let request = DialogRequest { save: false, directory: b.directory, extensions: b.extensions.clone(), start: current };
+        let request =
+            DialogRequest { save: false, directory: b.directory, extensions: b.extensions.clone(), start: current };
         match dialog(&request) {
             Some(Some(p)) => self.set_param(b.node, &b.param, serde_json::Value::String(p.display().to_string())),
             Some(None) => {}
@@ -940,7 +980,9 @@ impl Editor {
 fn same_but_positions(a: &Graph, b: &Graph) -> bool {
     a.len() == b.len()
         && a.wires().eq(b.wires())
-        && a.nodes().zip(b.nodes()).all(|(x, y)| x.id == y.id && x.kind == y.kind && x.params == y.params && x.kind_version == y.kind_version)
+        && a.nodes()
+            .zip(b.nodes())
+            .all(|(x, y)| x.id == y.id && x.kind == y.kind && x.params == y.params && x.kind_version == y.kind_version)
 }
 
 fn canvas_style() -> SnarlStyle {

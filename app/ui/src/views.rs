@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
 use quantgraph_nodes::graph::{NodeId, PortRef};
-use quantgraph_nodes::value::{Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, Report, Table};
+use quantgraph_nodes::value::{
+    Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, Report, Table,
+};
 use quantgraph_nodes::Value;
 
 use crate::Editor;
@@ -60,12 +62,18 @@ pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str
                 }
                 if ui.button("Export PNG").on_hover_text("Written beside the graph file").clicked() {
                     let dir = editor.graph.base_dir.clone().unwrap_or_default();
-                    let name = format!("{}.png", editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or(format!("plot{}", node.0)));
-                    editor.message = Some(match quantgraph_plot::render_png(p, 1280, 720).map(|png| std::fs::write(dir.join(&name), png)) {
-                        Ok(Ok(())) => format!("Wrote {}", dir.join(&name).display()),
-                        Ok(Err(e)) => format!("Could not write {name}: {e}"),
-                        Err(e) => format!("Could not draw the plot: {e}"),
-                    });
+                    let name = format!(
+                        "{}.png",
+                        editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or(format!("plot{}", node.0))
+                    );
+                    editor.message = Some(
+                        match quantgraph_plot::render_png(p, 1280, 720).map(|png| std::fs::write(dir.join(&name), png))
+                        {
+                            Ok(Ok(())) => format!("Wrote {}", dir.join(&name).display()),
+                            Ok(Err(e)) => format!("Could not write {name}: {e}"),
+                            Err(e) => format!("Could not draw the plot: {e}"),
+                        },
+                    );
                 }
             });
         }
@@ -96,12 +104,25 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
     for o in &info.outputs {
         ui.label(format!("output {}: {} [{}]", o.name, o.dtype, o.dims.join(", ")));
     }
-    egui::CollapsingHeader::new(format!("Network ({} ops)", info.nodes.len())).id_salt(("net", node.0)).show(ui, |ui| {
-        let inits: HashMap<&str, &quantgraph_nodes::value::InitializerInfo> = info.initializers.iter().map(|i| (i.name.as_str(), i)).collect();
-        egui::ScrollArea::vertical().max_height(300.0).id_salt(("netscroll", node.0)).show(ui, |ui| {
-            for op in &info.nodes {
-                let params: i64 = op.inputs.iter().filter_map(|i| inits.get(i.as_str())).map(|i| i.dims.iter().product::<i64>()).sum();
-                egui::CollapsingHeader::new(format!("{} {}{}", op.op_type, op.name, if params > 0 { format!(" · {params} params") } else { String::new() }))
+    egui::CollapsingHeader::new(format!("Network ({} ops)", info.nodes.len())).id_salt(("net", node.0)).show(
+        ui,
+        |ui| {
+            let inits: HashMap<&str, &quantgraph_nodes::value::InitializerInfo> =
+                info.initializers.iter().map(|i| (i.name.as_str(), i)).collect();
+            egui::ScrollArea::vertical().max_height(300.0).id_salt(("netscroll", node.0)).show(ui, |ui| {
+                for op in &info.nodes {
+                    let params: i64 = op
+                        .inputs
+                        .iter()
+                        .filter_map(|i| inits.get(i.as_str()))
+                        .map(|i| i.dims.iter().product::<i64>())
+                        .sum();
+                    egui::CollapsingHeader::new(format!(
+                        "{} {}{}",
+                        op.op_type,
+                        op.name,
+                        if params > 0 { format!(" · {params} params") } else { String::new() }
+                    ))
                     .id_salt(("op", node.0, op.name.as_str(), op.outputs.first().map(String::as_str).unwrap_or("")))
                     .show(ui, |ui| {
                         let shaped = |names: &[String]| {
@@ -120,22 +141,31 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
                         ui.label(format!("in: {}", shaped(&op.inputs)));
                         ui.label(format!("out: {}", shaped(&op.outputs)));
                     });
-            }
-        });
-    });
+                }
+            });
+        },
+    );
     if !info.qdq.is_empty() {
         let table = qdq_table(m);
-        egui::CollapsingHeader::new(format!("Q/DQ parameters ({})", info.qdq.len())).id_salt(("qdq", node.0)).default_open(true).show(ui, |ui| {
-            table_ui(editor, ui, &format!("qdq{}", node.0), &table, 260.0);
-        });
+        egui::CollapsingHeader::new(format!("Q/DQ parameters ({})", info.qdq.len()))
+            .id_salt(("qdq", node.0))
+            .default_open(true)
+            .show(ui, |ui| {
+                table_ui(editor, ui, &format!("qdq{}", node.0), &table, 260.0);
+            });
     }
     ui.horizontal(|ui| {
         if !m.changes.is_empty() {
             ui.label(format!("{} values changed by overrides upstream", m.changes.len()));
         }
-        if ui.button("Export ONNX").on_hover_text("Write this model beside the graph file (the source file is never modified)").clicked() {
+        if ui
+            .button("Export ONNX")
+            .on_hover_text("Write this model beside the graph file (the source file is never modified)")
+            .clicked()
+        {
             let dir = editor.graph.base_dir.clone().unwrap_or_default();
-            let stem = editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or_else(|| format!("model{}", node.0));
+            let stem =
+                editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or_else(|| format!("model{}", node.0));
             let path = dir.join(format!("{stem}.onnx"));
             editor.message = Some(match std::fs::write(&path, m.bytes.as_ref()) {
                 Ok(()) => format!("Wrote {}", path.display()),
@@ -149,7 +179,21 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
 pub fn qdq_table(m: &ModelValue) -> Table {
     Table {
         name: "qdq".into(),
-        columns: ["float tensor", "op", "node", "dtype", "scale", "zero point", "axis", "range lo", "range hi", "weight"].iter().map(|s| (*s).to_owned()).collect(),
+        columns: [
+            "float tensor",
+            "op",
+            "node",
+            "dtype",
+            "scale",
+            "zero point",
+            "axis",
+            "range lo",
+            "range hi",
+            "weight",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
         rows: m
             .info
             .qdq
@@ -161,8 +205,16 @@ pub fn qdq_table(m: &ModelValue) -> Table {
                     Cell::Text(if e.op_type == "QuantizeLinear" { "Q".into() } else { "DQ".into() }),
                     Cell::Text(e.node.clone()),
                     Cell::Text(e.dtype.clone()),
-                    if e.scales.len() == 1 { Cell::Num(f64::from(e.scales[0])) } else { Cell::Text(format!("{} per-axis", e.scales.len())) },
-                    if e.zero_points.len() == 1 { Cell::Int(i64::from(e.zero_points[0])) } else { Cell::Text(format!("{} per-axis", e.zero_points.len())) },
+                    if e.scales.len() == 1 {
+                        Cell::Num(f64::from(e.scales[0]))
+                    } else {
+                        Cell::Text(format!("{} per-axis", e.scales.len()))
+                    },
+                    if e.zero_points.len() == 1 {
+                        Cell::Int(i64::from(e.zero_points[0]))
+                    } else {
+                        Cell::Text(format!("{} per-axis", e.zero_points.len()))
+                    },
                     Cell::Text(e.axis.map(|a| a.to_string()).unwrap_or_default()),
                     Cell::Num(f64::from(lo)),
                     Cell::Num(f64::from(hi)),
@@ -176,7 +228,12 @@ pub fn qdq_table(m: &ModelValue) -> Table {
 fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Activations) {
     if let Some(p) = &a.predictions {
         match p.accuracy() {
-            Some(acc) => ui.label(format!("{} samples · top-1 {:.2} % ({} correct)", p.top1.len(), acc * 100.0, p.correct().unwrap_or(0))),
+            Some(acc) => ui.label(format!(
+                "{} samples · top-1 {:.2} % ({} correct)",
+                p.top1.len(),
+                acc * 100.0,
+                p.correct().unwrap_or(0)
+            )),
             None => ui.label(format!("{} samples", p.top1.len())),
         };
     }
@@ -184,7 +241,15 @@ fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Acti
         ui.colored_label(egui::Color32::from_rgb(230, 170, 60), n);
     }
     let names: Vec<String> = a.tensors.keys().cloned().collect();
-    let mut chosen = editor.views.tensor.get(&node.0).cloned().filter(|t| a.tensors.contains_key(t)).or_else(|| a.tensors.values().find(|t| t.qdq.is_some()).map(|t| t.name.clone())).or_else(|| names.first().cloned()).unwrap_or_default();
+    let mut chosen = editor
+        .views
+        .tensor
+        .get(&node.0)
+        .cloned()
+        .filter(|t| a.tensors.contains_key(t))
+        .or_else(|| a.tensors.values().find(|t| t.qdq.is_some()).map(|t| t.name.clone()))
+        .or_else(|| names.first().cloned())
+        .unwrap_or_default();
     egui::ComboBox::from_id_salt(("tensor", node.0)).selected_text(&chosen).width(280.0).show_ui(ui, |ui| {
         for n in &names {
             ui.selectable_value(&mut chosen, n.clone(), n);
@@ -199,16 +264,29 @@ fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Acti
 /// Statistics and a histogram of one tensor, with its Q/DQ clip range and grid.
 pub fn tensor_ui(ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor) {
     let s = &t.stats;
-    ui.label(format!("shape {:?} · min {:.4} · max {:.4} · mean {:.4} · std {:.4} · {} values", t.tensor.shape, s.min, s.max, s.mean, s.std, s.count));
+    ui.label(format!(
+        "shape {:?} · min {:.4} · max {:.4} · mean {:.4} · std {:.4} · {} values",
+        t.tensor.shape, s.min, s.max, s.mean, s.std, s.count
+    ));
     let h = &s.histogram;
     let n = h.counts.len().max(1);
     let width = f64::from(h.hi - h.lo) / n as f64;
-    let bars: Vec<Bar> = h.counts.iter().enumerate().map(|(i, c)| Bar::new(f64::from(h.lo) + (i as f64 + 0.5) * width, *c as f64).width(width * 0.95)).collect();
+    let bars: Vec<Bar> = h
+        .counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Bar::new(f64::from(h.lo) + (i as f64 + 0.5) * width, *c as f64).width(width * 0.95))
+        .collect();
     let range = t.qdq.as_ref().and_then(|q| q.real_range());
     if let Some(q) = &t.qdq {
         let (lo, hi) = range.unwrap_or((0.0, 0.0));
         let clipped_note = if s.min < lo || s.max > hi { " · values outside are clipped" } else { "" };
-        ui.label(format!("Q/DQ {} · scale {:.6} · zero point {} · range [{lo:.4}, {hi:.4}]{clipped_note}", q.dtype, q.scales.first().copied().unwrap_or(0.0), q.zero_points.first().copied().unwrap_or(0)));
+        ui.label(format!(
+            "Q/DQ {} · scale {:.6} · zero point {} · range [{lo:.4}, {hi:.4}]{clipped_note}",
+            q.dtype,
+            q.scales.first().copied().unwrap_or(0.0),
+            q.zero_points.first().copied().unwrap_or(0)
+        ));
     }
     Plot::new(("hist", node.0, t.name.as_str())).height(220.0).legend(Legend::default()).show(ui, |p| {
         p.bar_chart(BarChart::new("count", bars));
@@ -240,7 +318,11 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
         egui::Grid::new(("summary", node.0, port)).show(ui, |ui| {
             for (k, v) in &r.summary {
                 ui.label(k);
-                ui.monospace(if k.starts_with("accuracy") || k == "agreement" { format!("{:.2} %", v * 100.0) } else { format!("{v}") });
+                ui.monospace(if k.starts_with("accuracy") || k == "agreement" {
+                    format!("{:.2} %", v * 100.0)
+                } else {
+                    format!("{v}")
+                });
                 ui.end_row();
             }
         });
@@ -249,15 +331,18 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
         ui.label(egui::RichText::new(n).weak().small());
     }
     for t in &r.tables {
-        egui::CollapsingHeader::new(format!("{} ({} rows)", t.name, t.rows.len())).id_salt(("table", node.0, port, t.name.as_str())).default_open(t.name == "per_layer").show(ui, |ui| {
-            let clicked = table_ui(editor, ui, &format!("{}-{port}-{}", node.0, t.name), t, 260.0);
-            if t.name == "flips" {
-                if let Some(row) = clicked {
-                    editor.views.sample.insert(node.0, row);
+        egui::CollapsingHeader::new(format!("{} ({} rows)", t.name, t.rows.len()))
+            .id_salt(("table", node.0, port, t.name.as_str()))
+            .default_open(t.name == "per_layer")
+            .show(ui, |ui| {
+                let clicked = table_ui(editor, ui, &format!("{}-{port}-{}", node.0, t.name), t, 260.0);
+                if t.name == "flips" {
+                    if let Some(row) = clicked {
+                        editor.views.sample.insert(node.0, row);
+                    }
+                    flip_image_ui(editor, ui, node, t);
                 }
-                flip_image_ui(editor, ui, node, t);
-            }
-        });
+            });
     }
 }
 
@@ -267,7 +352,9 @@ fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table
         ui.label(egui::RichText::new("Click a row to see its image.").weak().small());
         return;
     };
-    let Some(sample) = t.rows.get(row).and_then(|r| r.first()).and_then(Cell::as_f64).map(|s| s as usize) else { return };
+    let Some(sample) = t.rows.get(row).and_then(|r| r.first()).and_then(Cell::as_f64).map(|s| s as usize) else {
+        return;
+    };
     // The dataset feeding the comparator.
     let Some(src) = editor.graph.source_of(&PortRef::new(node, "dataset")).cloned() else { return };
     let Some(Value::Dataset(d)) = editor.outputs(src.node).and_then(|o| o.get(&src.port)).cloned() else { return };
@@ -292,7 +379,8 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
         }
         if ui.button("Save CSV").on_hover_text("Written beside the graph file").clicked() {
             let dir = editor.graph.base_dir.clone().unwrap_or_default();
-            let name = format!("{}.csv", key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
+            let name =
+                format!("{}.csv", key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
             let path = dir.join(name);
             editor.message = Some(match std::fs::write(&path, t.to_csv()) {
                 Ok(()) => format!("Wrote {}", path.display()),
@@ -312,13 +400,25 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                 (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
                 _ => x.map(ToString::to_string).cmp(&y.map(ToString::to_string)),
             };
-            if ascending { ord } else { ord.reverse() }
+            if ascending {
+                ord
+            } else {
+                ord.reverse()
+            }
         });
     }
     egui::ScrollArea::both().max_height(max_height).id_salt(("tablescroll", key)).show(ui, |ui| {
         egui::Grid::new(("tablegrid", key)).striped(true).show(ui, |ui| {
             for (ci, c) in t.columns.iter().enumerate() {
-                let arrow = if ci == sort_col { if ascending { " ▲" } else { " ▼" } } else { "" };
+                let arrow = if ci == sort_col {
+                    if ascending {
+                        " ▲"
+                    } else {
+                        " ▼"
+                    }
+                } else {
+                    ""
+                };
                 if ui.button(egui::RichText::new(format!("{c}{arrow}")).strong()).clicked() {
                     let next = if ci == sort_col { (ci, !ascending) } else { (ci, true) };
                     editor.views.sort.insert(key.to_owned(), next);
@@ -345,14 +445,23 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
 /// Draw a plot spec with egui_plot (hover shows values; zoom and pan unless `small`).
 pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small: bool) {
     let cats = p.x_categories.clone();
-    let mut plot = Plot::new(id).height(height).allow_zoom(!small).allow_drag(!small).allow_scroll(!small).show_axes([!small, !small]);
+    let mut plot = Plot::new(id)
+        .height(height)
+        .allow_zoom(!small)
+        .allow_drag(!small)
+        .allow_scroll(!small)
+        .show_axes([!small, !small]);
     if !small {
         plot = plot.legend(Legend::default());
     }
     if !cats.is_empty() {
         plot = plot.x_axis_formatter(move |mark, _| {
             let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 { cats.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                cats.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         });
     }
     if !small {
@@ -362,18 +471,21 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
         PlotKind::Bar | PlotKind::Histogram => {
             let groups = p.series.len().max(1) as f64;
             for (si, s) in p.series.iter().enumerate() {
-                let w = if p.kind == PlotKind::Histogram { s.x.get(1).zip(s.x.first()).map(|(b, a)| b - a).unwrap_or(1.0) } else { 0.8 / groups };
+                let w = if p.kind == PlotKind::Histogram {
+                    s.x.get(1).zip(s.x.first()).map(|(b, a)| b - a).unwrap_or(1.0)
+                } else {
+                    0.8 / groups
+                };
                 let offset = if p.kind == PlotKind::Histogram { 0.0 } else { -0.4 + w * (si as f64 + 0.5) };
-                let bars: Vec<Bar> = s
-                    .x
-                    .iter()
-                    .zip(&s.y)
-                    .filter(|(_, y)| y.is_finite())
-                    .map(|(x, y)| {
-                        let name = p.x_categories.get(*x as usize).cloned().unwrap_or_else(|| format!("{x:.4}"));
-                        Bar::new(x + offset, *y).width(w * 0.95).name(name)
-                    })
-                    .collect();
+                let bars: Vec<Bar> =
+                    s.x.iter()
+                        .zip(&s.y)
+                        .filter(|(_, y)| y.is_finite())
+                        .map(|(x, y)| {
+                            let name = p.x_categories.get(*x as usize).cloned().unwrap_or_else(|| format!("{x:.4}"));
+                            Bar::new(x + offset, *y).width(w * 0.95).name(name)
+                        })
+                        .collect();
                 pu.bar_chart(BarChart::new(s.name.clone(), bars));
             }
             for (x, label) in &p.markers {
@@ -399,7 +511,11 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
             }
         }
         PlotKind::ImageGrid => {
-            pu.text(egui_plot::Text::new("images", egui_plot::PlotPoint::new(0.0, 0.0), format!("{} images", p.images.len())));
+            pu.text(egui_plot::Text::new(
+                "images",
+                egui_plot::PlotPoint::new(0.0, 0.0),
+                format!("{} images", p.images.len()),
+            ));
         }
     });
 }

@@ -25,7 +25,9 @@ fn repo() -> PathBuf {
 }
 
 fn harness(editor: Editor) -> Harness<'static, Editor> {
-    Harness::builder().with_size(egui::vec2(1400.0, 900.0)).build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), editor)
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), editor)
 }
 
 /// Run frames until the UI is still and no evaluation is in flight.
@@ -172,7 +174,9 @@ fn every_kind_renders_its_node_and_inspector() {
             ed.set_param(id, "path", "no-such-folder".into());
         }
         ed.selected = Some(id);
-        let mut h = Harness::builder().with_size(egui::vec2(1100.0, 700.0)).build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), ed);
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1100.0, 700.0))
+            .build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), ed);
         settle(&mut h);
         h.state_mut().wait_idle(Duration::from_secs(10));
         settle(&mut h);
@@ -208,9 +212,13 @@ fn default_graph_evaluates_and_a_scale_edit_reruns_only_the_int8_branch() {
     let over = ed.graph().find_node("override").unwrap();
     ed.set_param(over, "edits", serde_json::json!([{"tensor": "/stage2/Relu_output_0", "scale": 0.5}]));
     assert!(ed.wait_idle(Duration::from_secs(120)));
-    let mut ran: Vec<String> = ed.scheduler().take_log().iter().map(|l| ed.graph().node(l.node).unwrap().label.clone().unwrap()).collect();
+    let mut ran: Vec<String> =
+        ed.scheduler().take_log().iter().map(|l| ed.graph().node(l.node).unwrap().label.clone().unwrap()).collect();
     ran.sort();
-    assert_eq!(ran, ["class_plot", "compare", "confusion_plot", "int8_histogram", "override", "probe_int8", "sqnr_plot"]);
+    assert_eq!(
+        ran,
+        ["class_plot", "compare", "confusion_plot", "int8_histogram", "override", "probe_int8", "sqnr_plot"]
+    );
     assert_ne!(before, format!("{:?}", ed.outputs(plot).unwrap().get("plot")));
     // Undo brings the old results back from the cache: nothing runs.
     ed.undo();

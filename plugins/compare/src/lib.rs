@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
 use quantgraph_nodes::value::{Activations, Cell, Report, Table, TensorRole};
-use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
 
 use metrics::ErrorStats;
 
@@ -82,7 +84,12 @@ fn pct(x: f64) -> Cell {
 }
 
 /// Accuracy, agreement, per-class accuracy, confusion matrices and flips.
-fn classification(a: &Activations, b: &Activations, labels: Option<&[u32]>, report: &mut Report) -> Result<(), NodeError> {
+fn classification(
+    a: &Activations,
+    b: &Activations,
+    labels: Option<&[u32]>,
+    report: &mut Report,
+) -> Result<(), NodeError> {
     let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) else {
         report.notes.push("no predictions in A or B: classification metrics skipped".into());
         return Ok(());
@@ -94,9 +101,11 @@ fn classification(a: &Activations, b: &Activations, labels: Option<&[u32]>, repo
         ));
     }
     let n = pa.top1.len();
-    let classes = pa.class_names.len().max(pb.class_names.len()).max(
-        pa.top1.iter().chain(&pb.top1).copied().max().map_or(0, |m| m as usize + 1),
-    );
+    let classes = pa
+        .class_names
+        .len()
+        .max(pb.class_names.len())
+        .max(pa.top1.iter().chain(&pb.top1).copied().max().map_or(0, |m| m as usize + 1));
     let class_name = |c: usize| pa.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
     let agree = pa.top1.iter().zip(&pb.top1).filter(|(x, y)| x == y).count();
     report.summary.insert("samples".into(), n as f64);
@@ -105,7 +114,10 @@ fn classification(a: &Activations, b: &Activations, labels: Option<&[u32]>, repo
     let mut headline = format!("agree {:.1} %", 100.0 * agree as f64 / n.max(1) as f64);
     if let Some(labels) = labels {
         if labels.len() != n {
-            return Err(NodeError::input("dataset", format!("expected {n} labels (one per prediction), found {}", labels.len())));
+            return Err(NodeError::input(
+                "dataset",
+                format!("expected {n} labels (one per prediction), found {}", labels.len()),
+            ));
         }
         let correct_a = pa.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
         let correct_b = pb.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
@@ -155,7 +167,9 @@ fn classification(a: &Activations, b: &Activations, labels: Option<&[u32]>, repo
                 rows: m
                     .into_iter()
                     .enumerate()
-                    .map(|(c, row)| std::iter::once(Cell::Text(class_name(c))).chain(row.into_iter().map(Cell::Int)).collect())
+                    .map(|(c, row)| {
+                        std::iter::once(Cell::Text(class_name(c))).chain(row.into_iter().map(Cell::Int)).collect()
+                    })
                     .collect(),
             });
         }
@@ -188,8 +202,19 @@ fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalCo
     let mut table = Table {
         name: "per_layer".into(),
         columns: [
-            "tensor", "b_tensor", "op", "pairing", "sqnr_db", "mse", "mae", "max_abs", "cosine", "qdq_err_db", "ort_sqnr_db",
-            "ort_qdq_err_db", "samples",
+            "tensor",
+            "b_tensor",
+            "op",
+            "pairing",
+            "sqnr_db",
+            "mse",
+            "mae",
+            "max_abs",
+            "cosine",
+            "qdq_err_db",
+            "ort_sqnr_db",
+            "ort_qdq_err_db",
+            "samples",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -271,7 +296,8 @@ fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalCo
     if samples_used != usize::MAX {
         report.notes.push(format!("per-layer errors over the first {samples_used} samples (the probes' `keep`)"));
     }
-    let mut unpaired = Table { name: "unpaired".into(), columns: vec!["model".into(), "tensor".into()], rows: Vec::new() };
+    let mut unpaired =
+        Table { name: "unpaired".into(), columns: vec!["model".into(), "tensor".into()], rows: Vec::new() };
     for t in &pairs.unpaired_a {
         unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(t.clone())]);
     }

@@ -50,7 +50,11 @@ impl ErrorStats {
     pub fn cosine(&self) -> f64 {
         let denom = self.sum_x2.sqrt() * self.sum_y2.sqrt();
         if denom == 0.0 {
-            if self.sum_x2 == self.sum_y2 { 1.0 } else { 0.0 }
+            if self.sum_x2 == self.sum_y2 {
+                1.0
+            } else {
+                0.0
+            }
         } else {
             self.dot / denom
         }

@@ -185,9 +185,22 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
     // skipping Q/DQ/Transpose/Identity (other exporters name tensors in their own ways).
     let index_a = structural_index(&a.model);
     let index_b = structural_index(&b.model);
-    let by_position_b: BTreeMap<(&str, usize), &str> = index_b.iter().map(|(t, (op, k))| ((op.as_str(), *k), t.as_str())).collect();
-    let q_out: BTreeMap<&str, &str> = b.model.nodes.iter().filter(|n| n.op_type == "QuantizeLinear").filter_map(|n| Some((n.inputs.first()?.as_str(), n.outputs.first()?.as_str()))).collect();
-    let dq_out: BTreeMap<&str, &str> = b.model.nodes.iter().filter(|n| n.op_type == "DequantizeLinear").filter_map(|n| Some((n.inputs.first()?.as_str(), n.outputs.first()?.as_str()))).collect();
+    let by_position_b: BTreeMap<(&str, usize), &str> =
+        index_b.iter().map(|(t, (op, k))| ((op.as_str(), *k), t.as_str())).collect();
+    let q_out: BTreeMap<&str, &str> = b
+        .model
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "QuantizeLinear")
+        .filter_map(|n| Some((n.inputs.first()?.as_str(), n.outputs.first()?.as_str())))
+        .collect();
+    let dq_out: BTreeMap<&str, &str> = b
+        .model
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "DequantizeLinear")
+        .filter_map(|n| Some((n.inputs.first()?.as_str(), n.outputs.first()?.as_str())))
+        .collect();
     for name in &order {
         if used_a.contains(*name) || a.tensors.get(*name).is_some_and(|t| t.role == TensorRole::Output) {
             continue;

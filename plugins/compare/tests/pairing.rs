@@ -6,16 +6,32 @@ use std::sync::Arc;
 
 use quantgraph_compare::pairing::{pair, RELU_REMOVED_BEFORE};
 use quantgraph_compare::Comparator;
-use quantgraph_nodes::value::{Activations, ModelInfo, OpInfo, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole, TensorStats, Value};
+use quantgraph_nodes::value::{
+    Activations, ModelInfo, OpInfo, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole, TensorStats, Value,
+};
 use quantgraph_nodes::{EvalContext, Inputs, NodeKind, Params};
 
 fn op(op_type: &str, inputs: &[&str], outputs: &[&str]) -> OpInfo {
-    OpInfo { name: outputs[0].into(), op_type: op_type.into(), inputs: inputs.iter().map(|s| (*s).into()).collect(), outputs: outputs.iter().map(|s| (*s).into()).collect() }
+    OpInfo {
+        name: outputs[0].into(),
+        op_type: op_type.into(),
+        inputs: inputs.iter().map(|s| (*s).into()).collect(),
+        outputs: outputs.iter().map(|s| (*s).into()).collect(),
+    }
 }
 
 fn tensor(name: &str, data: Vec<f32>, qdq: Option<QdqEntry>) -> (String, ProbedTensor) {
     let n = data.len();
-    (name.into(), ProbedTensor { name: name.into(), role: TensorRole::Activation, tensor: Tensor::new(vec![1, n], data), stats: TensorStats::default(), qdq })
+    (
+        name.into(),
+        ProbedTensor {
+            name: name.into(),
+            role: TensorRole::Activation,
+            tensor: Tensor::new(vec![1, n], data),
+            stats: TensorStats::default(),
+            qdq,
+        },
+    )
 }
 
 fn qdq(scale: f32) -> QdqEntry {
@@ -52,9 +68,17 @@ fn relu_removed_keeping_conv_name() -> (Arc<Activations>, Arc<Activations>) {
     let pre = vec![-1.0f32, 0.5, 1.0, -0.25, 2.0];
     let relu: Vec<f32> = pre.iter().map(|x| x.max(0.0)).collect();
     let post: Vec<f32> = relu.iter().map(|x| (x / 0.1).round() * 0.1).collect();
-    let a = acts(vec![op("Conv", &["x"], &["c"]), op("Relu", &["c"], &["r"])], vec![tensor("c", pre.clone(), None), tensor("r", relu, None)], vec![0, 1, 0]);
+    let a = acts(
+        vec![op("Conv", &["x"], &["c"]), op("Relu", &["c"], &["r"])],
+        vec![tensor("c", pre.clone(), None), tensor("r", relu, None)],
+        vec![0, 1, 0],
+    );
     let b = acts(
-        vec![op("Conv", &["x"], &["c"]), op("QuantizeLinear", &["c"], &["c_QuantizeLinear_Output"]), op("DequantizeLinear", &["c_QuantizeLinear_Output"], &["c_DequantizeLinear_Output"])],
+        vec![
+            op("Conv", &["x"], &["c"]),
+            op("QuantizeLinear", &["c"], &["c_QuantizeLinear_Output"]),
+            op("DequantizeLinear", &["c_QuantizeLinear_Output"], &["c_DequantizeLinear_Output"]),
+        ],
         vec![tensor("c", pre, Some(qdq(0.1))), tensor("c_DequantizeLinear_Output", post, Some(qdq(0.1)))],
         vec![0, 1, 1],
     );
@@ -108,8 +132,18 @@ fn comparator_reports_corrected_and_ort_figures_and_classification() {
 fn tensors_pair_by_graph_structure_when_names_differ() {
     let x = vec![1.0f32, 2.0, 3.0];
     let a = acts(
-        vec![op("Conv", &["in"], &["conv_a"]), op("Relu", &["conv_a"], &["relu_a"]), op("Conv", &["relu_a"], &["conv2_a"]), op("Add", &["conv2_a", "relu_a"], &["add_a"])],
-        vec![tensor("conv_a", x.clone(), None), tensor("relu_a", x.clone(), None), tensor("conv2_a", x.clone(), None), tensor("add_a", x.clone(), None)],
+        vec![
+            op("Conv", &["in"], &["conv_a"]),
+            op("Relu", &["conv_a"], &["relu_a"]),
+            op("Conv", &["relu_a"], &["conv2_a"]),
+            op("Add", &["conv2_a", "relu_a"], &["add_a"]),
+        ],
+        vec![
+            tensor("conv_a", x.clone(), None),
+            tensor("relu_a", x.clone(), None),
+            tensor("conv2_a", x.clone(), None),
+            tensor("add_a", x.clone(), None),
+        ],
         vec![0, 1, 1],
     );
     let b = acts(
@@ -120,7 +154,12 @@ fn tensors_pair_by_graph_structure_when_names_differ() {
             op("Conv", &["t1_dq"], &["t2"]),
             op("Mul", &["t2"], &["t3"]),
         ],
-        vec![tensor("t1", x.clone(), None), tensor("t1_dq", x.clone(), None), tensor("t2", x.clone(), None), tensor("t3", x, None)],
+        vec![
+            tensor("t1", x.clone(), None),
+            tensor("t1_dq", x.clone(), None),
+            tensor("t2", x.clone(), None),
+            tensor("t3", x, None),
+        ],
         vec![0, 1, 1],
     );
     let p = pair(&a, &b);

@@ -173,8 +173,12 @@ pub fn load(source: Source, dir: &Path, selection: &Selection, ctx: &EvalContext
 
 fn expected(source: Source) -> &'static str {
     match source {
-        Source::CifarBinary { .. } => "CIFAR-10 in the binary layout: test_batch.bin, data_batch_1.bin … data_batch_5.bin",
-        Source::CifarPython { .. } => "CIFAR-10 in the python layout: test_batch, data_batch_1 … data_batch_5, batches.meta",
+        Source::CifarBinary { .. } => {
+            "CIFAR-10 in the binary layout: test_batch.bin, data_batch_1.bin … data_batch_5.bin"
+        }
+        Source::CifarPython { .. } => {
+            "CIFAR-10 in the python layout: test_batch, data_batch_1 … data_batch_5, batches.meta"
+        }
         Source::ImageFolder { .. } => "one subfolder of PNG or JPEG images per class",
     }
 }
@@ -194,7 +198,10 @@ fn read_cifar_binary(folder: &Path, files: &[String], ctx: &EvalContext) -> Resu
         ctx.check_cancelled()?;
         let path = folder.join(name);
         let bytes = std::fs::read(&path).map_err(|e| {
-            NodeError::file(format!("cannot read ({e}); expected {}", expected(Source::CifarBinary { train: false })), &path)
+            NodeError::file(
+                format!("cannot read ({e}); expected {}", expected(Source::CifarBinary { train: false })),
+                &path,
+            )
         })?;
         if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
             return Err(NodeError::file(
@@ -222,7 +229,8 @@ fn read_cifar_binary(folder: &Path, files: &[String], ctx: &EvalContext) -> Resu
 }
 
 fn key_of<'a>(dict: &'a BTreeMap<HashableValue, Pickle>, name: &str) -> Option<&'a Pickle> {
-    dict.get(&HashableValue::Bytes(name.as_bytes().to_vec())).or_else(|| dict.get(&HashableValue::String(name.to_owned())))
+    dict.get(&HashableValue::Bytes(name.as_bytes().to_vec()))
+        .or_else(|| dict.get(&HashableValue::String(name.to_owned())))
 }
 
 /// The pixel bytes of a pickled `numpy.ndarray` of uint8 (shape `[n, 3072]`), or of a
@@ -260,8 +268,9 @@ fn array_bytes(value: &Pickle) -> Option<(Vec<u8>, usize)> {
 }
 
 fn read_pickle(path: &Path) -> Result<BTreeMap<HashableValue, Pickle>, NodeError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| NodeError::file(format!("cannot read ({e}); expected {}", expected(Source::CifarPython { train: false })), path))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        NodeError::file(format!("cannot read ({e}); expected {}", expected(Source::CifarPython { train: false })), path)
+    })?;
     // Data only: globals are never resolved or called; numpy arrays are rebuilt from their state.
     let value = serde_pickle::value_from_slice(&bytes, DeOptions::new().replace_unresolved_globals())
         .map_err(|e| NodeError::file(format!("not a readable pickle ({e}); expected a CIFAR-10 python batch"), path))?;
@@ -285,7 +294,10 @@ fn read_cifar_python(folder: &Path, files: &[String], ctx: &EvalContext) -> Resu
             return Err(NodeError::file("expected 'data' to be a uint8 array of shape [N, 3072]", &path));
         };
         if bytes.len() != rows * PIXELS {
-            return Err(NodeError::file(format!("expected 'data' of {} bytes ({rows} images × 3072), found {}", rows * PIXELS, bytes.len()), &path));
+            return Err(NodeError::file(
+                format!("expected 'data' of {} bytes ({rows} images × 3072), found {}", rows * PIXELS, bytes.len()),
+                &path,
+            ));
         }
         let lab = match key_of(&dict, "labels") {
             Some(Pickle::List(l)) => l
@@ -331,18 +343,24 @@ fn read_image_folder(folder: &Path, ctx: &EvalContext) -> Result<Split, NodeErro
         .collect();
     classes.sort();
     if classes.is_empty() {
-        return Err(NodeError::file(format!("no class subfolders (expected {})", expected(Source::ImageFolder { train: false })), folder));
+        return Err(NodeError::file(
+            format!("no class subfolders (expected {})", expected(Source::ImageFolder { train: false })),
+            folder,
+        ));
     }
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     let mut size: Option<(u32, u32, PathBuf)> = None;
-    let class_names: Vec<String> = classes.iter().map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+    let class_names: Vec<String> =
+        classes.iter().map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
     for (label, class_dir) in classes.iter().enumerate() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
             .map_err(|e| NodeError::file(format!("cannot list the folder ({e})"), class_dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension().map(|e| e.to_string_lossy().to_lowercase()).is_some_and(|e| matches!(e.as_str(), "png" | "jpg" | "jpeg"))
+                p.extension()
+                    .map(|e| e.to_string_lossy().to_lowercase())
+                    .is_some_and(|e| matches!(e.as_str(), "png" | "jpg" | "jpeg"))
             })
             .collect();
         files.sort();
@@ -351,7 +369,8 @@ fn read_image_folder(folder: &Path, ctx: &EvalContext) -> Result<Split, NodeErro
         }
         for f in files {
             ctx.check_cancelled()?;
-            let img = image::open(&f).map_err(|e| NodeError::file(format!("cannot decode the image ({e})"), &f))?.to_rgb8();
+            let img =
+                image::open(&f).map_err(|e| NodeError::file(format!("cannot decode the image ({e})"), &f))?.to_rgb8();
             let (w, h) = img.dimensions();
             match &size {
                 None => size = Some((w, h, f.clone())),
@@ -374,7 +393,10 @@ fn read_image_folder(folder: &Path, ctx: &EvalContext) -> Result<Split, NodeErro
             }
             labels.push(label as u32);
         }
-        ctx.progress(0.1 + 0.5 * (label + 1) as f32 / classes.len() as f32, &format!("read class {}", class_names[label]));
+        ctx.progress(
+            0.1 + 0.5 * (label + 1) as f32 / classes.len() as f32,
+            &format!("read class {}", class_names[label]),
+        );
     }
     let (w, h, _) = size.unwrap_or((0, 0, PathBuf::new()));
     Ok(Split { width: w as usize, height: h as usize, pixels, labels, class_names })
@@ -403,7 +425,10 @@ pub fn select(labels: &[u32], classes: usize, s: &Selection) -> Result<Vec<usize
         shuffle(&mut order, s.seed);
     }
     if s.offset >= order.len() {
-        return Err(NodeError::param("offset", format!("offset {} is past the {} images of this split", s.offset, order.len())));
+        return Err(NodeError::param(
+            "offset",
+            format!("offset {} is past the {} images of this split", s.offset, order.len()),
+        ));
     }
     let order = &order[s.offset..];
     if s.per_class > 0 {
@@ -421,7 +446,10 @@ pub fn select(labels: &[u32], classes: usize, s: &Selection) -> Result<Vec<usize
         if let Some((c, n)) = taken.iter().enumerate().find(|(_, n)| **n < s.per_class) {
             return Err(NodeError::param(
                 "per_class",
-                format!("class {c} has only {n} images from offset {}, but {} per class were asked for", s.offset, s.per_class),
+                format!(
+                    "class {c} has only {n} images from offset {}, but {} per class were asked for",
+                    s.offset, s.per_class
+                ),
             ));
         }
         return Ok(out);

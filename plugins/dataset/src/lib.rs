@@ -18,7 +18,9 @@ use std::sync::Arc;
 use quantgraph_nodes::kind::{file_identity, single};
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Dataset, Layout, PreviewImage};
-use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
 
 pub use formats::{RawImages, Source};
 pub use preprocess::Preprocess;
@@ -74,8 +76,14 @@ impl NodeKind for Cifar10Loader {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::choice("format", "Format", "cifar10-binary", &["cifar10-binary", "cifar10-python", "image-folder"]),
-            ParamSpec::path("path", "Folder", "", &[], true).with_doc("Empty: $QUANTGRAPH_CIFAR10, else ../shared/data/cifar10."),
+            ParamSpec::choice(
+                "format",
+                "Format",
+                "cifar10-binary",
+                &["cifar10-binary", "cifar10-python", "image-folder"],
+            ),
+            ParamSpec::path("path", "Folder", "", &[], true)
+                .with_doc("Empty: $QUANTGRAPH_CIFAR10, else ../shared/data/cifar10."),
             ParamSpec::choice("split", "Split", "test", &["test", "train"]),
             ParamSpec::int("count", "Images (0: all)", 1000, 0, 10_000_000),
             ParamSpec::int("per_class", "Images per class (0: off)", 0, 0, 1_000_000)
@@ -83,9 +91,12 @@ impl NodeKind for Cifar10Loader {
             ParamSpec::int("offset", "Offset", 0, 0, 10_000_000),
             ParamSpec::bool("shuffle", "Shuffle", false),
             ParamSpec::int("seed", "Seed", 0, 0, i64::from(u32::MAX)),
-            ParamSpec::choice("scale", "Pixel scale", "raw", &["raw", "unit"]).with_doc("raw: 0–255; unit: divided by 255."),
-            ParamSpec::text("mean", "Mean (per channel)", "").with_doc("e.g. 0.4914,0.4822,0.4465 — subtracted after scaling."),
-            ParamSpec::text("std", "Std (per channel)", "").with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
+            ParamSpec::choice("scale", "Pixel scale", "raw", &["raw", "unit"])
+                .with_doc("raw: 0–255; unit: divided by 255."),
+            ParamSpec::text("mean", "Mean (per channel)", "")
+                .with_doc("e.g. 0.4914,0.4822,0.4465 — subtracted after scaling."),
+            ParamSpec::text("std", "Std (per channel)", "")
+                .with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
             ParamSpec::choice("layout", "Layout", "NCHW", &["NCHW", "NHWC"]),
         ]
     }

@@ -24,7 +24,10 @@ fn triple(param: &str, text: &str) -> Result<Option<[f32; 3]>, NodeError> {
     match values {
         Ok(v) if v.len() == 3 => Ok(Some([v[0], v[1], v[2]])),
         Ok(v) if v.len() == 1 => Ok(Some([v[0]; 3])),
-        _ => Err(NodeError::param(param, format!("expected three numbers separated by commas (one per channel), found '{text}'"))),
+        _ => Err(NodeError::param(
+            param,
+            format!("expected three numbers separated by commas (one per channel), found '{text}'"),
+        )),
     }
 }
 

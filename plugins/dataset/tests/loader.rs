@@ -79,7 +79,10 @@ fn preprocessing_scales_normalises_and_lays_out() {
         assert!((nhwc - (nchw / 255.0 - mean) / 0.5).abs() < 1e-6);
     }
     let err = run(serde_json::json!({"path": path_of(dir.path()), "mean": "1,2"})).unwrap_err();
-    assert_eq!(err.to_string(), "parameter 'mean': expected three numbers separated by commas (one per channel), found '1,2'");
+    assert_eq!(
+        err.to_string(),
+        "parameter 'mean': expected three numbers separated by commas (one per channel), found '1,2'"
+    );
 }
 
 #[test]
@@ -217,7 +220,9 @@ fn image_folders_one_subfolder_per_class() {
     for (c, class) in ["b_dog", "a_cat"].iter().enumerate() {
         std::fs::create_dir_all(dir.path().join(class)).unwrap();
         for i in 0..2u8 {
-            image::RgbImage::from_pixel(8, 8, image::Rgb([c as u8 * 50 + i, 10, 20])).save(dir.path().join(class).join(format!("{i}.png"))).unwrap();
+            image::RgbImage::from_pixel(8, 8, image::Rgb([c as u8 * 50 + i, 10, 20]))
+                .save(dir.path().join(class).join(format!("{i}.png")))
+                .unwrap();
         }
     }
     let d = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0})).unwrap();
@@ -252,7 +257,10 @@ fn the_real_cifar10_test_batch() {
     for c in 0..10 {
         assert_eq!(d.labels.iter().filter(|l| **l == c).count(), 100);
     }
-    assert_eq!(d.class_names, ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]);
+    assert_eq!(
+        d.class_names,
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    );
     // The README's check: per-channel means over the whole test split.
     let all = run(serde_json::json!({"path": path_of(&dir), "count": 0})).unwrap();
     assert_eq!(all.len(), 10_000);
@@ -260,7 +268,10 @@ fn the_real_cifar10_test_batch() {
     for (c, want) in [125.99, 123.69, 114.85].iter().enumerate() {
         let mut sum = 0f64;
         for k in 0..all.len() {
-            sum += all.images.data[k * 3072 + c * plane..k * 3072 + (c + 1) * plane].iter().map(|v| f64::from(*v)).sum::<f64>();
+            sum += all.images.data[k * 3072 + c * plane..k * 3072 + (c + 1) * plane]
+                .iter()
+                .map(|v| f64::from(*v))
+                .sum::<f64>();
         }
         let mean = sum / (all.len() * plane) as f64;
         assert!((mean - want).abs() < 0.01, "channel {c}: mean {mean}");

@@ -53,9 +53,10 @@ pub fn model_info(model: &ModelProto) -> ModelInfo {
         let zero_points = zp.and_then(|t| t.ints()).unwrap_or_else(|| vec![0; scales.len().max(1)]);
         let dtype = match zp {
             Some(t) => proto::dtype_name(t.data_type).to_owned(),
-            None if node.op_type == "DequantizeLinear" => {
-                inits.get(input.as_str()).map(|t| proto::dtype_name(t.data_type).to_owned()).unwrap_or_else(|| "uint8".into())
-            }
+            None if node.op_type == "DequantizeLinear" => inits
+                .get(input.as_str())
+                .map(|t| proto::dtype_name(t.data_type).to_owned())
+                .unwrap_or_else(|| "uint8".into()),
             None => "uint8".into(),
         };
         let axis = node.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).filter(|_| scales.len() > 1);
@@ -105,19 +106,35 @@ pub fn model_info(model: &ModelProto) -> ModelInfo {
         .sum();
     let input_names: BTreeSet<&str> = inits.keys().copied().collect();
     ModelInfo {
-        opset: model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).unwrap_or(0),
+        opset: model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map(|o| o.version)
+            .unwrap_or(0),
         producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_owned(),
         inputs: graph.input.iter().filter(|i| !input_names.contains(i.name.as_str())).map(tensor_info).collect(),
         outputs: graph.output.iter().map(tensor_info).collect(),
         nodes: graph
             .node
             .iter()
-            .map(|n| OpInfo { name: n.name.clone(), op_type: n.op_type.clone(), inputs: n.input.clone(), outputs: n.output.clone() })
+            .map(|n| OpInfo {
+                name: n.name.clone(),
+                op_type: n.op_type.clone(),
+                inputs: n.input.clone(),
+                outputs: n.output.clone(),
+            })
             .collect(),
         initializers,
         param_count,
         qdq,
-        tensors: graph.input.iter().chain(&graph.output).chain(&graph.value_info).map(|v| (v.name.clone(), tensor_info(v))).collect(),
+        tensors: graph
+            .input
+            .iter()
+            .chain(&graph.output)
+            .chain(&graph.value_info)
+            .map(|v| (v.name.clone(), tensor_info(v)))
+            .collect(),
     }
 }
 

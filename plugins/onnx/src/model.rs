@@ -6,7 +6,9 @@ use std::sync::Arc;
 use quantgraph_nodes::kind::{file_identity, resolve_path, single};
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::ModelValue;
-use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
 
 use crate::{info, proto, runtime};
 
@@ -54,8 +56,10 @@ impl NodeKind for OnnxModel {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::path("path", "ONNX file", "", &["onnx"], false).with_doc("Relative paths are relative to the graph file."),
-            ParamSpec::int("threads", "Threads", 0, 0, 256).with_doc("Intra-op threads for ONNX Runtime (0: its default)."),
+            ParamSpec::path("path", "ONNX file", "", &["onnx"], false)
+                .with_doc("Relative paths are relative to the graph file."),
+            ParamSpec::int("threads", "Threads", 0, 0, 256)
+                .with_doc("Intra-op threads for ONNX Runtime (0: its default)."),
         ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {

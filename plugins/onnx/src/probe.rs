@@ -4,8 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quantgraph_nodes::param::ParamReader;
-use quantgraph_nodes::value::{Activations, Histogram, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole, TensorStats};
-use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+use quantgraph_nodes::value::{
+    Activations, Histogram, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole, TensorStats,
+};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
 
 use crate::{info, proto, runtime};
 
@@ -95,7 +99,10 @@ pub fn argmax_rows(data: &[f32], row_len: usize) -> Vec<u32> {
 /// The Q/DQ pair a tensor passes through: the Q that reads it, or the DQ that makes it.
 pub fn qdq_for(qdq: &[QdqEntry], tensor: &str) -> Option<QdqEntry> {
     qdq.iter()
-        .find(|e| (e.op_type == "QuantizeLinear" && e.input == tensor) || (e.op_type == "DequantizeLinear" && !e.is_weight && e.output == tensor))
+        .find(|e| {
+            (e.op_type == "QuantizeLinear" && e.input == tensor)
+                || (e.op_type == "DequantizeLinear" && !e.is_weight && e.output == tensor)
+        })
         .cloned()
 }
 
@@ -151,13 +158,25 @@ impl NodeKind for LayerProbe {
 
         // 1. The model as it runs: predictions.
         let mut session = runtime::session(&model.bytes, model.threads)?;
-        let outs = runtime::run_batches(&mut session, &input.name, &dataset.images, batch, std::slice::from_ref(&logits_name), ctx, "predicting")?;
+        let outs = runtime::run_batches(
+            &mut session,
+            &input.name,
+            &dataset.images,
+            batch,
+            std::slice::from_ref(&logits_name),
+            ctx,
+            "predicting",
+        )?;
         drop(session);
         let Some(logits) = outs.get(&logits_name) else {
             return Err(NodeError::failed("the model gave no output"));
         };
         let top1 = argmax_rows(&logits.data, logits.item_len());
-        let predictions = Predictions { top1: top1.clone(), labels: Some(dataset.labels.clone()), class_names: dataset.class_names.clone() };
+        let predictions = Predictions {
+            top1: top1.clone(),
+            labels: Some(dataset.labels.clone()),
+            class_names: dataset.class_names.clone(),
+        };
 
         // 2. The tensors asked for, from a probed copy of the model.
         let proto_model = proto::decode_model(&model.bytes).map_err(|e| NodeError::file(e, &model.path))?;
@@ -185,26 +204,38 @@ impl NodeKind for LayerProbe {
         if !extra.is_empty() {
             let bytes = proto::edit_model(
                 &model.bytes,
-                proto::ModelEdit { extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(), ..proto::ModelEdit::default() },
+                proto::ModelEdit {
+                    extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(),
+                    ..proto::ModelEdit::default()
+                },
             )
             .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
             let mut probed = runtime::session(&bytes, model.threads)?;
             let mut names = extra.clone();
             names.push(logits_name.clone());
-            runtime::for_each_batch(&mut probed, &input.name, &dataset.images, batch, &names, ctx, "probing", |start, name, item_shape, data| {
-                if name == logits_name {
-                    probed_logits.extend_from_slice(data);
-                    return Ok(());
-                }
-                moments.entry(name.to_owned()).or_default().add(data);
-                let item: usize = item_shape.iter().product();
-                let entry = kept.entry(name.to_owned()).or_insert_with(|| (item_shape.to_vec(), Vec::new()));
-                if start < keep && item > 0 {
-                    let rows = (keep - start).min(data.len() / item);
-                    entry.1.extend_from_slice(&data[..rows * item]);
-                }
-                Ok(())
-            })?;
+            runtime::for_each_batch(
+                &mut probed,
+                &input.name,
+                &dataset.images,
+                batch,
+                &names,
+                ctx,
+                "probing",
+                |start, name, item_shape, data| {
+                    if name == logits_name {
+                        probed_logits.extend_from_slice(data);
+                        return Ok(());
+                    }
+                    moments.entry(name.to_owned()).or_default().add(data);
+                    let item: usize = item_shape.iter().product();
+                    let entry = kept.entry(name.to_owned()).or_insert_with(|| (item_shape.to_vec(), Vec::new()));
+                    if start < keep && item > 0 {
+                        let rows = (keep - start).min(data.len() / item);
+                        entry.1.extend_from_slice(&data[..rows * item]);
+                    }
+                    Ok(())
+                },
+            )?;
             // Did probing change what is measured?
             let probed_top1 = argmax_rows(&probed_logits, logits.item_len());
             let flips = probed_top1.iter().zip(&top1).filter(|(a, b)| a != b).count();
@@ -220,16 +251,30 @@ impl NodeKind for LayerProbe {
             let m = moments.get(&name).cloned().unwrap_or_default();
             let all = if m.count > 0 {
                 let mean = m.sum / m.count as f64;
-                Some(TensorStats { min: m.min, max: m.max, mean, std: (m.sum_sq / m.count as f64 - mean * mean).max(0.0).sqrt(), count: m.count, histogram: Histogram::default() })
+                Some(TensorStats {
+                    min: m.min,
+                    max: m.max,
+                    mean,
+                    std: (m.sum_sq / m.count as f64 - mean * mean).max(0.0).sqrt(),
+                    count: m.count,
+                    histogram: Histogram::default(),
+                })
             } else {
                 None
             };
             let qdq = qdq_for(&model.info.qdq, &name);
             let st = stats(&data, all.as_ref(), qdq.as_ref().and_then(QdqEntry::real_range));
-            let rows = if item_shape.iter().product::<usize>() > 0 { data.len() / item_shape.iter().product::<usize>() } else { 0 };
+            let rows = if item_shape.iter().product::<usize>() > 0 {
+                data.len() / item_shape.iter().product::<usize>()
+            } else {
+                0
+            };
             let mut shape = vec![rows];
             shape.extend(item_shape);
-            tensors.insert(name.clone(), ProbedTensor { name, role: TensorRole::Activation, tensor: Tensor { shape, data }, stats: st, qdq });
+            tensors.insert(
+                name.clone(),
+                ProbedTensor { name, role: TensorRole::Activation, tensor: Tensor { shape, data }, stats: st, qdq },
+            );
         }
         // The model output (from the unprobed run), all samples.
         let st = stats(&logits.data, None, None);
@@ -250,13 +295,19 @@ impl NodeKind for LayerProbe {
 }
 
 /// Check that the dataset's images fit the model's input, with a message that says how.
-pub fn check_input_fits(input: &quantgraph_nodes::value::TensorInfo, images: &[usize], layout: &str, path: &str) -> Result<(), NodeError> {
+pub fn check_input_fits(
+    input: &quantgraph_nodes::value::TensorInfo,
+    images: &[usize],
+    layout: &str,
+    path: &str,
+) -> Result<(), NodeError> {
     let want: Vec<Option<usize>> = input.dims.iter().map(|d| d.parse::<usize>().ok()).collect();
     let fits = want.len() == images.len() && want.iter().zip(images).skip(1).all(|(w, g)| w.is_none_or(|w| w == *g));
     if fits {
         return Ok(());
     }
-    let want_text: Vec<String> = input.dims.iter().map(|d| d.parse::<usize>().map(|v| v.to_string()).unwrap_or_else(|_| "N".into())).collect();
+    let want_text: Vec<String> =
+        input.dims.iter().map(|d| d.parse::<usize>().map(|v| v.to_string()).unwrap_or_else(|_| "N".into())).collect();
     Err(NodeError::input(
         "dataset",
         format!(

@@ -230,9 +230,9 @@ impl TensorProto {
         match self.data_type {
             UINT8 if !self.raw_data.is_empty() => Some(self.raw_data.iter().map(|b| i32::from(*b)).collect()),
             INT8 if !self.raw_data.is_empty() => Some(self.raw_data.iter().map(|b| i32::from(*b as i8)).collect()),
-            INT32 if !self.raw_data.is_empty() => Some(
-                self.raw_data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            ),
+            INT32 if !self.raw_data.is_empty() => {
+                Some(self.raw_data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            }
             UINT8 | INT8 | INT32 => Some(self.int32_data.clone()),
             _ => None,
         }
@@ -440,17 +440,34 @@ mod tests {
     use super::*;
 
     fn tiny_model() -> Vec<u8> {
-        let scale = TensorProto { dims: vec![], data_type: FLOAT, name: "s".into(), float_data: vec![0.5], ..Default::default() };
+        let scale = TensorProto {
+            dims: vec![],
+            data_type: FLOAT,
+            name: "s".into(),
+            float_data: vec![0.5],
+            ..Default::default()
+        };
         let graph = GraphProto {
             name: "g".into(),
-            node: vec![NodeProto { op_type: "Relu".into(), input: vec!["x".into()], output: vec!["y".into()], ..Default::default() }],
+            node: vec![NodeProto {
+                op_type: "Relu".into(),
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
             initializer: vec![scale],
             input: vec![float_output("x")],
             output: vec![float_output("y")],
             value_info: vec![],
         };
-        ModelProto { ir_version: 8, opset_import: vec![], producer_name: "t".into(), producer_version: String::new(), graph: Some(graph) }
-            .encode_to_vec()
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![],
+            producer_name: "t".into(),
+            producer_version: String::new(),
+            graph: Some(graph),
+        }
+        .encode_to_vec()
     }
 
     #[test]
@@ -466,7 +483,15 @@ mod tests {
             t.set_floats(&[0.25]);
             true
         };
-        let edited = edit_model(&m, ModelEdit { initializer: Some(&mut change), extra_outputs: vec![float_output("x")], ..ModelEdit::default() }).unwrap();
+        let edited = edit_model(
+            &m,
+            ModelEdit {
+                initializer: Some(&mut change),
+                extra_outputs: vec![float_output("x")],
+                ..ModelEdit::default()
+            },
+        )
+        .unwrap();
         let g = decode_model(&edited).unwrap().graph.unwrap();
         assert_eq!(g.initializer[0].floats(), Some(vec![0.25]));
         assert_eq!(g.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["y", "x"]);

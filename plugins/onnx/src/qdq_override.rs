@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{qrange, Cell, ModelValue, OverrideChange, QdqEntry, Report, Table};
-use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
 
 use crate::model::model_value;
 use crate::proto::{self, ModelEdit, TensorProto};
@@ -126,19 +128,32 @@ pub fn plan(
         if matching.is_empty() {
             return Err(NodeError::param(
                 "edits",
-                format!("no Q/DQ pair quantizes tensor '{}' (expected a name from the model's Q/DQ table)", edit.tensor),
+                format!(
+                    "no Q/DQ pair quantizes tensor '{}' (expected a name from the model's Q/DQ table)",
+                    edit.tensor
+                ),
             ));
         }
         if edit.target != Target::Pair {
             let op = if edit.target == Target::Quantize { "QuantizeLinear" } else { "DequantizeLinear" };
-            let nodes: Vec<&QdqEntry> = qdq.iter().filter(|e| e.float_tensor == edit.tensor && e.op_type == op).collect();
+            let nodes: Vec<&QdqEntry> =
+                qdq.iter().filter(|e| e.float_tensor == edit.tensor && e.op_type == op).collect();
             if nodes.is_empty() {
-                return Err(NodeError::param("edits", format!("tensor '{}' has no {op} node to edit alone", edit.tensor)));
+                return Err(NodeError::param(
+                    "edits",
+                    format!("tensor '{}' has no {op} node to edit alone", edit.tensor),
+                ));
             }
             for e in nodes {
                 let scales = match edit.scale {
                     Some(s) if !(s.is_normal() && s > 0.0) => {
-                        return Err(NodeError::param("edits", format!("tensor '{}': scale must be positive and finite (a normal float32), found {s:e}", edit.tensor)))
+                        return Err(NodeError::param(
+                            "edits",
+                            format!(
+                                "tensor '{}': scale must be positive and finite (a normal float32), found {s:e}",
+                                edit.tensor
+                            ),
+                        ))
                     }
                     Some(s) => Some(vec![s; e.scales.len().max(1)]),
                     None => None,
@@ -147,21 +162,47 @@ pub fn plan(
                     Some(z) => {
                         let (qmin, qmax) = qrange(&e.dtype);
                         if z < qmin || z > qmax {
-                            return Err(NodeError::param("edits", format!("tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}", edit.tensor, e.dtype)));
+                            return Err(NodeError::param(
+                                "edits",
+                                format!(
+                                    "tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}",
+                                    edit.tensor, e.dtype
+                                ),
+                            ));
                         }
                         Some(vec![z; e.zero_points.len().max(1)])
                     }
                     None => None,
                 };
                 for (field, old, new) in [
-                    ("scale", e.scales.first().map(|v| f64::from(*v)), scales.as_ref().and_then(|v| v.first()).map(|v| f64::from(*v))),
-                    ("zero_point", e.zero_points.first().map(|v| f64::from(*v)), zero_points.as_ref().and_then(|v| v.first()).map(|v| f64::from(*v))),
+                    (
+                        "scale",
+                        e.scales.first().map(|v| f64::from(*v)),
+                        scales.as_ref().and_then(|v| v.first()).map(|v| f64::from(*v)),
+                    ),
+                    (
+                        "zero_point",
+                        e.zero_points.first().map(|v| f64::from(*v)),
+                        zero_points.as_ref().and_then(|v| v.first()).map(|v| f64::from(*v)),
+                    ),
                 ] {
                     if let (Some(original), Some(new)) = (old, new) {
-                        plan.changes.push(OverrideChange { tensor: e.float_tensor.clone(), node: e.node.clone(), field: field.into(), original, new });
+                        plan.changes.push(OverrideChange {
+                            tensor: e.float_tensor.clone(),
+                            node: e.node.clone(),
+                            field: field.into(),
+                            original,
+                            new,
+                        });
                     }
                 }
-                plan.split.push(SplitEdit { node: e.node.clone(), scale_name: e.scale_name.clone(), zero_point_name: e.zero_point_name.clone(), scales, zero_points });
+                plan.split.push(SplitEdit {
+                    node: e.node.clone(),
+                    scale_name: e.scale_name.clone(),
+                    zero_point_name: e.zero_point_name.clone(),
+                    scales,
+                    zero_points,
+                });
             }
             continue;
         }
@@ -170,7 +211,10 @@ pub fn plan(
                 if !(s.is_normal() && s > 0.0) {
                     return Err(NodeError::param(
                         "edits",
-                        format!("tensor '{}': scale must be positive and finite (a normal float32), found {s:e}", edit.tensor),
+                        format!(
+                            "tensor '{}': scale must be positive and finite (a normal float32), found {s:e}",
+                            edit.tensor
+                        ),
                     ));
                 }
                 plan.scales.insert(e.scale_name.clone(), vec![s; e.scales.len().max(1)]);
@@ -180,11 +224,17 @@ pub fn plan(
                 if z < qmin || z > qmax {
                     return Err(NodeError::param(
                         "edits",
-                        format!("tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}", edit.tensor, e.dtype),
+                        format!(
+                            "tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}",
+                            edit.tensor, e.dtype
+                        ),
                     ));
                 }
                 if e.zero_point_name.is_empty() {
-                    return Err(NodeError::param("edits", format!("tensor '{}': its Q/DQ pair has no zero-point input to edit", edit.tensor)));
+                    return Err(NodeError::param(
+                        "edits",
+                        format!("tensor '{}': its Q/DQ pair has no zero-point input to edit", edit.tensor),
+                    ));
                 }
                 plan.zero_points.insert(e.zero_point_name.clone(), vec![z; e.zero_points.len().max(1)]);
             }
@@ -252,14 +302,20 @@ pub fn apply(bytes: &[u8], plan: &Plan) -> Result<Vec<u8>, String> {
         for s in &plan.split {
             let mut renames = BTreeMap::new();
             if let Some(values) = &s.scales {
-                let mut t = inits.get(&s.scale_name).cloned().ok_or_else(|| format!("scale '{}' is not an initializer", s.scale_name))?;
+                let mut t = inits
+                    .get(&s.scale_name)
+                    .cloned()
+                    .ok_or_else(|| format!("scale '{}' is not an initializer", s.scale_name))?;
                 t.name = format!("{}__{}", s.scale_name, s.node);
                 t.set_floats(values);
                 renames.insert(1, t.name.clone());
                 extra_initializers.push(t);
             }
             if let Some(values) = &s.zero_points {
-                let mut t = inits.get(&s.zero_point_name).cloned().ok_or_else(|| format!("zero-point '{}' is not an initializer", s.zero_point_name))?;
+                let mut t = inits
+                    .get(&s.zero_point_name)
+                    .cloned()
+                    .ok_or_else(|| format!("zero-point '{}' is not an initializer", s.zero_point_name))?;
                 t.name = format!("{}__{}", s.zero_point_name, s.node);
                 t.set_ints(values);
                 renames.insert(2, t.name.clone());
@@ -268,7 +324,10 @@ pub fn apply(bytes: &[u8], plan: &Plan) -> Result<Vec<u8>, String> {
             node_inputs.insert(s.node.clone(), renames);
         }
     }
-    proto::edit_model(bytes, ModelEdit { initializer: Some(&mut change), extra_outputs: Vec::new(), extra_initializers, node_inputs })
+    proto::edit_model(
+        bytes,
+        ModelEdit { initializer: Some(&mut change), extra_outputs: Vec::new(), extra_initializers, node_inputs },
+    )
 }
 
 fn changes_table(changes: &[OverrideChange]) -> Table {
@@ -323,8 +382,11 @@ impl NodeKind for QdqOverride {
                     ParamSpec::choice("apply_to", "Apply to", "pair", &["pair", "Q only", "DQ only"]),
                 ],
             ),
-            ParamSpec::text("rule_pattern", "Rule: tensor name pattern", "").with_doc("A regular expression over the float tensor names; empty matches all (when an op type is given)."),
-            ParamSpec::text("rule_op_type", "Rule: consumer op type", "").with_doc("Only tensors feeding this op type (e.g. Conv, Gemm, Add)."),
+            ParamSpec::text("rule_pattern", "Rule: tensor name pattern", "").with_doc(
+                "A regular expression over the float tensor names; empty matches all (when an op type is given).",
+            ),
+            ParamSpec::text("rule_op_type", "Rule: consumer op type", "")
+                .with_doc("Only tensors feeding this op type (e.g. Conv, Gemm, Add)."),
             ParamSpec::float("rule_factor", "Rule: scale factor", 1.0, 1e-6, 1e6).with_step(0.01, true),
         ]
     }
@@ -338,7 +400,13 @@ impl NodeKind for QdqOverride {
         let r = ParamReader::new(params, self.params());
         let model = inputs.model("model")?;
         if model.info.qdq.is_empty() {
-            return Err(NodeError::input("model", format!("expected a QDQ model, found one with no QuantizeLinear/DequantizeLinear nodes: {}", model.path)));
+            return Err(NodeError::input(
+                "model",
+                format!(
+                    "expected a QDQ model, found one with no QuantizeLinear/DequantizeLinear nodes: {}",
+                    model.path
+                ),
+            ));
         }
         let edits = edits(&r)?;
         let pattern_text = r.str("rule_pattern")?;
@@ -346,7 +414,11 @@ impl NodeKind for QdqOverride {
             .map_err(|e| NodeError::param("rule_pattern", format!("not a valid regular expression: {e}")))?;
         let op_type = r.str("rule_op_type")?;
         let factor = r.f64("rule_factor")?;
-        let rule = (factor != 1.0 && (!pattern_text.is_empty() || !op_type.is_empty())).then_some((&pattern, op_type.as_str(), factor));
+        let rule = (factor != 1.0 && (!pattern_text.is_empty() || !op_type.is_empty())).then_some((
+            &pattern,
+            op_type.as_str(),
+            factor,
+        ));
         let mut consumers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for op in &model.info.nodes {
             for i in &op.inputs {
@@ -358,7 +430,8 @@ impl NodeKind for QdqOverride {
             model.clone()
         } else {
             ctx.progress(0.3, "rebuilding the model");
-            let bytes = apply(&model.bytes, &plan).map_err(|e| NodeError::failed(format!("rebuilding the model failed: {e}")))?;
+            let bytes = apply(&model.bytes, &plan)
+                .map_err(|e| NodeError::failed(format!("rebuilding the model failed: {e}")))?;
             ctx.progress(0.6, "checking the new model with ONNX Runtime");
             let mut value = model_value(&format!("{} (overridden)", model.name), &model.path, bytes, model.threads)?;
             value.changes = model.changes.iter().cloned().chain(plan.changes.iter().cloned()).collect();

@@ -81,7 +81,9 @@ pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?;
     let mut builder = if threads > 0 {
-        builder.with_intra_threads(threads).map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?
+        builder
+            .with_intra_threads(threads)
+            .map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?
     } else {
         builder
     };

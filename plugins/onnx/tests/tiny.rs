@@ -54,7 +54,10 @@ fn model_describes_inputs_ops_params_and_qdq_table() {
     assert_eq!(m.info.inputs[0].dims, vec!["N", "3", "32", "32"]);
     assert_eq!(m.info.outputs[0].name, "logits");
     assert_eq!(m.info.param_count, 4 * 27 + 4 + 8 * 36 + 8 + 80 + 10);
-    assert_eq!(m.info.nodes.iter().map(|n| n.op_type.as_str()).collect::<Vec<_>>(), ["Conv", "Relu", "Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"]);
+    assert_eq!(
+        m.info.nodes.iter().map(|n| n.op_type.as_str()).collect::<Vec<_>>(),
+        ["Conv", "Relu", "Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"]
+    );
     assert!(m.info.qdq.is_empty());
 
     let q = load("tiny_qdq.onnx").unwrap();
@@ -79,7 +82,10 @@ fn corrupt_and_non_onnx_files_fail_with_the_file_named() {
     assert!(err.starts_with("cannot read the model"), "{err}");
 }
 
-fn override_with(model: &Arc<quantgraph_nodes::value::ModelValue>, edits: serde_json::Value) -> Result<quantgraph_nodes::Outputs, NodeError> {
+fn override_with(
+    model: &Arc<quantgraph_nodes::value::ModelValue>,
+    edits: serde_json::Value,
+) -> Result<quantgraph_nodes::Outputs, NodeError> {
     let mut inputs = Inputs::default();
     inputs.0.insert("model".into(), Value::Model(model.clone()));
     let mut p = Params::new();
@@ -117,11 +123,17 @@ fn qdq_override_changes_both_nodes_of_a_pair_and_records_the_originals() {
 fn qdq_override_rejects_bad_values_naming_the_tensor() {
     let q = load("tiny_qdq.onnx").unwrap();
     let err = override_with(&q, serde_json::json!([{"tensor": "relu1", "zero_point": "300"}])).unwrap_err();
-    assert_eq!(err.to_string(), "parameter 'edits': tensor 'relu1': zero-point must be in [0, 255] for uint8, found 300");
+    assert_eq!(
+        err.to_string(),
+        "parameter 'edits': tensor 'relu1': zero-point must be in [0, 255] for uint8, found 300"
+    );
     let err = override_with(&q, serde_json::json!([{"tensor": "nope", "scale": 0.1}])).unwrap_err();
     assert!(err.to_string().contains("no Q/DQ pair quantizes tensor 'nope'"), "{err}");
     let err = override_with(&q, serde_json::json!([{"tensor": "relu1", "scale": -1.0}])).unwrap_err();
-    assert_eq!(err.to_string(), "parameter 'edits': item 1 ('relu1'), field 'scale': expected a number in [0, 1000000000], found -1");
+    assert_eq!(
+        err.to_string(),
+        "parameter 'edits': item 1 ('relu1'), field 'scale': expected a number in [0, 1000000000], found -1"
+    );
     let err = override_with(&q, serde_json::json!([{"tensor": "relu1", "scale": 1e-45}])).unwrap_err();
     assert!(err.to_string().contains("tensor 'relu1': scale must be positive and finite"), "{err}");
     // A float model is not a QDQ model.
@@ -151,7 +163,11 @@ fn qdq_override_bulk_rule_multiplies_matching_scales() {
     }
 }
 
-fn probe(model: &Arc<quantgraph_nodes::value::ModelValue>, ds: Arc<Dataset>, capture: &str) -> Result<Arc<quantgraph_nodes::value::Activations>, NodeError> {
+fn probe(
+    model: &Arc<quantgraph_nodes::value::ModelValue>,
+    ds: Arc<Dataset>,
+    capture: &str,
+) -> Result<Arc<quantgraph_nodes::value::Activations>, NodeError> {
     let mut inputs = Inputs::default();
     inputs.0.insert("model".into(), Value::Model(model.clone()));
     inputs.0.insert("dataset".into(), Value::Dataset(ds));
@@ -215,7 +231,12 @@ fn probe_refuses_a_dataset_that_does_not_fit_the_model() {
     nhwc.images.shape = vec![4, 32, 32, 3];
     nhwc.layout = Layout::Nhwc;
     let err = probe(&f, Arc::new(nhwc), "outputs").unwrap_err().to_string();
-    assert!(err.starts_with("input 'dataset': model input 'input' expects [N, 3, 32, 32], the dataset gives [4, 32, 32, 3] (NHWC)"), "{err}");
+    assert!(
+        err.starts_with(
+            "input 'dataset': model input 'input' expects [N, 3, 32, 32], the dataset gives [4, 32, 32, 3] (NHWC)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use quantgraph_nodes::kind::single;
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, PlotKind, PlotSpec, Series, Value as V};
-use quantgraph_nodes::{EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
 
 pub use render::render_png;
 
@@ -93,7 +95,8 @@ impl NodeKind for Chart {
         let r = ParamReader::new(params, self.params());
         let report = inputs.table("table")?;
         let name = r.str("table")?;
-        let Some(table) = report.table(&name).or_else(|| if name.is_empty() { report.tables.first() } else { None }) else {
+        let Some(table) = report.table(&name).or_else(|| if name.is_empty() { report.tables.first() } else { None })
+        else {
             let names: Vec<&str> = report.tables.iter().map(|t| t.name.as_str()).collect();
             return Err(NodeError::param("table", format!("expected one of {}, found '{name}'", names.join(", "))));
         };
@@ -117,16 +120,25 @@ impl NodeKind for Chart {
         }
         let x_col = r.str("x")?;
         let Some(xi) = table.column(&x_col) else {
-            return Err(NodeError::param("x", format!("expected a column of '{}' ({}), found '{x_col}'", table.name, table.columns.join(", "))));
+            return Err(NodeError::param(
+                "x",
+                format!("expected a column of '{}' ({}), found '{x_col}'", table.name, table.columns.join(", ")),
+            ));
         };
-        let rows: Vec<&Vec<Cell>> =
-            table.rows.iter().filter(|row| filter.is_empty() || row.get(xi).is_some_and(|c| c.to_string().contains(&filter))).collect();
+        let rows: Vec<&Vec<Cell>> = table
+            .rows
+            .iter()
+            .filter(|row| filter.is_empty() || row.get(xi).is_some_and(|c| c.to_string().contains(&filter)))
+            .collect();
         let mut p = PlotSpec::new(if kind == "line" { PlotKind::Line } else { PlotKind::Bar }, title);
         p.x_label = x_col.clone();
         p.x_categories = rows.iter().map(|row| row.get(xi).map(ToString::to_string).unwrap_or_default()).collect();
         for y in r.str("y")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let Some(yi) = table.column(y) else {
-                return Err(NodeError::param("y", format!("expected columns of '{}' ({}), found '{y}'", table.name, table.columns.join(", "))));
+                return Err(NodeError::param(
+                    "y",
+                    format!("expected columns of '{}' ({}), found '{y}'", table.name, table.columns.join(", ")),
+                ));
             };
             p.series.push(Series {
                 name: y.to_owned(),
@@ -241,7 +253,10 @@ impl NodeKind for SampleGrid {
                 p.title = format!("{} samples whose prediction flips", flips.rows.len());
                 let col = |n: &str| flips.column(n);
                 for row in flips.rows.iter().take(max) {
-                    let Some(i) = col("sample").and_then(|c| row.get(c)).and_then(Cell::as_f64).map(|x| x as usize) else { continue };
+                    let Some(i) = col("sample").and_then(|c| row.get(c)).and_then(Cell::as_f64).map(|x| x as usize)
+                    else {
+                        continue;
+                    };
                     let Some(img) = d.thumbnails.get(i) else { continue };
                     let text = |n: &str| col(n).and_then(|c| row.get(c)).map(ToString::to_string).unwrap_or_default();
                     p.images.push((img.clone(), format!("{}: A {} / B {}", text("label"), text("a"), text("b"))));

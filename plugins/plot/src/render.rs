@@ -84,7 +84,8 @@ where
     let (x0, x1) = if categorical {
         (-0.5, n as f64 - 0.5)
     } else {
-        let (lo, hi) = finite_range(p.series.iter().flat_map(|s| s.x.iter().copied()).chain(p.markers.iter().map(|m| m.0)), false);
+        let (lo, hi) =
+            finite_range(p.series.iter().flat_map(|s| s.x.iter().copied()).chain(p.markers.iter().map(|m| m.0)), false);
         (lo, hi)
     };
     let (y0, y1) = finite_range(p.series.iter().flat_map(|s| s.y.iter().copied()), p.kind != PlotKind::Line);
@@ -121,14 +122,21 @@ where
         match p.kind {
             PlotKind::Line => {
                 chart
-                    .draw_series(LineSeries::new(s.x.iter().zip(&s.y).filter(|(_, y)| y.is_finite()).map(|(x, y)| (*x, *y)), color.stroke_width(2)))?
+                    .draw_series(LineSeries::new(
+                        s.x.iter().zip(&s.y).filter(|(_, y)| y.is_finite()).map(|(x, y)| (*x, *y)),
+                        color.stroke_width(2),
+                    ))?
                     .label(&s.name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
             }
             PlotKind::Histogram => {
                 let w = if s.x.len() > 1 { (s.x[1] - s.x[0]) * 0.95 } else { 1.0 };
                 chart
-                    .draw_series(s.x.iter().zip(&s.y).map(|(x, y)| Rectangle::new([(x - w / 2.0, 0.0), (x + w / 2.0, *y)], color.filled())))?
+                    .draw_series(
+                        s.x.iter()
+                            .zip(&s.y)
+                            .map(|(x, y)| Rectangle::new([(x - w / 2.0, 0.0), (x + w / 2.0, *y)], color.filled())),
+                    )?
                     .label(&s.name)
                     .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             }
@@ -146,7 +154,11 @@ where
     }
     for (x, label) in &p.markers {
         chart.draw_series(std::iter::once(PathElement::new(vec![(*x, y0), (*x, y1)], RED.stroke_width(2))))?;
-        chart.draw_series(std::iter::once(Text::new(label.clone(), (*x, y1 - (y1 - y0) * 0.05), ("sans-serif", 13).into_font().color(&RED))))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.clone(),
+            (*x, y1 - (y1 - y0) * 0.05),
+            ("sans-serif", 13).into_font().color(&RED),
+        )))?;
     }
     if p.series.len() > 1 || p.kind == PlotKind::Histogram {
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
@@ -212,7 +224,10 @@ where
             for x in 0..img.width as i32 {
                 let at = ((y * img.width as i32 + x) * 3) as usize;
                 if let (Some(r), Some(g), Some(b)) = (img.rgb.get(at), img.rgb.get(at + 1), img.rgb.get(at + 2)) {
-                    root.draw(&Rectangle::new([(ox + x * scale, oy + y * scale), (ox + x * scale + scale, oy + y * scale + scale)], RGBColor(*r, *g, *b).filled()))?;
+                    root.draw(&Rectangle::new(
+                        [(ox + x * scale, oy + y * scale), (ox + x * scale + scale, oy + y * scale + scale)],
+                        RGBColor(*r, *g, *b).filled(),
+                    ))?;
                 }
             }
         }

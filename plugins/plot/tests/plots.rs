@@ -14,24 +14,40 @@ fn report() -> Arc<Report> {
             Table {
                 name: "per_layer".into(),
                 columns: vec!["tensor".into(), "sqnr_db".into()],
-                rows: vec![vec![Cell::Text("conv1".into()), Cell::Num(30.5)], vec![Cell::Text("conv2".into()), Cell::Num(21.0)]],
+                rows: vec![
+                    vec![Cell::Text("conv1".into()), Cell::Num(30.5)],
+                    vec![Cell::Text("conv2".into()), Cell::Num(21.0)],
+                ],
             },
             Table {
                 name: "flips".into(),
                 columns: vec!["sample".into(), "source_index".into(), "label".into(), "a".into(), "b".into()],
-                rows: vec![vec![Cell::Int(1), Cell::Int(11), Cell::Text("cat".into()), Cell::Text("cat".into()), Cell::Text("dog".into())]],
+                rows: vec![vec![
+                    Cell::Int(1),
+                    Cell::Int(11),
+                    Cell::Text("cat".into()),
+                    Cell::Text("cat".into()),
+                    Cell::Text("dog".into()),
+                ]],
             },
             Table {
                 name: "confusion_b".into(),
                 columns: vec!["true \\\\ predicted".into(), "cat".into(), "dog".into()],
-                rows: vec![vec![Cell::Text("cat".into()), Cell::Int(5), Cell::Int(1)], vec![Cell::Text("dog".into()), Cell::Int(0), Cell::Int(6)]],
+                rows: vec![
+                    vec![Cell::Text("cat".into()), Cell::Int(5), Cell::Int(1)],
+                    vec![Cell::Text("dog".into()), Cell::Int(0), Cell::Int(6)],
+                ],
             },
         ],
         ..Report::default()
     })
 }
 
-fn eval(kind: &dyn NodeKind, inputs: Inputs, params: serde_json::Value) -> Result<Arc<quantgraph_nodes::value::PlotSpec>, quantgraph_nodes::NodeError> {
+fn eval(
+    kind: &dyn NodeKind,
+    inputs: Inputs,
+    params: serde_json::Value,
+) -> Result<Arc<quantgraph_nodes::value::PlotSpec>, quantgraph_nodes::NodeError> {
     let p: Params = serde_json::from_value(params).unwrap();
     let out = kind.evaluate(&EvalContext::detached(None), &inputs, &p)?;
     match out.get("plot") {
@@ -53,7 +69,12 @@ fn chart_bars_heatmaps_and_bad_columns() {
     assert_eq!(bar.x_categories, ["conv1", "conv2"]);
     assert_eq!(bar.series[0].y, [30.5, 21.0]);
     assert!(plot_csv(&bar).contains("sqnr_db,1,conv2,21"));
-    let heat = eval(&Chart, with("table", Value::Table(report())), serde_json::json!({"kind": "heatmap", "table": "confusion_b"})).unwrap();
+    let heat = eval(
+        &Chart,
+        with("table", Value::Table(report())),
+        serde_json::json!({"kind": "heatmap", "table": "confusion_b"}),
+    )
+    .unwrap();
     assert_eq!(heat.cells, [5.0, 1.0, 0.0, 6.0]);
     assert_eq!(heat.y_categories, ["cat", "dog"]);
     let err = eval(&Chart, with("table", Value::Table(report())), serde_json::json!({"y": "nope"})).unwrap_err();
@@ -67,7 +88,15 @@ fn chart_bars_heatmaps_and_bad_columns() {
 }
 
 fn dataset() -> Arc<Dataset> {
-    let thumbs: Vec<PreviewImage> = (0..3).map(|i| PreviewImage { index: i + 10, label: (i % 2) as u32, width: 2, height: 2, rgb: vec![i as u8 * 50; 12] }).collect();
+    let thumbs: Vec<PreviewImage> = (0..3)
+        .map(|i| PreviewImage {
+            index: i + 10,
+            label: (i % 2) as u32,
+            width: 2,
+            height: 2,
+            rgb: vec![i as u8 * 50; 12],
+        })
+        .collect();
     Arc::new(Dataset {
         images: Tensor::new(vec![3, 3, 2, 2], vec![0.0; 36]),
         layout: Layout::Nchw,
