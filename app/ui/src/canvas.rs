@@ -79,14 +79,35 @@ pub struct CanvasViewer<'a> {
 }
 
 impl CanvasViewer<'_> {
-    fn port_ref(&self, snarl: &Snarl<NodeId>, node: egui_snarl::NodeId, index: usize, output: bool) -> Option<PortRef> {
+    /// The node and declared port behind a pin.
+    fn port_spec(
+        &self,
+        snarl: &Snarl<NodeId>,
+        node: egui_snarl::NodeId,
+        index: usize,
+        output: bool,
+    ) -> Option<(NodeId, quantgraph_nodes::PortSpec)> {
         let id = *snarl.get_node(node)?;
         let ports = if output {
             self.editor.graph.output_ports(&self.editor.registry, id)?
         } else {
             self.editor.graph.input_ports(&self.editor.registry, id)?
         };
-        Some(PortRef::new(id, &ports.get(index)?.name))
+        Some((id, ports.into_iter().nth(index)?))
+    }
+
+    fn port_ref(&self, snarl: &Snarl<NodeId>, node: egui_snarl::NodeId, index: usize, output: bool) -> Option<PortRef> {
+        self.port_spec(snarl, node, index, output).map(|(id, p)| PortRef::new(id, &p.name))
+    }
+
+    fn pin_type(
+        &self,
+        snarl: &Snarl<NodeId>,
+        node: egui_snarl::NodeId,
+        index: usize,
+        output: bool,
+    ) -> Option<PortType> {
+        self.port_spec(snarl, node, index, output).map(|(_, p)| p.ty)
     }
 
     fn add_node(
@@ -309,35 +330,10 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
     ) {
         // The type being dragged, and whether the new node must take it as an input.
         let (ty, wants_input) = match src_pins {
-            AnyPins::Out(pins) => {
-                let Some(p) = pins.first() else { return };
-                let Some(r) = self.port_ref(snarl, p.node, p.output, true) else { return };
-                let Some(ty) = self
-                    .editor
-                    .graph
-                    .output_ports(&self.editor.registry, r.node)
-                    .and_then(|ps| ps.into_iter().find(|x| x.name == r.port))
-                    .map(|x| x.ty)
-                else {
-                    return;
-                };
-                (ty, true)
-            }
-            AnyPins::In(pins) => {
-                let Some(p) = pins.first() else { return };
-                let Some(r) = self.port_ref(snarl, p.node, p.input, false) else { return };
-                let Some(ty) = self
-                    .editor
-                    .graph
-                    .input_ports(&self.editor.registry, r.node)
-                    .and_then(|ps| ps.into_iter().find(|x| x.name == r.port))
-                    .map(|x| x.ty)
-                else {
-                    return;
-                };
-                (ty, false)
-            }
+            AnyPins::Out(pins) => (pins.first().and_then(|p| self.pin_type(snarl, p.node, p.output, true)), true),
+            AnyPins::In(pins) => (pins.first().and_then(|p| self.pin_type(snarl, p.node, p.input, false)), false),
         };
+        let Some(ty) = ty else { return };
         ui.label(format!("Add a node that {} {ty}", if wants_input { "takes" } else { "gives" }));
         let mut query = String::new();
         let registry = self.editor.registry.clone();

@@ -301,22 +301,20 @@ pub fn apply(bytes: &[u8], plan: &Plan) -> Result<Vec<u8>, String> {
             model.graph.map(|g| g.initializer.into_iter().map(|t| (t.name.clone(), t)).collect()).unwrap_or_default();
         for s in &plan.split {
             let mut renames = BTreeMap::new();
+            // The node's own copy of an initializer, named after the node.
+            let copy = |name: &str, what: &str| -> Result<TensorProto, String> {
+                let mut t = inits.get(name).cloned().ok_or_else(|| format!("{what} '{name}' is not an initializer"))?;
+                t.name = format!("{name}__{}", s.node);
+                Ok(t)
+            };
             if let Some(values) = &s.scales {
-                let mut t = inits
-                    .get(&s.scale_name)
-                    .cloned()
-                    .ok_or_else(|| format!("scale '{}' is not an initializer", s.scale_name))?;
-                t.name = format!("{}__{}", s.scale_name, s.node);
+                let mut t = copy(&s.scale_name, "scale")?;
                 t.set_floats(values);
                 renames.insert(1, t.name.clone());
                 extra_initializers.push(t);
             }
             if let Some(values) = &s.zero_points {
-                let mut t = inits
-                    .get(&s.zero_point_name)
-                    .cloned()
-                    .ok_or_else(|| format!("zero-point '{}' is not an initializer", s.zero_point_name))?;
-                t.name = format!("{}__{}", s.zero_point_name, s.node);
+                let mut t = copy(&s.zero_point_name, "zero-point")?;
                 t.set_ints(values);
                 renames.insert(2, t.name.clone());
                 extra_initializers.push(t);
