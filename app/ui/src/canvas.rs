@@ -165,10 +165,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         ui: &mut egui::Ui,
         snarl: &mut Snarl<NodeId>,
     ) -> impl egui_snarl::ui::SnarlPin + 'static {
-        let id = snarl.get_node(pin.id.node).copied();
-        let port = id
-            .and_then(|id| self.editor.graph.input_ports(&self.editor.registry, id))
-            .and_then(|p| p.get(pin.id.input).cloned());
+        let port = self.port_spec(snarl, pin.id.node, pin.id.input, false).map(|(_, p)| p);
         match port {
             Some(p) => {
                 let text = if p.optional { format!("{} (optional)", p.name) } else { p.name.clone() };
@@ -185,10 +182,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         ui: &mut egui::Ui,
         snarl: &mut Snarl<NodeId>,
     ) -> impl egui_snarl::ui::SnarlPin + 'static {
-        let id = snarl.get_node(pin.id.node).copied();
-        let port = id
-            .and_then(|id| self.editor.graph.output_ports(&self.editor.registry, id))
-            .and_then(|p| p.get(pin.id.output).cloned());
+        let port = self.port_spec(snarl, pin.id.node, pin.id.output, true).map(|(_, p)| p);
         match port {
             Some(p) => {
                 ui.label(&p.name).on_hover_text(p.ty.name());

@@ -136,7 +136,6 @@ fn tensor_choices(editor: &Editor, id: NodeId, spec: &ParamSpec) -> Vec<String> 
             if names.is_empty() {
                 names = m.info.nodes.iter().flat_map(|n| n.outputs.clone()).collect();
             }
-            names.dedup();
             let mut seen = std::collections::BTreeSet::new();
             names.retain(|n| seen.insert(n.clone()));
             names

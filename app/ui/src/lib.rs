@@ -928,6 +928,18 @@ impl Editor {
         }
     }
 
+    /// Write an export (plot PNG, table CSV, model) into the graph file's folder and say so.
+    pub fn write_beside_graph(&mut self, file_name: &str, bytes: Result<Vec<u8>, String>) {
+        let name: String =
+            file_name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        let path = self.graph.base_dir.clone().unwrap_or_default().join(name);
+        self.message = Some(match bytes.map(|b| std::fs::write(&path, b)) {
+            Ok(Ok(())) => format!("Wrote {}", path.display()),
+            Ok(Err(e)) => format!("Could not write {}: {e}", path.display()),
+            Err(e) => format!("Could not export {}: {e}", path.display()),
+        });
+    }
+
     /// Pick a file or folder for a path param with the native dialog.
     pub fn browse(&mut self, b: BrowseRequest) {
         let current = self

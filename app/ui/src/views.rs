@@ -61,19 +61,9 @@ pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str
                     ui.ctx().copy_text(quantgraph_plot::plot_csv(p));
                 }
                 if ui.button("Export PNG").on_hover_text("Written beside the graph file").clicked() {
-                    let dir = editor.graph.base_dir.clone().unwrap_or_default();
-                    let name = format!(
-                        "{}.png",
-                        editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or(format!("plot{}", node.0))
-                    );
-                    editor.message = Some(
-                        match quantgraph_plot::render_png(p, 1280, 720).map(|png| std::fs::write(dir.join(&name), png))
-                        {
-                            Ok(Ok(())) => format!("Wrote {}", dir.join(&name).display()),
-                            Ok(Err(e)) => format!("Could not write {name}: {e}"),
-                            Err(e) => format!("Could not draw the plot: {e}"),
-                        },
-                    );
+                    let stem =
+                        editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or(format!("plot{}", node.0));
+                    editor.write_beside_graph(&format!("{stem}.png"), quantgraph_plot::render_png(p, 1280, 720));
                 }
             });
         }
@@ -163,14 +153,9 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
             .on_hover_text("Write this model beside the graph file (the source file is never modified)")
             .clicked()
         {
-            let dir = editor.graph.base_dir.clone().unwrap_or_default();
             let stem =
                 editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or_else(|| format!("model{}", node.0));
-            let path = dir.join(format!("{stem}.onnx"));
-            editor.message = Some(match std::fs::write(&path, m.bytes.as_ref()) {
-                Ok(()) => format!("Wrote {}", path.display()),
-                Err(e) => format!("Could not write {}: {e}", path.display()),
-            });
+            editor.write_beside_graph(&format!("{stem}.onnx"), Ok(m.bytes.as_ref().clone()));
         }
     });
 }
@@ -378,14 +363,7 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
             ui.ctx().copy_text(t.to_csv());
         }
         if ui.button("Save CSV").on_hover_text("Written beside the graph file").clicked() {
-            let dir = editor.graph.base_dir.clone().unwrap_or_default();
-            let name =
-                format!("{}.csv", key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
-            let path = dir.join(name);
-            editor.message = Some(match std::fs::write(&path, t.to_csv()) {
-                Ok(()) => format!("Wrote {}", path.display()),
-                Err(e) => format!("Could not write {}: {e}", path.display()),
-            });
+            editor.write_beside_graph(&format!("{key}.csv"), Ok(t.to_csv().into_bytes()));
         }
     });
     editor.views.filter.insert(key.to_owned(), filter.clone());

@@ -137,11 +137,9 @@ impl NodeKind for Cifar10Loader {
         Ok(single("dataset", Value::Dataset(Arc::new(dataset))))
     }
     fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
-        let path = params.get("path").and_then(|v| v.as_str()).unwrap_or_default();
-        let dir = data_dir(path, base_dir);
-        let format = params.get("format").and_then(|v| v.as_str()).unwrap_or("cifar10-binary");
-        let split = params.get("split").and_then(|v| v.as_str()).unwrap_or("test");
-        let files = Source::parse(format, split).identity_files(&dir);
+        let r = ParamReader::new(params, self.params());
+        let dir = data_dir(&r.str("path").ok()?, base_dir);
+        let files = Source::parse(&r.str("format").ok()?, &r.str("split").ok()?).identity_files(&dir);
         Some(files.iter().map(|f| file_identity(f)).collect::<Vec<_>>().join(";"))
     }
 }

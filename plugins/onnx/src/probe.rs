@@ -43,22 +43,34 @@ impl Moments {
         }
         self.count += data.len();
     }
+
+    /// The statistics (without a histogram); `None` when nothing was added.
+    fn stats(&self) -> Option<TensorStats> {
+        if self.count == 0 {
+            return None;
+        }
+        let mean = self.sum / self.count as f64;
+        let std = (self.sum_sq / self.count as f64 - mean * mean).max(0.0).sqrt();
+        Some(TensorStats {
+            min: self.min,
+            max: self.max,
+            mean,
+            std,
+            count: self.count,
+            histogram: Histogram::default(),
+        })
+    }
 }
 
 /// Statistics of a tensor, with a histogram whose range also covers `extra` (the
 /// representable range of the tensor's Q/DQ pair, so the grid can be drawn on it).
 pub fn stats(data: &[f32], all: Option<&TensorStats>, extra: Option<(f32, f32)>) -> TensorStats {
-    let mut m = Moments::default();
-    m.add(data);
-    let (min, max, mean, std, count) = match all {
-        Some(s) => (s.min, s.max, s.mean, s.std, s.count),
-        None if m.count == 0 => (0.0, 0.0, 0.0, 0.0, 0),
-        None => {
-            let mean = m.sum / m.count as f64;
-            let var = (m.sum_sq / m.count as f64 - mean * mean).max(0.0);
-            (m.min, m.max, mean, var.sqrt(), m.count)
-        }
-    };
+    let totals = all.cloned().or_else(|| {
+        let mut m = Moments::default();
+        m.add(data);
+        m.stats()
+    });
+    let TensorStats { min, max, mean, std, count, .. } = totals.unwrap_or_default();
     let (mut lo, mut hi) = (min, max);
     if let Some((a, b)) = extra {
         lo = lo.min(a);
@@ -249,19 +261,7 @@ impl NodeKind for LayerProbe {
         }
         for (name, (item_shape, data)) in kept {
             let m = moments.get(&name).cloned().unwrap_or_default();
-            let all = if m.count > 0 {
-                let mean = m.sum / m.count as f64;
-                Some(TensorStats {
-                    min: m.min,
-                    max: m.max,
-                    mean,
-                    std: (m.sum_sq / m.count as f64 - mean * mean).max(0.0).sqrt(),
-                    count: m.count,
-                    histogram: Histogram::default(),
-                })
-            } else {
-                None
-            };
+            let all = m.stats();
             let qdq = qdq_for(&model.info.qdq, &name);
             let st = stats(&data, all.as_ref(), qdq.as_ref().and_then(QdqEntry::real_range));
             let rows = if item_shape.iter().product::<usize>() > 0 {

@@ -92,6 +92,31 @@ pub struct Plan {
     pub changes: Vec<OverrideChange>,
 }
 
+/// The edit's scale for every channel of `e`, checked: positive, finite, normal.
+fn checked_scales(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<f32>>, NodeError> {
+    let Some(s) = edit.scale else { return Ok(None) };
+    if !(s.is_normal() && s > 0.0) {
+        return Err(NodeError::param(
+            "edits",
+            format!("tensor '{}': scale must be positive and finite (a normal float32), found {s:e}", edit.tensor),
+        ));
+    }
+    Ok(Some(vec![s; e.scales.len().max(1)]))
+}
+
+/// The edit's zero-point for every channel of `e`, checked against the quantized type.
+fn checked_zero_points(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<i32>>, NodeError> {
+    let Some(z) = edit.zero_point else { return Ok(None) };
+    let (qmin, qmax) = qrange(&e.dtype);
+    if z < qmin || z > qmax {
+        return Err(NodeError::param(
+            "edits",
+            format!("tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}", edit.tensor, e.dtype),
+        ));
+    }
+    Ok(Some(vec![z; e.zero_points.len().max(1)]))
+}
+
 /// Work out the initializer values for the edits and the bulk rule, validating each.
 pub fn plan(
     qdq: &[QdqEntry],
@@ -145,35 +170,8 @@ pub fn plan(
                 ));
             }
             for e in nodes {
-                let scales = match edit.scale {
-                    Some(s) if !(s.is_normal() && s > 0.0) => {
-                        return Err(NodeError::param(
-                            "edits",
-                            format!(
-                                "tensor '{}': scale must be positive and finite (a normal float32), found {s:e}",
-                                edit.tensor
-                            ),
-                        ))
-                    }
-                    Some(s) => Some(vec![s; e.scales.len().max(1)]),
-                    None => None,
-                };
-                let zero_points = match edit.zero_point {
-                    Some(z) => {
-                        let (qmin, qmax) = qrange(&e.dtype);
-                        if z < qmin || z > qmax {
-                            return Err(NodeError::param(
-                                "edits",
-                                format!(
-                                    "tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}",
-                                    edit.tensor, e.dtype
-                                ),
-                            ));
-                        }
-                        Some(vec![z; e.zero_points.len().max(1)])
-                    }
-                    None => None,
-                };
+                let scales = checked_scales(edit, e)?;
+                let zero_points = checked_zero_points(edit, e)?;
                 for (field, old, new) in [
                     (
                         "scale",
@@ -207,36 +205,17 @@ pub fn plan(
             continue;
         }
         for e in matching {
-            if let Some(s) = edit.scale {
-                if !(s.is_normal() && s > 0.0) {
-                    return Err(NodeError::param(
-                        "edits",
-                        format!(
-                            "tensor '{}': scale must be positive and finite (a normal float32), found {s:e}",
-                            edit.tensor
-                        ),
-                    ));
-                }
-                plan.scales.insert(e.scale_name.clone(), vec![s; e.scales.len().max(1)]);
+            if let Some(scales) = checked_scales(edit, e)? {
+                plan.scales.insert(e.scale_name.clone(), scales);
             }
-            if let Some(z) = edit.zero_point {
-                let (qmin, qmax) = qrange(&e.dtype);
-                if z < qmin || z > qmax {
-                    return Err(NodeError::param(
-                        "edits",
-                        format!(
-                            "tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}",
-                            edit.tensor, e.dtype
-                        ),
-                    ));
-                }
+            if let Some(zero_points) = checked_zero_points(edit, e)? {
                 if e.zero_point_name.is_empty() {
                     return Err(NodeError::param(
                         "edits",
                         format!("tensor '{}': its Q/DQ pair has no zero-point input to edit", edit.tensor),
                     ));
                 }
-                plan.zero_points.insert(e.zero_point_name.clone(), vec![z; e.zero_points.len().max(1)]);
+                plan.zero_points.insert(e.zero_point_name.clone(), zero_points);
             }
         }
     }
