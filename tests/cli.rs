@@ -108,6 +108,9 @@ fn run_evaluates_every_sink_and_writes_json_csv_and_png() {
             "cifar10_test.per_class=0",
             "--set",
             "cifar10_test.count=0",
+            // Two image classes, ten model outputs: accuracy only when asked for.
+            "--set",
+            "compare.classification=always",
         ])
         .arg("--json")
         .arg("--out")
@@ -152,7 +155,7 @@ fn a_missing_model_fails_on_its_node_and_the_rest_still_runs() {
     let missing = Path::new(dir.path()).join("does/not/exist.onnx");
     assert!(
         text.contains(&format!(
-            "fp32 (#2) [failed: cannot read the model (No such file or directory (os error 2)): {}]",
+            "fp32 (#2) [failed: the model: cannot read (No such file or directory (os error 2)): {}]",
             missing.display()
         )),
         "{text}"
@@ -201,4 +204,224 @@ fn a_missing_onnx_runtime_library_says_what_to_do() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("ONNX Runtime 1.31.1 was not found. Run `scripts/ensure-ort.sh`"), "{text}");
     assert!(text.contains("or set ORT_DYLIB_PATH"), "{text}");
+}
+
+/// A copy of the default graph over the tiny fixture models and a generated image folder.
+fn tiny_setup(dir: &Path) -> (PathBuf, Vec<String>) {
+    let images = dir.join("images");
+    for (c, class) in ["cats", "dogs"].iter().enumerate() {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..2u8 {
+            image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, (c as u8) * 100 + i * 20]))
+                .save(images.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let fixtures = repo().join("tests/fixtures/tiny");
+    let path = dir.join("g.qgraph");
+    std::fs::copy(repo().join("assets/graphs/default.qgraph"), &path).unwrap();
+    let sets = vec![
+        format!("fp32.path={}", fixtures.join("tiny_fp32.onnx").display()),
+        format!("int8.path={}", fixtures.join("tiny_qdq.onnx").display()),
+        format!("cifar10_test.path={}", images.display()),
+        "cifar10_test.format=image-folder".into(),
+        "cifar10_test.per_class=0".into(),
+        "cifar10_test.count=0".into(),
+        "compare.classification=always".into(),
+    ];
+    (path, sets)
+}
+
+fn run_tiny(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let (path, sets) = tiny_setup(dir);
+    let mut cmd = qg();
+    cmd.arg("run").arg(&path);
+    for s in &sets {
+        cmd.args(["--set", s]);
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+#[test]
+fn misspelled_fields_non_finite_values_and_ambiguous_labels_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_tiny(dir.path(), &["--set", r#"override.edits=[{"tensor":"relu1","sacle":0.5}]"#]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown field 'sacle' (expected one of tensor, scale, zero_point, apply_to)"), "{stderr}");
+
+    let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=NaN"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("parameter 'mean': expected finite numbers, found 'NaN'"), "{text}");
+
+    // A bare number for a text param is that text.
+    let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=0.5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Two nodes labelled alike: refused by label, with the candidates; `check` warns.
+    let (path, _) = tiny_setup(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"label\": \"fp32\"", "\"label\": \"int8\"");
+    std::fs::write(&path, text).unwrap();
+    let out = qg().arg("run").arg(&path).args(["--set", "int8.threads=1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("2 nodes are labelled 'int8' (#2, #3)"), "{stderr}");
+    let out = qg().arg("check").arg(&path).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: 2 nodes are labelled 'int8'"));
+}
+
+#[test]
+fn run_refuses_what_check_refuses_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cycle.qgraph");
+    std::fs::write(
+        &path,
+        r#"{"format":"quantgraph","format_version":1,"nodes":[
+            {"id":1,"kind":"onnx.qdq_override","kind_version":1,"position":[0,0],"params":{}},
+            {"id":2,"kind":"onnx.qdq_override","kind_version":1,"position":[0,0],"params":{}}],
+           "wires":[{"from":{"node":1,"port":"model"},"to":{"node":2,"port":"model"}},
+                    {"from":{"node":2,"port":"model"},"to":{"node":1,"port":"model"}}]}"#,
+    )
+    .unwrap();
+    let out = qg().arg("run").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the graph has a cycle"), "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('▶'), "nothing may run");
+}
+
+#[test]
+fn out_dirs_are_checked_first_and_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not writable (its parent is a file): refused before the evaluation starts.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = run_tiny(dir.path(), &["--out", blocker.join("out").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--out") && !stderr.contains('▶'), "{stderr}");
+    // A folder with other content is never mixed into.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), b"keep").unwrap();
+    let out = run_tiny(dir.path(), &["--out", mine.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+    // Written whole, with a manifest; a rerun replaces it as a whole.
+    let results = dir.path().join("results");
+    let out = run_tiny(dir.path(), &["--out", results.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert!(files.iter().any(|f| f["file"] == "results.json"));
+    for f in files {
+        assert!(results.join(f["file"].as_str().unwrap()).is_file());
+    }
+    std::fs::write(results.join("stale.png"), b"old").unwrap();
+    let out = run_tiny(dir.path(), &["--out", results.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(!results.join("stale.png").exists());
+}
+
+#[test]
+fn export_refuses_to_overwrite_its_source_and_writes_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::copy(repo().join("tests/fixtures/tiny/tiny_qdq.onnx"), &model).unwrap();
+    let graph = dir.path().join("g.qgraph");
+    std::fs::write(
+        &graph,
+        r#"{"format":"quantgraph","format_version":1,"nodes":[
+            {"id":1,"kind":"onnx.model","kind_version":1,"label":"m","position":[0,0],"params":{"path":"m.onnx"}},
+            {"id":2,"kind":"onnx.qdq_override","kind_version":1,"label":"o","position":[0,0],"params":{"edits":[{"tensor":"relu1","scale":0.5}]}}],
+           "wires":[{"from":{"node":1,"port":"model"},"to":{"node":2,"port":"model"}}]}"#,
+    )
+    .unwrap();
+    let before = std::fs::read(&model).unwrap();
+    let out = qg().arg("export").arg(&graph).arg("o").arg(&model).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would overwrite the source"), "{:?}", out);
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+    // An export that fails (bad edit) leaves an existing target as it was.
+    let target = dir.path().join("edited.onnx");
+    std::fs::write(&target, b"previous export").unwrap();
+    let out = qg()
+        .arg("export")
+        .arg(&graph)
+        .arg("o")
+        .arg(&target)
+        .args(["--set", r#"o.edits=[{"tensor":"nope","scale":0.5}]"#])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&target).unwrap(), b"previous export");
+    let out = qg().arg("export").arg(&graph).arg("o").arg(&target).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(std::fs::read(&target).unwrap(), b"previous export");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// ONNX Runtime's telemetry is off: a run writes nothing into the user's home.
+#[test]
+fn a_run_writes_nothing_under_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (path, sets) = tiny_setup(dir.path());
+    let mut cmd = qg();
+    cmd.arg("run").arg(&path).env("HOME", home.path()).env_remove("XDG_CACHE_HOME").env_remove("XDG_STATE_HOME");
+    for s in &sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut found = Vec::new();
+    let mut stack = vec![home.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            found.push(p.clone());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    assert!(found.is_empty(), "a run created {found:?}");
+}
+
+/// `--then` re-evaluates in the same process: only what depends on the edit runs, and the
+/// JSON lists each evaluation's wall time and the nodes it ran.
+#[test]
+fn then_edits_re_evaluate_incrementally_and_report_what_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_tiny(
+        dir.path(),
+        &["--json", "--then", r#"override.edits=[{"tensor":"relu1","scale":0.5}]"#, "--then", "override.edits=[]"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evals = json["evaluations"].as_array().unwrap();
+    assert_eq!(evals.len(), 3);
+    let ran = |i: usize| -> Vec<String> {
+        evals[i]["ran"].as_array().unwrap().iter().map(|r| r["node"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(ran(0).iter().any(|n| n.starts_with("fp32 ")), "{:?}", ran(0));
+    let second = ran(1);
+    assert!(second.iter().any(|n| n.starts_with("override ")), "{second:?}");
+    assert!(second.iter().any(|n| n.starts_with("probe_int8 ")), "{second:?}");
+    assert!(second.iter().any(|n| n.starts_with("compare ")), "{second:?}");
+    for upstream in ["fp32 ", "probe_fp32 ", "cifar10_test ", "int8 "] {
+        assert!(!second.iter().any(|n| n.starts_with(upstream)), "{upstream} re-ran: {second:?}");
+    }
+    assert!(evals[1]["wall_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(evals[1]["edit"], r#"override.edits=[{"tensor":"relu1","scale":0.5}]"#);
+    // Back to no edits: the earlier results are still cached, so nothing but the override runs.
+    let third = ran(2);
+    assert!(!third.iter().any(|n| n.starts_with("probe_int8 ")), "{third:?}");
 }

@@ -1,7 +1,7 @@
 //! The headless command line.
 //!
 //! ```text
-//! quantgraph run FILE [--set NODE.PARAM=VALUE]... [--json] [--out DIR]
+//! quantgraph run FILE [--set NODE.PARAM=VALUE]... [--then NODE.PARAM=VALUE]... [--json] [--out DIR]
 //! quantgraph check FILE
 //! quantgraph nodes [--json]
 //! quantgraph            (the editor)
@@ -42,6 +42,12 @@ pub enum Command {
         /// Write results.json, one CSV per table and one PNG per plot into DIR.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// After evaluating, apply this edit and evaluate again in the same process: only
+        /// what depends on the edit runs. Repeatable, each on top of the previous; the
+        /// results shown are the last evaluation's, and every evaluation's wall time and
+        /// the nodes it ran are listed (under "evaluations" with --json).
+        #[arg(long = "then", value_name = "NODE.PARAM=VALUE")]
+        thens: Vec<String>,
     },
     /// Validate a graph file: kinds known, params valid, wires type-correct, no cycles.
     Check { file: PathBuf },
@@ -55,6 +61,9 @@ pub enum Command {
         out: PathBuf,
         #[arg(long = "set", value_name = "NODE.PARAM=VALUE")]
         sets: Vec<String>,
+        /// Allow OUT to be one of the graph's own model files (otherwise refused).
+        #[arg(long)]
+        force: bool,
     },
     /// Open the editor (the default when no command is given), optionally on a graph file.
     Edit {
@@ -98,24 +107,43 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }
-            let problems = graph.validate(&registry);
-            if problems.is_empty() {
+            warn_duplicate_labels(&graph);
+            if check_problems(&graph, &registry, &file) {
                 println!("{}: {} nodes, {} wires, no problems", file.display(), graph.len(), graph.wires().count());
                 Ok(ExitCode::SUCCESS)
             } else {
-                for (node, msg) in &problems {
-                    match node {
-                        Some(id) => println!("{}: {}: {msg}", file.display(), graph.display_name(&registry, *id)),
-                        None => println!("{}: {msg}", file.display()),
-                    }
-                }
-                println!("{} problem(s)", problems.len());
                 Ok(ExitCode::FAILURE)
             }
         }
-        Some(Command::Run { file, sets, json, out }) => run(&registry, &file, &sets, json, out.as_deref()),
-        Some(Command::Export { file, node, out, sets }) => export(&registry, &file, &node, &out, &sets),
+        Some(Command::Run { file, sets, json, out, thens }) => {
+            run(&registry, &file, &sets, &thens, json, out.as_deref())
+        }
+        Some(Command::Export { file, node, out, sets, force }) => export(&registry, &file, &node, &out, &sets, force),
     }
+}
+
+/// Warn (on standard error) about labels that several nodes share: `--set` and `export`
+/// refuse them as ambiguous.
+fn warn_duplicate_labels(graph: &Graph) {
+    for (label, ids) in graph.duplicate_labels() {
+        let ids: Vec<String> = ids.iter().map(|i| format!("#{}", i.0)).collect();
+        eprintln!("warning: {} nodes are labelled '{label}' ({}); refer to them by id", ids.len(), ids.join(", "));
+    }
+}
+
+/// Print every problem `check` finds (on standard output); `true` when there are none.
+fn check_problems(graph: &Graph, registry: &NodeRegistry, file: &Path) -> bool {
+    let problems = graph.validate(registry);
+    for (node, msg) in &problems {
+        match node {
+            Some(id) => println!("{}: {}: {msg}", file.display(), graph.display_name(registry, *id)),
+            None => println!("{}: {msg}", file.display()),
+        }
+    }
+    if !problems.is_empty() {
+        println!("{} problem(s)", problems.len());
+    }
+    problems.is_empty()
 }
 
 fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> ExitCode {
@@ -126,8 +154,10 @@ fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Apply `NODE.PARAM=VALUE` overrides.
-pub fn apply_sets(graph: &mut Graph, sets: &[String]) -> anyhow::Result<()> {
+/// Apply `NODE.PARAM=VALUE` overrides. VALUE is JSON; for text-like params (text, paths,
+/// choices, one tensor name) a bare value is taken as the text itself (`mean=0.5`).
+pub fn apply_sets(graph: &mut Graph, registry: &NodeRegistry, sets: &[String]) -> anyhow::Result<()> {
+    use quantgraph_nodes::ParamKind;
     for set in sets {
         let Some((target, value)) = set.split_once('=') else {
             bail!("--set {set}: expected NODE.PARAM=VALUE");
@@ -135,19 +165,83 @@ pub fn apply_sets(graph: &mut Graph, sets: &[String]) -> anyhow::Result<()> {
         let Some((node_name, param)) = target.rsplit_once('.') else {
             bail!("--set {set}: expected NODE.PARAM=VALUE (no '.' before '=')");
         };
-        let Some(id) = graph.find_node(node_name) else {
-            bail!("--set {set}: no node is labelled '{node_name}', has that id, or is the only one of that kind");
+        let id = graph.resolve_node(node_name).map_err(|e| anyhow::anyhow!("--set {set}: {e}"))?;
+        let spec = graph
+            .node(id)
+            .and_then(|n| registry.get(&n.kind))
+            .and_then(|k| k.params().into_iter().find(|p| p.name == param));
+        let text_like = spec.as_ref().is_some_and(|s| {
+            matches!(
+                s.kind,
+                ParamKind::Text { .. }
+                    | ParamKind::Path { .. }
+                    | ParamKind::Choice { .. }
+                    | ParamKind::TensorName { multiple: false, .. }
+            )
+        });
+        let value = match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(serde_json::Value::String(s)) => serde_json::Value::String(s),
+            Ok(_) | Err(_) if text_like => serde_json::Value::String(value.to_owned()),
+            Ok(v) => v,
+            Err(_) => serde_json::Value::String(value.to_owned()),
         };
-        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        if let Some(spec) = &spec {
+            spec.validate(&value).map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?;
+        }
         graph.set_param(id, param, value)?;
     }
     Ok(())
+}
+
+/// One evaluation of `run`: what was edited before it, its wall time, and per node whether
+/// it ran (with its time), came from the cache, or failed.
+pub fn evaluation_json(
+    graph: &Graph,
+    registry: &NodeRegistry,
+    edit: Option<&str>,
+    wall_secs: f64,
+    eval: &Evaluation,
+) -> serde_json::Value {
+    let name = |id: &NodeId| graph.display_name(registry, *id);
+    let mut ran = Vec::new();
+    let mut cached = Vec::new();
+    let mut other = Vec::new();
+    for (id, o) in &eval.outcomes {
+        match o {
+            NodeOutcome::Ready { cached: true, .. } => cached.push(serde_json::json!(name(id))),
+            NodeOutcome::Ready { duration, .. } => ran.push(serde_json::json!({
+                "node": name(id), "id": id.0, "secs": duration.map(|d| d.as_secs_f64()),
+            })),
+            o => other.push(serde_json::json!({ "node": name(id), "status": outcome_status(o, graph, registry) })),
+        }
+    }
+    serde_json::json!({ "edit": edit, "wall_secs": wall_secs, "ran": ran, "cached": cached, "not_ready": other })
+}
+
+fn evaluation_line(e: &serde_json::Value, index: usize) -> String {
+    let ran: Vec<String> = e["ran"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| format!("{} {:.3} s", r["node"].as_str().unwrap_or(""), r["secs"].as_f64().unwrap_or(0.0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "evaluation {}{}: {:.3} s wall; ran {}; {} cached\n",
+        index + 1,
+        e["edit"].as_str().map(|x| format!(" (after {x})")).unwrap_or_default(),
+        e["wall_secs"].as_f64().unwrap_or(0.0),
+        if ran.is_empty() { "nothing".to_owned() } else { ran.join(", ") },
+        e["cached"].as_array().map_or(0, Vec::len)
+    )
 }
 
 fn run(
     registry: &Arc<NodeRegistry>,
     path: &Path,
     sets: &[String],
+    thens: &[String],
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
@@ -155,22 +249,65 @@ fn run(
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    apply_sets(&mut graph, sets)?;
+    warn_duplicate_labels(&graph);
+    apply_sets(&mut graph, registry, sets)?;
+    // `run` refuses what `check` refuses, before any work.
+    if !check_problems(&graph, registry, path) {
+        eprintln!("{}: not run: fix the problems above (`quantgraph check` lists them too)", path.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    // Where results go must be writable before the evaluation starts.
+    let staging = match out {
+        Some(dir) => Some(crate::outdir::Staging::prepare(dir)?),
+        None => None,
+    };
     let scheduler = Scheduler::new(registry.clone());
-    let eval = evaluate_with_progress(&scheduler, &graph, registry);
-    let failed = eval.outcomes.values().any(|o| !matches!(o, NodeOutcome::Ready { .. }));
-    let results = results_json(&graph, registry, &eval);
-    if let Some(dir) = out {
-        write_out_dir(dir, &graph, registry, &eval, &results)?;
+    let started = std::time::Instant::now();
+    let mut eval = evaluate_with_progress(&scheduler, &graph, registry);
+    let mut evaluations = vec![evaluation_json(&graph, registry, None, started.elapsed().as_secs_f64(), &eval)];
+    let mut failed = eval.outcomes.values().any(|o| !matches!(o, NodeOutcome::Ready { .. }));
+    for then in thens {
+        apply_sets(&mut graph, registry, std::slice::from_ref(then)).map_err(|e| anyhow::anyhow!("--then: {e}"))?;
+        if !check_problems(&graph, registry, path) {
+            bail!("--then {then}: the edited graph has the problems above");
+        }
+        eprintln!("— after {then}");
+        let started = std::time::Instant::now();
+        eval = evaluate_with_progress(&scheduler, &graph, registry);
+        evaluations.push(evaluation_json(&graph, registry, Some(then), started.elapsed().as_secs_f64(), &eval));
+        failed |= eval.outcomes.values().any(|o| !matches!(o, NodeOutcome::Ready { .. }));
+    }
+    let mut results = results_json(&graph, registry, &eval);
+    if let Some(obj) = results.as_object_mut() {
+        obj.insert("evaluations".into(), serde_json::Value::Array(evaluations.clone()));
+    }
+    // Results reach standard output even when writing the files fails.
+    {
+        let mut stdout = std::io::stdout().lock();
+        if json {
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&results)?)?;
+        } else {
+            write!(stdout, "{}", results_text(&graph, registry, &eval))?;
+            for (i, e) in evaluations.iter().enumerate() {
+                write!(stdout, "{}", evaluation_line(e, i))?;
+            }
+        }
+        stdout.flush()?;
+    }
+    if let (Some(dir), Some(staging)) = (out, staging) {
+        write_out_dir(&staging, &graph, registry, &eval, &results)?;
+        staging.commit()?;
         eprintln!("wrote results to {}", dir.display());
     }
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&results)?)?;
-    } else {
-        write!(stdout, "{}", results_text(&graph, registry, &eval))?;
-    }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Files whose identity equals `out`'s: the same file through another path, a link, …
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 fn export(
@@ -179,12 +316,39 @@ fn export(
     node: &str,
     out: &Path,
     sets: &[String],
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     let (mut graph, _) = file::load(path, registry)?;
-    apply_sets(&mut graph, sets)?;
-    let Some(id) = graph.find_node(node) else {
-        bail!("no node is labelled '{node}', has that id, or is the only one of that kind in {}", path.display());
-    };
+    apply_sets(&mut graph, registry, sets)?;
+    let id = graph.resolve_node(node).map_err(|e| anyhow::anyhow!("{e} in {}", path.display()))?;
+    // Never overwrite one of the graph's own inputs without being told to.
+    if !force {
+        for n in graph.nodes() {
+            let Some(kind) = registry.get(&n.kind) else { continue };
+            for spec in kind.params() {
+                if !matches!(spec.kind, quantgraph_nodes::ParamKind::Path { .. }) {
+                    continue;
+                }
+                let Some(p) = n.params.get(&spec.name).and_then(|v| v.as_str()).filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                let source = quantgraph_nodes::kind::resolve_path(graph.base_dir.as_deref(), p);
+                if same_file(&source, out) {
+                    bail!(
+                        "{} is the file that {} reads ('{}'); exporting onto it would overwrite the source. \
+                         Choose another file, or pass --force",
+                        out.display(),
+                        graph.display_name(registry, n.id),
+                        spec.name
+                    );
+                }
+            }
+        }
+    }
+    let parent = quantgraph_nodes::fsio::parent_dir(out);
+    if !parent.is_dir() {
+        bail!("cannot export to {}: the folder {} does not exist", out.display(), parent.display());
+    }
     let scheduler = Scheduler::new(registry.clone());
     let eval = scheduler.evaluate(&graph, &[id]);
     let outcome = eval.outcomes.get(&id);
@@ -198,7 +362,8 @@ fn export(
     let Some(Value::Model(model)) = outputs.values().find(|v| matches!(v, Value::Model(_))) else {
         bail!("{} has no Model output to export", graph.display_name(registry, id));
     };
-    std::fs::write(out, model.bytes.as_ref()).with_context(|| format!("writing {}", out.display()))?;
+    quantgraph_nodes::fsio::write_atomic(out, model.bytes.as_ref())
+        .with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "wrote {} ({} bytes, {} changed values) to {}",
         model.name,
@@ -337,15 +502,13 @@ pub fn results_text(graph: &Graph, registry: &NodeRegistry, eval: &Evaluation) -
 }
 
 fn write_out_dir(
-    dir: &Path,
+    staging: &crate::outdir::Staging,
     graph: &Graph,
     registry: &NodeRegistry,
     eval: &Evaluation,
     results: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(results)?)
-        .with_context(|| format!("writing {}", dir.join("results.json").display()))?;
+    staging.write("results.json", serde_json::to_string_pretty(results)?.as_bytes())?;
     for (id, outcome) in &eval.outcomes {
         let Some(outputs) = outcome.outputs() else { continue };
         let base = graph
@@ -359,16 +522,14 @@ fn write_out_dir(
                     for t in &r.tables {
                         let name =
                             format!("{base}.{port}.{}.csv", t.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
-                        std::fs::write(dir.join(&name), t.to_csv()).with_context(|| format!("writing {name}"))?;
+                        staging.write(&name, t.to_csv().as_bytes())?;
                     }
                 }
                 Value::Plot(p) => {
-                    let name = format!("{base}.{port}.png");
                     let png = quantgraph_plot::render_png(p, 960, 540)
                         .map_err(|e| anyhow::anyhow!("rendering plot of {}: {e}", graph.display_name(registry, *id)))?;
-                    std::fs::write(dir.join(&name), png).with_context(|| format!("writing {name}"))?;
-                    let csv = quantgraph_plot::plot_csv(p);
-                    std::fs::write(dir.join(format!("{base}.{port}.csv")), csv)?;
+                    staging.write(&format!("{base}.{port}.png"), &png)?;
+                    staging.write(&format!("{base}.{port}.csv"), quantgraph_plot::plot_csv(p).as_bytes())?;
                 }
                 _ => {}
             }

@@ -150,7 +150,10 @@ fn editor_ui(
 fn save_session(editor: &Editor) {
     if let Some(dir) = state_dir() {
         let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join("recent.json"), serde_json::to_string(&editor.recent).unwrap_or_default());
+        let _ = quantgraph_nodes::fsio::write_atomic(
+            &dir.join("recent.json"),
+            serde_json::to_string(&editor.recent).unwrap_or_default().as_bytes(),
+        );
         if !editor.modified {
             let _ = std::fs::remove_file(dir.join("recovery.qgraph"));
         }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod editor;
+pub mod outdir;
 
 use quantgraph_nodes::NodeRegistry;
 
@@ -24,5 +25,7 @@ pub static LAUNCHED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLo
 /// Entry point of the `quantgraph` binary.
 pub fn main() -> anyhow::Result<()> {
     let _ = LAUNCHED.set(std::time::Instant::now());
+    // Before any thread exists (setting the environment later would race with readers).
+    quantgraph_onnx::runtime::disable_telemetry_env();
     cli::main()
 }

@@ -8,7 +8,6 @@
 //!   graph always gives the same bytes, and a crash never leaves half a file.
 //! * Path params are stored relative to the graph file's folder.
 
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -127,14 +126,28 @@ pub fn from_str(text: &str, path: &Path, registry: &NodeRegistry) -> Result<(Gra
     Ok((graph, report))
 }
 
-/// Read a graph file.
+/// The largest graph file read (a 1,000-node graph is about 320 KiB).
+pub const MAX_GRAPH_FILE_BYTES: u64 = 64 << 20;
+
+/// Read a graph file (a regular file of at most [`MAX_GRAPH_FILE_BYTES`]).
 pub fn load(path: &Path, registry: &NodeRegistry) -> Result<(Graph, LoadReport)> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        action: "reading the graph file",
+    let bytes = crate::fsio::read_regular_file(path, MAX_GRAPH_FILE_BYTES)
+        .map_err(|e| Error::Invalid { message: format!("graph file: {e}"), path: path.to_path_buf() })?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::Invalid {
+        message: format!("expected UTF-8 JSON text, found invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
         path: path.to_path_buf(),
-        source,
     })?;
     from_str(&text, path, registry)
+}
+
+/// A finite coordinate (JSON has no NaN or infinity: `serde_json` would write `null`,
+/// and the file would not load).
+fn finite(x: f32) -> f32 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
 }
 
 /// The file text for a graph saved into folder `target_dir` (path params are made
@@ -144,6 +157,7 @@ pub fn to_string(graph: &Graph, registry: &NodeRegistry, target_dir: Option<&Pat
         .nodes()
         .map(|n| {
             let mut n = n.clone();
+            n.position = n.position.map(finite);
             if let (Some(kind), Some(dir)) = (registry.get(&n.kind), target_dir) {
                 for spec in kind.params() {
                     if let ParamKind::Path { .. } = spec.kind {
@@ -161,7 +175,11 @@ pub fn to_string(graph: &Graph, registry: &NodeRegistry, target_dir: Option<&Pat
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         notes: graph.notes.clone(),
-        view: graph.view.clone(),
+        view: graph.view.clone().map(|v| ViewState {
+            offset: v.offset.map(finite),
+            zoom: if v.zoom.is_finite() && v.zoom > 0.0 { v.zoom } else { 1.0 },
+            selected: v.selected,
+        }),
         nodes,
         wires: graph.wires().collect(),
     };
@@ -170,28 +188,18 @@ pub fn to_string(graph: &Graph, registry: &NodeRegistry, target_dir: Option<&Pat
     text
 }
 
-/// Save atomically: write a temporary file beside the target, flush it, rename it.
+/// Save atomically ([`crate::fsio::write_atomic`]: a temporary file beside the target,
+/// flushed, renamed over it, the folder synced; the file keeps its permissions).
 /// On success the graph's base folder becomes the file's folder.
 pub fn save(graph: &mut Graph, registry: &NodeRegistry, path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::fsio::parent_dir(path);
     let abs_dir = std::path::absolute(&dir).unwrap_or(dir.clone());
     let text = to_string(graph, registry, Some(&abs_dir));
-    let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
-    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "graph".into());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating a temporary file", e))?;
-        f.write_all(text.as_bytes()).map_err(|e| io("writing the graph file", e))?;
-        f.sync_all().map_err(|e| io("flushing the graph file", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("replacing the graph file", e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
+    crate::fsio::write_atomic(path, text.as_bytes()).map_err(|source| Error::Io {
+        action: "saving the graph file",
+        path: path.to_path_buf(),
+        source,
+    })?;
     graph.base_dir = Some(abs_dir);
     Ok(())
 }

@@ -140,15 +140,28 @@ impl Graph {
         if self.nodes.contains_key(&node.id) {
             return Err(Error::Connect(format!("node id {} is used twice", node.id.0)));
         }
-        self.next_id = self.next_id.max(node.id.0 + 1);
+        // Ids come from files: saturate rather than overflow (u64::MAX is a valid id).
+        self.next_id = self.next_id.max(node.id.0.saturating_add(1));
         self.nodes.insert(node.id, node);
         Ok(())
     }
 
+    /// An id no node has. After a node with id `u64::MAX` the counter cannot grow, and the
+    /// smallest free id is used instead.
     pub fn fresh_id(&mut self) -> NodeId {
-        let id = NodeId(self.next_id.max(1));
-        self.next_id = id.0 + 1;
-        id
+        let candidate = NodeId(self.next_id.max(1));
+        if !self.nodes.contains_key(&candidate) {
+            self.next_id = candidate.0.saturating_add(1);
+            return candidate;
+        }
+        let mut id = 1u64;
+        for used in self.nodes.keys() {
+            if used.0 > id {
+                break;
+            }
+            id = used.0.saturating_add(1);
+        }
+        NodeId(id)
     }
 
     /// Remove a node and every wire touching it. Returns the node and its wires.
@@ -168,21 +181,55 @@ impl Graph {
         Ok(())
     }
 
-    /// Find a node by its label, by `#id`/`id`, or by kind id when only one node has it.
+    /// Find a node by its label, by `#id`/`id`, or by kind id when only one node has it;
+    /// `None` when nothing matches or the name is ambiguous (see [`Graph::resolve_node`]).
     pub fn find_node(&self, name: &str) -> Option<NodeId> {
-        if let Some(n) = self.nodes.values().find(|n| n.label.as_deref() == Some(name)) {
-            return Some(n.id);
+        self.resolve_node(name).ok()
+    }
+
+    /// Like [`Graph::find_node`], with a message that says why not: no such node, or
+    /// several nodes share that label (or kind), with the candidates listed.
+    pub fn resolve_node(&self, name: &str) -> std::result::Result<NodeId, String> {
+        let labelled: Vec<NodeId> =
+            self.nodes.values().filter(|n| n.label.as_deref() == Some(name)).map(|n| n.id).collect();
+        let list = |ids: &[NodeId]| ids.iter().map(|i| format!("#{}", i.0)).collect::<Vec<_>>().join(", ");
+        match labelled.as_slice() {
+            [one] => return Ok(*one),
+            [] => {}
+            many => {
+                return Err(format!(
+                "{} nodes are labelled '{name}' ({}); name one by its id, e.g. '#{}', or give them different labels",
+                many.len(),
+                list(many),
+                many[0].0
+            ))
+            }
         }
         if let Ok(id) = name.trim_start_matches('#').parse::<u64>() {
             if self.nodes.contains_key(&NodeId(id)) {
-                return Some(NodeId(id));
+                return Ok(NodeId(id));
             }
         }
-        let mut of_kind = self.nodes.values().filter(|n| n.kind == name);
-        match (of_kind.next(), of_kind.next()) {
-            (Some(n), None) => Some(n.id),
-            _ => None,
+        let of_kind: Vec<NodeId> = self.nodes.values().filter(|n| n.kind == name).map(|n| n.id).collect();
+        match of_kind.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!("no node is labelled '{name}', has that id, or is the only one of that kind")),
+            many => {
+                Err(format!("{} nodes are of kind '{name}' ({}); name one by its label or id", many.len(), list(many)))
+            }
         }
+    }
+
+    /// Labels used by more than one node, with their nodes.
+    pub fn duplicate_labels(&self) -> BTreeMap<String, Vec<NodeId>> {
+        let mut by_label: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+        for n in self.nodes.values() {
+            if let Some(l) = &n.label {
+                by_label.entry(l.clone()).or_default().push(n.id);
+            }
+        }
+        by_label.retain(|_, ids| ids.len() > 1);
+        by_label
     }
 
     /// A name for messages: the label, else the kind's display name, with the id.

@@ -11,6 +11,8 @@
 //! * [`graph`]: the [`Graph`] (nodes, wires, edits that refuse type mismatches and cycles).
 //! * [`file`]: `.qgraph` files (JSON, atomic and deterministic saves, migrations,
 //!   placeholders for unknown kinds).
+//! * [`fsio`]: atomic writes of every file a user sees; bounded reads of regular files only.
+//! * [`fuzz`]: the deterministic mutation fuzzer the fuzz tests of every crate share.
 //! * [`scheduler`]: the demand-driven, content-addressed, cancellable [`Scheduler`].
 //!
 //! Data flows one way: file/UI edit → [`Graph`] → [`Scheduler`] → node kinds → [`Value`]s →
@@ -18,6 +20,8 @@
 
 pub mod error;
 pub mod file;
+pub mod fsio;
+pub mod fuzz;
 pub mod graph;
 pub mod kind;
 pub mod param;

@@ -190,6 +190,16 @@ impl ParamSpec {
                         Some(name) => format!("item {} ('{name}')", i + 1),
                         None => format!("item {}", i + 1),
                     };
+                    // A misspelled field ('sacle') would otherwise be ignored silently.
+                    for key in obj.keys() {
+                        if !fields.iter().any(|f| &f.name == key) {
+                            let known: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+                            return Err(format!(
+                                "{label}: unknown field '{key}' (expected one of {})",
+                                known.join(", ")
+                            ));
+                        }
+                    }
                     for f in fields {
                         if let Some(v) = obj.get(&f.name) {
                             f.validate(v).map_err(|e| format!("{label}, field '{}': {e}", f.name))?;
@@ -302,6 +312,13 @@ mod tests {
         assert_eq!(spec.validate(&Json::from(3.0)), Ok(()));
         assert_eq!(spec.validate(&Json::from(11.0)).unwrap_err(), "expected a number in [0, 10], found 11");
         assert_eq!(spec.validate(&Json::from("x")).unwrap_err(), "expected a number, found text 'x'");
+        let l = ParamSpec::list("edits", "Edits", vec![ParamSpec::text("tensor", "Tensor", ""), spec.clone()]);
+        let misspelled = serde_json::json!([{"tensor": "t", "sacle": 0.5}]);
+        assert_eq!(
+            l.validate(&misspelled).unwrap_err(),
+            "item 1 ('t'): unknown field 'sacle' (expected one of tensor, scale)"
+        );
+        assert_eq!(l.validate(&serde_json::json!([{"tensor": "t", "scale": 0.5}])), Ok(()));
         let c = ParamSpec::choice("split", "Split", "test", &["test", "train"]);
         assert_eq!(c.validate(&Json::from("val")).unwrap_err(), "expected one of test, train, found 'val'");
     }

@@ -309,6 +309,7 @@ pub fn qrange(dtype: &str) -> (i32, i32) {
         "uint16" => (0, 65535),
         "int4" => (-8, 7),
         "uint4" => (0, 15),
+        "int32" => (i32::MIN, i32::MAX),
         _ => (-128, 127),
     }
 }
@@ -409,6 +410,10 @@ pub struct Predictions {
     pub top1: Vec<u32>,
     pub labels: Option<Vec<u32>>,
     pub class_names: Vec<String>,
+    /// The shape of the model output per sample (`[C]` for a classifier's scores);
+    /// `top1` is the argmax over all of it.
+    #[serde(default)]
+    pub output_shape: Vec<usize>,
 }
 
 impl Predictions {

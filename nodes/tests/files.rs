@@ -161,7 +161,8 @@ fn connecting_refuses_type_mismatch_and_cycles_with_a_reason() {
     assert_eq!(g.inputs_of(a), vec![("a".to_string(), PortRef::new(c2, "out"))]);
 }
 
-/// Thousands of mutated and truncated graph files: the loader never panics.
+/// Mutated and truncated graph files (`QUANTGRAPH_FUZZ_CASES`, 6,000 by default): the
+/// loader never panics, and whatever loads can be validated, edited, saved and loaded again.
 #[test]
 fn fuzzed_files_never_panic() {
     let r = registry();
@@ -170,55 +171,72 @@ fn fuzzed_files_never_panic() {
         std::fs::read_to_string(fixture("unknown_kind.qgraph")).unwrap(),
         std::fs::read_to_string(fixture("old_const_v1.qgraph")).unwrap(),
     ];
-    let mut rng: u64 = 0x9e3779b97f4a7c15;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let tokens: [&[u8]; 12] =
-        [b"{", b"}", b"[", b"]", b"\"", b",", b":", b"-1", b"1e309", b"null", b"\"test.add\"", b"18446744073709551616"];
+    let mut m = quantgraph_nodes::fuzz::Mutator::new(
+        0x9e3779b97f4a7c15,
+        &[b"{", b"}", b"[", b"]", b"\"", b",", b":", b"null", b"\"test.add\"", b"\"id\":"],
+    );
     let path = Path::new("fuzz.qgraph");
     let mut loaded_ok = 0;
-    for i in 0..6000 {
-        let mut bytes = seeds[i % seeds.len()].clone().into_bytes();
-        let mutations = 1 + next() % 4;
-        for _ in 0..mutations {
-            let len = bytes.len().max(1);
-            let at = (next() as usize) % len;
-            match next() % 5 {
-                0 => bytes.truncate(at),
-                1 => {
-                    if at < bytes.len() {
-                        bytes[at] = next() as u8;
-                    }
-                }
-                2 => {
-                    let t = tokens[(next() as usize) % tokens.len()];
-                    let at = at.min(bytes.len());
-                    bytes.splice(at..at, t.iter().copied());
-                }
-                3 => {
-                    let end = (at + (next() as usize) % 40).min(bytes.len());
-                    bytes.drain(at.min(end)..end);
-                }
-                _ => {
-                    let from = (next() as usize) % len;
-                    let end = (from + 30).min(bytes.len());
-                    let chunk: Vec<u8> = bytes.get(from..end).unwrap_or_default().to_vec();
-                    let at = at.min(bytes.len());
-                    bytes.splice(at..at, chunk);
-                }
-            }
-        }
+    for i in 0..quantgraph_nodes::fuzz::cases(6000) {
+        let bytes = m.mutate(seeds[i % seeds.len()].as_bytes());
         let text = String::from_utf8_lossy(&bytes);
-        if let Ok((g, _)) = file::from_str(&text, path, &r) {
+        if let Ok((mut g, _)) = file::from_str(&text, path, &r) {
             loaded_ok += 1;
-            // Whatever loads can be validated, planned and saved without panicking.
             let _ = g.validate(&r);
-            let _ = file::to_string(&g, &r, None);
+            let _ = g.topo_order();
+            let id = g.add_node(&r, "test.const", [f32::NAN, f32::INFINITY]).unwrap();
+            assert!(g.node(id).is_some());
+            let saved = file::to_string(&g, &r, None);
+            assert!(file::from_str(&saved, path, &r).is_ok(), "case {i}: a saved graph must load again");
         }
     }
     assert!(loaded_ok > 0);
+}
+
+/// Ids are read from files: u64::MAX must not overflow (it panicked in debug builds).
+#[test]
+fn extreme_node_ids_do_not_overflow() {
+    let r = registry();
+    let text = r#"{"format":"quantgraph","format_version":1,"nodes":[
+        {"id":18446744073709551615,"kind":"test.const","kind_version":1,"position":[0,0],"params":{}},
+        {"id":1,"kind":"test.const","kind_version":1,"position":[0,0],"params":{}}],"wires":[]}"#;
+    let (mut g, _) = file::from_str(text, Path::new("x.qgraph"), &r).unwrap();
+    let a = g.add_node(&r, "test.const", [0.0, 0.0]).unwrap();
+    let b = g.add_node(&r, "test.const", [0.0, 0.0]).unwrap();
+    assert_eq!((a, b), (NodeId(2), NodeId(3)));
+    assert_eq!(g.len(), 4);
+}
+
+/// NaN or infinite positions (a broken view transform) are saved as finite numbers, so
+/// the file loads again.
+#[test]
+fn non_finite_positions_are_saved_as_numbers() {
+    let r = registry();
+    let mut g = sample_graph();
+    let id = g.nodes().next().unwrap().id;
+    g.node_mut(id).unwrap().position = [f32::NAN, f32::NEG_INFINITY];
+    g.view = Some(quantgraph_nodes::graph::ViewState { offset: [f32::INFINITY, 1.0], zoom: f32::NAN, selected: None });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.qgraph");
+    file::save(&mut g, &r, &path).unwrap();
+    let (back, _) = file::load(&path, &r).unwrap();
+    assert_eq!(back.node(id).unwrap().position, [0.0, 0.0]);
+    assert_eq!(back.view.as_ref().map(|v| (v.offset, v.zoom)), Some(([0.0, 1.0], 1.0)));
+}
+
+/// Labels shared by several nodes are refused by name, with the candidates.
+#[test]
+fn ambiguous_labels_are_refused_with_the_candidates() {
+    let r = registry();
+    let mut g = Graph::new();
+    let a = konst(&mut g, &r, 1.0);
+    let b = konst(&mut g, &r, 2.0);
+    for id in [a, b] {
+        g.node_mut(id).unwrap().label = Some("c".into());
+    }
+    assert_eq!(g.find_node("c"), None);
+    let err = g.resolve_node("c").unwrap_err();
+    assert!(err.contains("2 nodes are labelled 'c' (#1, #2)"), "{err}");
+    assert_eq!(g.resolve_node("#2"), Ok(b));
+    assert_eq!(g.duplicate_labels().get("c"), Some(&vec![a, b]));
 }

@@ -933,7 +933,7 @@ impl Editor {
         let name: String =
             file_name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
         let path = self.graph.base_dir.clone().unwrap_or_default().join(name);
-        self.message = Some(match bytes.map(|b| std::fs::write(&path, b)) {
+        self.message = Some(match bytes.map(|b| quantgraph_nodes::fsio::write_atomic(&path, &b)) {
             Ok(Ok(())) => format!("Wrote {}", path.display()),
             Ok(Err(e)) => format!("Could not write {}: {e}", path.display()),
             Err(e) => format!("Could not export {}: {e}", path.display()),

@@ -7,6 +7,7 @@
 //!   `shared/QDQ.md` and ONNX Runtime's `qdq_loss_debug`.
 //! * [`pairing`] — which tensor of B corresponds to which of A.
 
+pub mod confidence;
 pub mod metrics;
 pub mod pairing;
 
@@ -52,7 +53,12 @@ impl NodeKind for Comparator {
          differs from ONNX Runtime's qdq_loss_debug figure."
     }
     fn params(&self) -> Vec<ParamSpec> {
-        Vec::new()
+        vec![ParamSpec::choice("classification", "Classification metrics", "auto", &["auto", "always", "never"])
+            .with_doc(
+                "auto: accuracy, agreement, confusion and flips only when the model output is [N, C] with C the \
+                 dataset's number of classes; always: for any output with one score axis; never: per-layer \
+                 and per-output errors only.",
+            )]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![
@@ -64,15 +70,29 @@ impl NodeKind for Comparator {
     fn outputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![PortSpec::new("report", PortType::Table)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, _: &Params) -> Result<Outputs, NodeError> {
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let r = quantgraph_nodes::param::ParamReader::new(params, self.params());
+        let mode = r.str("classification")?;
         let a = inputs.activations("a")?;
         let b = inputs.activations("b")?;
-        let labels = match inputs.optional("dataset") {
-            Some(_) => Some(inputs.dataset("dataset")?.labels.clone()),
-            None => a.predictions.as_ref().and_then(|p| p.labels.clone()),
+        let (labels, classes) = match inputs.optional("dataset") {
+            Some(_) => {
+                let d = inputs.dataset("dataset")?;
+                (Some(d.labels.clone()), d.class_names.len())
+            }
+            None => (
+                a.predictions.as_ref().and_then(|p| p.labels.clone()),
+                a.predictions.as_ref().map_or(0, |p| p.class_names.len()),
+            ),
         };
         let mut report = Report::default();
-        classification(a, b, labels.as_deref(), &mut report)?;
+        match classifier_outputs(a, b, classes, &mode) {
+            Ok(classes) => classification(a, b, labels.as_deref(), classes, &mut report)?,
+            Err(why) => {
+                report.notes.push(format!("no accuracy or agreement: {why}; the outputs are compared per layer only"));
+                report.headline = Some("not a classifier: per-layer errors only".into());
+            }
+        }
         ctx.check_cancelled()?;
         per_layer(a, b, &mut report, ctx)?;
         Ok(single("report", Value::Table(Arc::new(report))))
@@ -83,11 +103,56 @@ fn pct(x: f64) -> Cell {
     Cell::Num((x * 10000.0).round() / 100.0)
 }
 
-/// Accuracy, agreement, per-class accuracy, confusion matrices and flips.
+/// Classes beyond which confusion matrices are not built (they grow with the square).
+pub const MAX_CONFUSION_CLASSES: usize = 1_000;
+
+/// Whether A's and B's outputs are a classifier's scores, and over how many classes; else
+/// why not. `classes` is the dataset's class count (0 when unknown).
+fn classifier_outputs(a: &Activations, b: &Activations, classes: usize, mode: &str) -> Result<usize, String> {
+    if mode == "never" {
+        return Err("classification metrics are turned off on this node".into());
+    }
+    let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) else {
+        return Err("A or B has no predictions".into());
+    };
+    let mut width = None;
+    for (name, p) in [("A", pa), ("B", pb)] {
+        // Axes of length 1 do not count: [C, 1, 1] is still C scores.
+        let axes: Vec<usize> = p.output_shape.iter().copied().filter(|d| *d != 1).collect();
+        let w = match axes.as_slice() {
+            [c] => *c,
+            [] if p.output_shape.is_empty() => {
+                // Older values carry no shape: trust the class count.
+                return if classes > 0 { Ok(classes) } else { Err("the output shape is unknown".into()) };
+            }
+            _ => {
+                return Err(format!(
+                    "{name}'s output has shape {:?} per sample, not [C] (one score per class)",
+                    p.output_shape
+                ))
+            }
+        };
+        if mode == "auto" && classes > 0 && w != classes {
+            return Err(format!(
+                "{name}'s output has {w} values per sample but the dataset has {classes} classes \
+                 (set 'Classification metrics' to 'always' if the output really is class scores)"
+            ));
+        }
+        if width.is_some_and(|x| x != w) {
+            return Err(format!("A gives {} scores per sample and B {w}", width.unwrap_or_default()));
+        }
+        width = Some(w);
+    }
+    Ok(width.unwrap_or(classes).max(classes))
+}
+
+/// Accuracy, agreement, per-class accuracy, confusion matrices and flips, over `classes`
+/// classes (predicted indices are below it: it is the output's width).
 fn classification(
     a: &Activations,
     b: &Activations,
     labels: Option<&[u32]>,
+    classes: usize,
     report: &mut Report,
 ) -> Result<(), NodeError> {
     let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) else {
@@ -101,11 +166,6 @@ fn classification(
         ));
     }
     let n = pa.top1.len();
-    let classes = pa
-        .class_names
-        .len()
-        .max(pb.class_names.len())
-        .max(pa.top1.iter().chain(&pb.top1).copied().max().map_or(0, |m| m as usize + 1));
     let class_name = |c: usize| pa.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
     let agree = pa.top1.iter().zip(&pb.top1).filter(|(x, y)| x == y).count();
     report.summary.insert("samples".into(), n as f64);
@@ -125,10 +185,38 @@ fn classification(
         report.summary.insert("correct_b".into(), correct_b as f64);
         report.summary.insert("accuracy_a".into(), correct_a as f64 / n.max(1) as f64);
         report.summary.insert("accuracy_b".into(), correct_b as f64 / n.max(1) as f64);
+        // 95 % intervals (see `confidence`): Wilson per model, paired bootstrap for B − A,
+        // exact McNemar for "no difference".
+        let a_right: Vec<bool> = pa.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
+        let b_right: Vec<bool> = pb.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
+        for (key, k) in [("accuracy_a", correct_a), ("accuracy_b", correct_b), ("agreement", agree)] {
+            let (lo, hi) = confidence::wilson(k, n);
+            report.summary.insert(format!("{key}_ci95_low"), lo);
+            report.summary.insert(format!("{key}_ci95_high"), hi);
+        }
+        let only_a = a_right.iter().zip(&b_right).filter(|(a, b)| **a && !**b).count();
+        let only_b = a_right.iter().zip(&b_right).filter(|(a, b)| !**a && **b).count();
+        let (lo, hi) = confidence::paired_difference_interval(&a_right, &b_right);
+        let p_value = confidence::mcnemar_exact(only_a, only_b);
+        let diff = (correct_b as f64 - correct_a as f64) / n.max(1) as f64;
+        report.summary.insert("accuracy_diff".into(), diff);
+        report.summary.insert("accuracy_diff_ci95_low".into(), lo);
+        report.summary.insert("accuracy_diff_ci95_high".into(), hi);
+        report.summary.insert("mcnemar_p".into(), p_value);
+        let verdict = if p_value < 0.05 { "significant at 5 %" } else { "not significant: within noise" };
+        report.notes.push(format!(
+            "B − A = {:+.2} pt, 95 % CI [{:+.2}, {:+.2}] pt (paired bootstrap, 2,000 resamples); \
+             {only_a} samples only A gets right, {only_b} only B; exact McNemar p = {p_value:.3} ({verdict})",
+            100.0 * diff,
+            100.0 * lo,
+            100.0 * hi
+        ));
         headline = format!(
-            "top-1 A {:.1} % · B {:.1} % · {headline}",
+            "top-1 A {:.1} % · B {:.1} % (B − A {:+.1} pt{}) · {headline}",
             100.0 * correct_a as f64 / n.max(1) as f64,
-            100.0 * correct_b as f64 / n.max(1) as f64
+            100.0 * correct_b as f64 / n.max(1) as f64,
+            100.0 * diff,
+            if p_value < 0.05 { "" } else { ", noise" }
         );
         // Per class.
         let mut per_class = Table {
@@ -136,21 +224,38 @@ fn classification(
             columns: vec!["class".into(), "samples".into(), "accuracy_a".into(), "accuracy_b".into(), "delta".into()],
             rows: Vec::new(),
         };
-        for c in 0..classes {
-            let idx: Vec<usize> = (0..n).filter(|&i| labels[i] as usize == c).collect();
-            let ca = idx.iter().filter(|&&i| pa.top1[i] as usize == c).count();
-            let cb = idx.iter().filter(|&&i| pb.top1[i] as usize == c).count();
-            let m = idx.len().max(1) as f64;
+        // One pass: samples and correct predictions per label (labels beyond the output's
+        // width get rows too: they can never be predicted).
+        let mut counts: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
+        if classes <= MAX_CONFUSION_CLASSES {
+            counts.extend((0..classes).map(|c| (c, (0, 0, 0))));
+        }
+        for ((l, a), b) in labels.iter().zip(&pa.top1).zip(&pb.top1) {
+            let l = *l as usize;
+            let e = counts.entry(l).or_default();
+            e.0 += 1;
+            e.1 += usize::from(*a as usize == l);
+            e.2 += usize::from(*b as usize == l);
+        }
+        for (c, (samples, ca, cb)) in counts {
+            let m = samples.max(1) as f64;
             per_class.rows.push(vec![
                 Cell::Text(class_name(c)),
-                Cell::Int(idx.len() as i64),
+                Cell::Int(samples as i64),
                 pct(ca as f64 / m),
                 pct(cb as f64 / m),
                 Cell::Num(((cb as f64 - ca as f64) / m * 10000.0).round() / 100.0),
             ]);
         }
         report.tables.push(per_class);
-        for (name, p) in [("confusion_a", pa), ("confusion_b", pb)] {
+        if classes > MAX_CONFUSION_CLASSES {
+            report.notes.push(format!(
+                "confusion matrices skipped: {classes} classes (they are built for up to {MAX_CONFUSION_CLASSES})"
+            ));
+        }
+        for (name, p) in
+            [("confusion_a", pa), ("confusion_b", pb)].into_iter().filter(|_| classes <= MAX_CONFUSION_CLASSES)
+        {
             let mut m = vec![vec![0i64; classes]; classes];
             for (pred, l) in p.top1.iter().zip(labels) {
                 if let Some(row) = m.get_mut(*l as usize) {

@@ -56,7 +56,12 @@ fn acts(model: Vec<OpInfo>, tensors: Vec<(String, ProbedTensor)>, top1: Vec<u32>
         model_name: "m".into(),
         model: Arc::new(ModelInfo { nodes: model, ..ModelInfo::default() }),
         tensors: tensors.into_iter().collect::<BTreeMap<_, _>>(),
-        predictions: Some(Predictions { labels: Some(vec![0, 1, 1]), top1, class_names: vec!["a".into(), "b".into()] }),
+        predictions: Some(Predictions {
+            labels: Some(vec![0, 1, 1]),
+            top1,
+            class_names: vec!["a".into(), "b".into()],
+            output_shape: vec![2],
+        }),
         dataset: None,
         notes: Vec::new(),
     })
@@ -168,4 +173,58 @@ fn tensors_pair_by_graph_structure_when_names_differ() {
     assert_eq!(p.pairs[0].b_pre.as_deref(), Some("t1"));
     assert_eq!(p.unpaired_a, ["relu_a", "add_a"]);
     assert_eq!(p.unpaired_b, ["t3"]);
+}
+
+fn with_output(shape: Vec<usize>, top1: Vec<u32>) -> Arc<Activations> {
+    let mut a = (*acts(vec![op("Add", &["x"], &["y"])], vec![tensor("y", vec![1.0, 2.0, 3.0], None)], top1)).clone();
+    if let Some(p) = a.predictions.as_mut() {
+        p.output_shape = shape;
+    }
+    Arc::new(a)
+}
+
+fn compare(a: Arc<Activations>, b: Arc<Activations>, mode: &str) -> quantgraph_nodes::value::Report {
+    let mut inputs = Inputs::default();
+    inputs.0.insert("a".into(), Value::Activations(a));
+    inputs.0.insert("b".into(), Value::Activations(b));
+    let mut p = Params::new();
+    p.insert("classification".into(), mode.into());
+    let out = Comparator.evaluate(&EvalContext::detached(None), &inputs, &p).unwrap();
+    let Some(Value::Table(r)) = out.get("report") else { panic!() };
+    (**r).clone()
+}
+
+/// A model whose output is not one score per class gets per-layer figures and a reason,
+/// not an accuracy (and never a confusion matrix sized by the largest predicted index).
+#[test]
+fn non_classifier_outputs_get_no_accuracy_and_say_why() {
+    // An image-to-image model: 3×32×32 values per sample; argmax indices up to 3071.
+    let a = with_output(vec![3, 32, 32], vec![3071, 5, 0]);
+    let b = with_output(vec![3, 32, 32], vec![3070, 5, 0]);
+    let r = compare(a, b, "auto");
+    assert!(!r.summary.contains_key("accuracy_a") && !r.summary.contains_key("agreement"), "{:?}", r.summary);
+    assert!(r.notes.iter().any(|n| n.contains("output has shape [3, 32, 32] per sample, not [C]")), "{:?}", r.notes);
+    assert!(r.tables.iter().all(|t| !t.name.starts_with("confusion")));
+    assert!(r.tables.iter().any(|t| t.name == "per_layer" && !t.rows.is_empty()));
+
+    // 100,000 scores per sample against a 2-class dataset: not this dataset's classifier.
+    let wide = || with_output(vec![100_000], vec![99_999, 1, 1]);
+    let r = compare(wide(), wide(), "auto");
+    assert!(
+        r.notes.iter().any(|n| n.contains("100000 values per sample but the dataset has 2 classes")),
+        "{:?}",
+        r.notes
+    );
+    // Forced: accuracy, but no 100k × 100k confusion matrix.
+    let r = compare(wide(), wide(), "always");
+    assert_eq!(r.summary.get("agreement"), Some(&1.0));
+    assert!(r.tables.iter().all(|t| !t.name.starts_with("confusion")));
+    assert!(r.notes.iter().any(|n| n.contains("confusion matrices skipped: 100000 classes")), "{:?}", r.notes);
+    // Turned off.
+    let r = compare(with_output(vec![2], vec![0, 1, 1]), with_output(vec![2], vec![0, 1, 1]), "never");
+    assert!(!r.summary.contains_key("agreement"));
+    // A real 2-class output: classification as before.
+    let r = compare(with_output(vec![2], vec![0, 1, 1]), with_output(vec![2], vec![0, 1, 0]), "auto");
+    assert_eq!(r.summary.get("accuracy_b"), Some(&(2.0 / 3.0)));
+    assert!(r.tables.iter().any(|t| t.name == "confusion_a"));
 }

@@ -184,8 +184,9 @@ fn expected(source: Source) -> &'static str {
 }
 
 fn class_names_from_meta(folder: &Path) -> Vec<String> {
-    let from_file = std::fs::read_to_string(folder.join("batches.meta.txt"))
+    let from_file = quantgraph_nodes::fsio::read_regular_file(&folder.join("batches.meta.txt"), 1 << 20)
         .ok()
+        .and_then(|b| String::from_utf8(b).ok())
         .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>())
         .filter(|names| names.len() == 10);
     from_file.unwrap_or_else(|| CIFAR10_CLASSES.iter().map(|s| (*s).to_owned()).collect())
@@ -197,12 +198,7 @@ fn read_cifar_binary(folder: &Path, files: &[String], ctx: &EvalContext) -> Resu
     for (fi, name) in files.iter().enumerate() {
         ctx.check_cancelled()?;
         let path = folder.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            NodeError::file(
-                format!("cannot read ({e}); expected {}", expected(Source::CifarBinary { train: false })),
-                &path,
-            )
-        })?;
+        let bytes = read_data_file(&path, MAX_DATA_FILE_BYTES, expected(Source::CifarBinary { train: false }))?;
         if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
             return Err(NodeError::file(
                 format!(
@@ -267,10 +263,21 @@ fn array_bytes(value: &Pickle) -> Option<(Vec<u8>, usize)> {
     }
 }
 
+/// The largest dataset file read (a CIFAR-10 batch is about 30 MiB).
+pub const MAX_DATA_FILE_BYTES: u64 = 512 << 20;
+/// The largest image file read from an image folder.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
+
+/// Read a dataset file: a regular file (never a FIFO or a device) under the size limit.
+pub fn read_data_file(path: &Path, limit: u64, expected_what: &str) -> Result<Vec<u8>, NodeError> {
+    quantgraph_nodes::fsio::read_regular_file(path, limit)
+        .map_err(|e| NodeError::file(format!("{e}; expected {expected_what}"), path))
+}
+
 fn read_pickle(path: &Path) -> Result<BTreeMap<HashableValue, Pickle>, NodeError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        NodeError::file(format!("cannot read ({e}); expected {}", expected(Source::CifarPython { train: false })), path)
-    })?;
+    let bytes = read_data_file(path, MAX_DATA_FILE_BYTES, expected(Source::CifarPython { train: false }))?;
+    crate::pickle_scan::count_containers(&bytes)
+        .map_err(|e| NodeError::file(format!("not a usable pickle: {e}; expected a CIFAR-10 python batch"), path))?;
     // Data only: globals are never resolved or called; numpy arrays are rebuilt from their state.
     let value = serde_pickle::value_from_slice(&bytes, DeOptions::new().replace_unresolved_globals())
         .map_err(|e| NodeError::file(format!("not a readable pickle ({e}); expected a CIFAR-10 python batch"), path))?;
@@ -369,8 +376,14 @@ fn read_image_folder(folder: &Path, ctx: &EvalContext) -> Result<Split, NodeErro
         }
         for f in files {
             ctx.check_cancelled()?;
-            let img =
-                image::open(&f).map_err(|e| NodeError::file(format!("cannot decode the image ({e})"), &f))?.to_rgb8();
+            let bytes = read_data_file(&f, MAX_IMAGE_FILE_BYTES, "a PNG or JPEG image")?;
+            // The image crate's default limits (512 MiB per decode) refuse decompression bombs.
+            let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(|e| NodeError::file(format!("cannot read the image ({e})"), &f))?
+                .decode()
+                .map_err(|e| NodeError::file(format!("cannot decode the image ({e})"), &f))?
+                .to_rgb8();
             let (w, h) = img.dimensions();
             match &size {
                 None => size = Some((w, h, f.clone())),

@@ -10,6 +10,7 @@
 //! `../shared/data/cifar10` relative to the working directory.
 
 pub mod formats;
+pub mod pickle_scan;
 pub mod preprocess;
 
 use std::path::{Path, PathBuf};
@@ -117,10 +118,11 @@ impl NodeKind for Cifar10Loader {
             shuffle: r.bool("shuffle")?,
             seed: r.i64("seed")? as u64,
         };
+        // Bad preprocessing params fail before anything is read.
+        let pre = Preprocess::from_params(&r.str("scale")?, &r.str("mean")?, &r.str("std")?, &r.str("layout")?)?;
         ctx.progress(0.1, "reading");
         let raw = formats::load(source, &dir, &selection, ctx)?;
         ctx.progress(0.7, "preprocessing");
-        let pre = Preprocess::from_params(&r.str("scale")?, &r.str("mean")?, &r.str("std")?, &r.str("layout")?)?;
         let images = pre.apply(&raw);
         let thumbs: Vec<PreviewImage> = (0..raw.len().min(THUMBNAIL_LIMIT)).map(|i| raw.thumbnail(i)).collect();
         let dataset = Dataset {

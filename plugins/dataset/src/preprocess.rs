@@ -21,6 +21,11 @@ fn triple(param: &str, text: &str) -> Result<Option<[f32; 3]>, NodeError> {
     }
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     let values: Result<Vec<f32>, _> = parts.iter().map(|p| p.parse::<f32>()).collect();
+    if let Ok(v) = &values {
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(NodeError::param(param, format!("expected finite numbers, found '{text}'")));
+        }
+    }
     match values {
         Ok(v) if v.len() == 3 => Ok(Some([v[0], v[1], v[2]])),
         Ok(v) if v.len() == 1 => Ok(Some([v[0]; 3])),

@@ -277,3 +277,51 @@ fn the_real_cifar10_test_batch() {
         assert!((mean - want).abs() < 0.01, "channel {c}: mean {mean}");
     }
 }
+
+/// A few kilobytes of nested lists used to overflow the decoder's stack and abort the
+/// process; now the node fails with a message.
+#[test]
+fn deeply_nested_pickles_are_refused_not_a_crash() {
+    let py = tempfile::tempdir().unwrap();
+    let sub = py.path().join("cifar-10-batches-py");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut bomb = vec![0x80u8, 2];
+    bomb.extend(std::iter::repeat_n(b']', 200_000));
+    bomb.extend(std::iter::repeat_n(b'a', 199_999));
+    bomb.push(b'.');
+    std::fs::write(sub.join("test_batch"), &bomb).unwrap();
+    let err = run(serde_json::json!({"path": path_of(py.path()), "format": "cifar10-python"})).unwrap_err().to_string();
+    assert!(err.contains("not a usable pickle") && err.contains("containers"), "{err}");
+    assert!(err.ends_with("test_batch"), "{err}");
+    // 2,000 levels in 4 KB, the size of the reported case, on a small (worker-sized) stack.
+    let mut small = vec![0x80u8, 2];
+    small.extend(std::iter::repeat_n(b']', 2_000));
+    small.extend(std::iter::repeat_n(b'a', 1_999));
+    small.push(b'.');
+    std::fs::write(sub.join("test_batch"), &small).unwrap();
+    let path = path_of(py.path());
+    let handle = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || run(serde_json::json!({"path": path, "format": "cifar10-python"})).map_err(|e| e.to_string()))
+        .unwrap();
+    let result = handle.join().expect("the decoder must not overflow the stack");
+    assert!(result.is_err());
+}
+
+#[test]
+fn special_files_and_non_finite_preprocessing_are_refused() {
+    let bin = binary_dir(5);
+    for (param, value) in [("mean", "NaN"), ("mean", "0.5,inf,0.5"), ("std", "nan")] {
+        let err = run(serde_json::json!({"path": path_of(bin.path()), param: value})).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("parameter '{param}'")), "{err}");
+        assert!(err.contains("finite") || err.contains("positive"), "{err}");
+    }
+    assert!(run(serde_json::json!({"path": path_of(bin.path()), "mean": "0.5", "count": 0})).is_ok());
+    // A FIFO where a batch file should be: refused at once, never read (which would block).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("test_batch.bin");
+    if std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        let err = run(serde_json::json!({"path": path_of(dir.path())})).unwrap_err().to_string();
+        assert!(err.contains("expected a regular file, found a FIFO"), "{err}");
+    }
+}

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use quantgraph_nodes::fsio::ReadError;
 use quantgraph_nodes::kind::{file_identity, resolve_path, single};
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::ModelValue;
@@ -60,6 +61,9 @@ impl NodeKind for OnnxModel {
                 .with_doc("Relative paths are relative to the graph file."),
             ParamSpec::int("threads", "Threads", 0, 0, 256)
                 .with_doc("Intra-op threads for ONNX Runtime (0: its default)."),
+            ParamSpec::int("max_size_mib", "Size limit (MiB)", 2048, 1, 1 << 20).with_doc(
+                "Models (with their external data) larger than this are refused instead of read into memory.",
+            ),
         ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
@@ -75,7 +79,17 @@ impl NodeKind for OnnxModel {
             return Err(NodeError::param("path", "choose an ONNX file"));
         }
         let path = ctx.resolve_path(&path_param);
-        let bytes = std::fs::read(&path).map_err(|e| NodeError::file(format!("cannot read the model ({e})"), &path))?;
+        let limit = r.usize("max_size_mib")? as u64 * (1 << 20);
+        let bytes = quantgraph_nodes::fsio::read_regular_file(&path, limit).map_err(|e| match e {
+            ReadError::TooLarge(..) => {
+                NodeError::param("max_size_mib", format!("the model is too large: {e}: {}", path.display()))
+            }
+            other => NodeError::file(format!("the model: {other}"), &path),
+        })?;
+        // External weights are read from the model's own folder, never the working directory.
+        let dir = quantgraph_nodes::fsio::parent_dir(&path);
+        let bytes = proto::inline_external_data(&bytes, &dir, limit.saturating_sub(bytes.len() as u64))
+            .map_err(|e| NodeError::file(e, &path))?;
         ctx.progress(0.5, "checking the model with ONNX Runtime");
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let value = model_value(&name, &path.display().to_string(), bytes, r.usize("threads")?)?;

@@ -188,6 +188,7 @@ impl NodeKind for LayerProbe {
             top1: top1.clone(),
             labels: Some(dataset.labels.clone()),
             class_names: dataset.class_names.clone(),
+            output_shape: logits.shape.iter().skip(1).copied().collect(),
         };
 
         // 2. The tensors asked for, from a probed copy of the model.

@@ -173,7 +173,11 @@ pub struct Dimension {
 pub const FLOAT: i32 = 1;
 pub const UINT8: i32 = 2;
 pub const INT8: i32 = 3;
+pub const UINT16: i32 = 4;
+pub const INT16: i32 = 5;
 pub const INT32: i32 = 6;
+pub const UINT4: i32 = 21;
+pub const INT4: i32 = 22;
 
 /// Name of an ONNX element type.
 pub fn dtype_name(t: i32) -> &'static str {
@@ -225,15 +229,36 @@ impl TensorProto {
         Some(self.float_data.clone())
     }
 
-    /// Values as i32 (int8/uint8/int32 tensors).
+    /// Values as i32 of an integer tensor that zero-points can have: int4/uint4 (two per
+    /// byte, low nibble first), int8/uint8, int16/uint16, int32. Raw bytes are read at the
+    /// type's width; `int32_data` holds one value per entry (packed for 4-bit types).
     pub fn ints(&self) -> Option<Vec<i32>> {
+        let raw = &self.raw_data;
+        let n = self.element_count();
+        let from_raw = !raw.is_empty();
+        let nibbles = |bytes: Vec<u8>, signed: bool| -> Vec<i32> {
+            bytes
+                .iter()
+                .flat_map(|b| [b & 0x0f, b >> 4])
+                .take(n)
+                .map(|v| if signed && v >= 8 { i32::from(v) - 16 } else { i32::from(v) })
+                .collect()
+        };
         match self.data_type {
-            UINT8 if !self.raw_data.is_empty() => Some(self.raw_data.iter().map(|b| i32::from(*b)).collect()),
-            INT8 if !self.raw_data.is_empty() => Some(self.raw_data.iter().map(|b| i32::from(*b as i8)).collect()),
-            INT32 if !self.raw_data.is_empty() => {
-                Some(self.raw_data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            UINT8 if from_raw => Some(raw.iter().map(|b| i32::from(*b)).collect()),
+            INT8 if from_raw => Some(raw.iter().map(|b| i32::from(*b as i8)).collect()),
+            UINT16 if from_raw => {
+                Some(raw.chunks_exact(2).map(|c| i32::from(u16::from_le_bytes([c[0], c[1]]))).collect())
             }
-            UINT8 | INT8 | INT32 => Some(self.int32_data.clone()),
+            INT16 if from_raw => {
+                Some(raw.chunks_exact(2).map(|c| i32::from(i16::from_le_bytes([c[0], c[1]]))).collect())
+            }
+            INT32 if from_raw => {
+                Some(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            }
+            UINT4 | INT4 if from_raw => Some(nibbles(raw.clone(), self.data_type == INT4)),
+            UINT4 | INT4 => Some(nibbles(self.int32_data.iter().map(|v| *v as u8).collect(), self.data_type == INT4)),
+            UINT8 | INT8 | UINT16 | INT16 | INT32 => Some(self.int32_data.clone()),
             _ => None,
         }
     }
@@ -248,15 +273,126 @@ impl TensorProto {
         }
     }
 
-    /// Replace the values of an int8/uint8 tensor, keeping its storage style.
+    /// Replace the values of an integer tensor (the types [`TensorProto::ints`] reads),
+    /// keeping its storage style and writing each value at the type's width. Values must
+    /// already be inside the type's range (the QDQ Override checks it).
     pub fn set_ints(&mut self, values: &[i32]) {
+        let packed = |values: &[i32]| -> Vec<u8> {
+            values
+                .chunks(2)
+                .map(|c| (c[0] as u8 & 0x0f) | ((c.get(1).copied().unwrap_or(0) as u8 & 0x0f) << 4))
+                .collect()
+        };
         if !self.raw_data.is_empty() || self.int32_data.is_empty() {
-            self.raw_data = values.iter().map(|v| *v as u8).collect();
+            self.raw_data = match self.data_type {
+                UINT16 | INT16 => values.iter().flat_map(|v| (*v as u16).to_le_bytes()).collect(),
+                INT32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                UINT4 | INT4 => packed(values),
+                _ => values.iter().map(|v| *v as u8).collect(),
+            };
             self.int32_data.clear();
         } else {
-            self.int32_data = values.to_vec();
+            self.int32_data = match self.data_type {
+                UINT4 | INT4 => packed(values).into_iter().map(i32::from).collect(),
+                _ => values.to_vec(),
+            };
         }
     }
+
+    /// Whether the tensor's data lives in an external file (`data_location == EXTERNAL`).
+    pub fn is_external(&self) -> bool {
+        self.data_location == 1
+    }
+}
+
+/// Inline every initializer stored as external data, reading it relative to `model_dir`
+/// (the model file's folder), never the working directory. Locations must be relative
+/// paths inside `model_dir`; offsets and lengths are checked against the file. Models
+/// without external data are returned unchanged. The total read is capped at `max_bytes`.
+pub fn inline_external_data(model: &[u8], model_dir: &std::path::Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let decoded = decode_model(model)?;
+    let Some(graph) = &decoded.graph else { return Ok(model.to_vec()) };
+    let in_nodes = graph.node.iter().flat_map(|n| &n.attribute).filter_map(|a| a.t.as_ref()).any(|t| t.is_external());
+    if in_nodes {
+        return Err("a node attribute keeps its tensor in external data; only initializers may (re-save the \
+                    model with onnx.save_model(..., save_as_external_data=True) or with all data inside)"
+            .into());
+    }
+    if !graph.initializer.iter().any(TensorProto::is_external) {
+        return Ok(model.to_vec());
+    }
+    let mut error: Option<String> = None;
+    let mut total = 0u64;
+    let mut change = |t: &mut TensorProto| -> bool {
+        if !t.is_external() || error.is_some() {
+            return false;
+        }
+        match read_external(t, model_dir, max_bytes.saturating_sub(total)) {
+            Ok(bytes) => {
+                total += bytes.len() as u64;
+                t.raw_data = bytes;
+                t.external_data.clear();
+                t.data_location = 0;
+                true
+            }
+            Err(e) => {
+                error = Some(format!("initializer '{}': {e}", t.name));
+                false
+            }
+        }
+    };
+    let out = edit_model(model, ModelEdit { initializer: Some(&mut change), ..ModelEdit::default() })?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn read_external(t: &TensorProto, dir: &std::path::Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.clone());
+    let Some(location) = entry("location") else {
+        return Err("external data without a 'location'".into());
+    };
+    let rel = std::path::Path::new(&location);
+    let inside = rel.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if location.is_empty() || !inside {
+        return Err(format!(
+            "external data location '{location}' must be a relative path inside the model's folder {}",
+            dir.display()
+        ));
+    }
+    let path = dir.join(rel);
+    let parse = |key: &str| -> Result<Option<u64>, String> {
+        entry(key)
+            .map(|v| v.trim().parse::<u64>().map_err(|_| format!("external data '{key}' is not a number: '{v}'")))
+            .transpose()
+    };
+    let offset = parse("offset")?.unwrap_or(0);
+    let size =
+        quantgraph_nodes::fsio::check_regular_file(&path, u64::MAX).map_err(|e| format!("{e}: {}", path.display()))?;
+    let length = match parse("length")? {
+        Some(l) => l,
+        None => size.saturating_sub(offset),
+    };
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(format!(
+            "external data [{offset}, {offset}+{length}) lies outside {} ({size} bytes)",
+            path.display()
+        ));
+    }
+    if length > max_bytes {
+        return Err(format!("external data of {length} bytes is over the model size limit: {}", path.display()));
+    }
+    let expected = (t.element_count() as u64).saturating_mul(dtype_size(t.data_type) as u64);
+    if dtype_size(t.data_type) > 0 && expected != length {
+        return Err(format!("expected {expected} bytes for its shape and type, the external data has {length}"));
+    }
+    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot read ({e}): {}", path.display()))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| format!("{e}: {}", path.display()))?;
+    let mut buf = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    f.take(length).read_to_end(&mut buf).map_err(|e| format!("{e}: {}", path.display()))?;
+    Ok(buf)
 }
 
 /// Decode a model, with a message a user can read when the bytes are not ONNX.

@@ -426,7 +426,8 @@ impl NodeKind for QdqOverride {
     }
 }
 
-/// Write a model value's bytes to a file (the export action and `quantgraph export`).
+/// Write a model value's bytes to a file, atomically (an interrupted export leaves the
+/// old file as it was).
 pub fn export(model: &ModelValue, path: &std::path::Path) -> std::io::Result<()> {
-    std::fs::write(path, model.bytes.as_ref())
+    quantgraph_nodes::fsio::write_atomic(path, model.bytes.as_ref())
 }

@@ -44,7 +44,22 @@ pub fn library_candidates() -> Vec<PathBuf> {
     out
 }
 
+/// Turn off ONNX Runtime's telemetry, which on Linux (1DS, since 1.2x) writes a device id
+/// and a database under `$XDG_CACHE_HOME` or `~/.cache/Microsoft/DeveloperTools` as soon
+/// as the library starts, whatever `DisableTelemetryEvents` says later. The library reads
+/// `ORT_DISABLE_TELEMETRY` when it starts, so this must run before the first session; the
+/// binary calls it first thing in `main`, before any thread exists. A value the user set
+/// is left alone.
+pub fn disable_telemetry_env() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+    }
+}
+
 fn load() -> Result<Environment, String> {
+    // Also here, for library users that do not go through the binary's `main`; ONNX
+    // Runtime is not loaded yet, so none of its threads can be reading the environment.
+    disable_telemetry_env();
     let candidates = library_candidates();
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
@@ -57,8 +72,11 @@ fn load() -> Result<Environment, String> {
     };
     let builder = ort::init_from(path)
         .map_err(|e| format!("ONNX Runtime could not be loaded from {} ({e}); set ORT_DYLIB_PATH to a working libonnxruntime.so {ORT_VERSION}", path.display()))?;
+    // Telemetry off: ONNX Runtime would otherwise record usage (and, in Microsoft's builds,
+    // write a device id under ~/.cache/Microsoft/DeveloperTools) on every run.
     builder
         .with_name("quantgraph")
+        .with_telemetry(false)
         .build()
         .map_err(|e| format!("ONNX Runtime loaded from {} but did not start: {e}", path.display()))
 }

@@ -79,7 +79,7 @@ fn corrupt_and_non_onnx_files_fail_with_the_file_named() {
         assert!(err.ends_with(name), "{err}");
     }
     let err = load("missing.onnx").unwrap_err().to_string();
-    assert!(err.starts_with("cannot read the model"), "{err}");
+    assert!(err.starts_with("the model: cannot read"), "{err}");
 }
 
 fn override_with(
