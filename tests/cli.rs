@@ -425,3 +425,39 @@ fn then_edits_re_evaluate_incrementally_and_report_what_ran() {
     let third = ran(2);
     assert!(!third.iter().any(|n| n.starts_with("probe_int8 ")), "{third:?}");
 }
+
+/// Probe version 1 kept `keep` samples; such files load, migrated, and run.
+#[test]
+fn old_probe_params_with_keep_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, sets) = tiny_setup(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "\"kind\": \"onnx.layer_probe\",\n      \"kind_version\": 2,",
+        "\"kind\": \"onnx.layer_probe\",\n      \"kind_version\": 1,",
+    );
+    let text = text.replace("\"capture\": \"all\",", "\"capture\": \"all\",\n        \"keep\": 256,");
+    assert!(text.contains("\"keep\": 256") && text.contains("\"kind_version\": 1"));
+    std::fs::write(&path, text).unwrap();
+    let out = qg().arg("check").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let mut cmd = qg();
+    cmd.arg("run").arg(&path).arg("--json");
+    for s in &sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let samples = json["nodes"]["7"]["outputs"]["report"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "per_layer")
+        .unwrap()["rows"][0]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(samples, 4, "per-layer figures cover every sample, not `keep`");
+}

@@ -3,6 +3,7 @@
 //! Python onnxruntime's (fixtures written by models/evaluate.py).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -240,4 +241,96 @@ fn editing_a_qdq_scale_reruns_only_the_int8_branch() {
     assert_eq!(t.rows[0][0].to_string(), "/Relu_output_0");
     assert_eq!(cell_f64(t, &t.rows[0], "new"), Some(f64::from(0.05f32)));
     let _ = PortRef::new(over, "model");
+}
+
+/// Streamed per-layer metrics over every sample equal a float64 numpy computation on the
+/// full arrays (tests/fixtures/stream_reference.json, made by models/stream_reference.py
+/// from the first 100 test images), for any batch size; so do the per-sample SQNRs of the
+/// drill-down samples.
+#[test]
+fn streamed_per_layer_metrics_equal_numpy_float64_for_any_batch_size() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let fixture = json(&repo().join("tests/fixtures/stream_reference.json"));
+    let mut g = load_default(&registry);
+    let ds = g.find_node("cifar10_test").unwrap();
+    g.set_param(ds, "per_class", 0.into()).unwrap();
+    g.set_param(ds, "count", 100.into()).unwrap();
+    let compare = g.find_node("compare").unwrap();
+    let s = Scheduler::new(registry);
+    let mut by_batch: Vec<BTreeMap<(String, String), f64>> = Vec::new();
+    for batch in [7, 100] {
+        for probe in ["probe_fp32", "probe_int8"] {
+            let p = g.find_node(probe).unwrap();
+            g.set_param(p, "batch_size", batch.into()).unwrap();
+        }
+        let e = s.evaluate(&g, &[compare]);
+        let r = report(&e, compare);
+        let t = r.table("per_layer").unwrap();
+        let col = |row: &[Cell], c: &str| cell_f64(t, row, c);
+        let mut sqnrs = BTreeMap::new();
+        let mut matched = 0;
+        for want in fixture["pairs"].as_array().unwrap() {
+            let (a, b) = (want["a"].as_str().unwrap(), want["b"].as_str().unwrap());
+            let Some(row) = t.rows.iter().find(|row| {
+                row[t.column("tensor").unwrap()].to_string() == a && row[t.column("b_tensor").unwrap()].to_string() == b
+            }) else {
+                assert_eq!(a, "input", "pair {a} ↔ {b} missing from the table");
+                continue;
+            };
+            matched += 1;
+            let sqnr = col(row, "sqnr_db").unwrap();
+            assert!((sqnr - want["sqnr_db"].as_f64().unwrap()).abs() < 1e-4, "{a}: {sqnr} vs {}", want["sqnr_db"]);
+            for m in ["mse", "mae", "max_abs", "cosine"] {
+                let (got, exp) = (col(row, m).unwrap(), want[m].as_f64().unwrap());
+                assert!((got - exp).abs() <= 1e-6 * exp.abs().max(1e-12), "{a} {m}: {got} vs {exp}");
+            }
+            if let Some(exp) = want["qdq_err_db"].as_f64() {
+                // Where the quantizer removed a Relu, the plain pre-vs-post figure is ORT's column.
+                let got = col(row, "ort_qdq_err_db").or_else(|| col(row, "qdq_err_db"));
+                if let Some(got) = got.filter(|_| exp < 300.0) {
+                    assert!((got - exp).abs() < 1e-4, "{a} qdq_err: {got} vs {exp}");
+                }
+            }
+            sqnrs.insert((a.to_owned(), b.to_owned()), sqnr);
+        }
+        assert!(matched >= 15, "only {matched} pairs matched");
+        // Drill-down samples: per-sample SQNR per layer equals the direct computation.
+        let d = r.table("sample_layers").unwrap();
+        assert!(!d.rows.is_empty());
+        let mut checked = 0;
+        for row in &d.rows {
+            let sample = row[d.column("sample").unwrap()].as_f64().unwrap() as usize;
+            let tensor = row[d.column("tensor").unwrap()].to_string();
+            let Some(want) = fixture["pairs"].as_array().unwrap().iter().find(|p| p["a"] == tensor.as_str()) else {
+                continue;
+            };
+            let got = row[d.column("sqnr_db").unwrap()].as_f64().unwrap();
+            let exp = want["per_sample_sqnr_db"][sample].as_f64().unwrap();
+            assert!((got - exp).abs() < 1e-4, "sample {sample} {tensor}: {got} vs {exp}");
+            checked += 1;
+        }
+        assert!(checked >= 20 * 10, "{checked}");
+        // Flips are drilled down, and predictions equal Python onnxruntime's.
+        let flips = fixture["top1_a"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(fixture["top1_b"].as_array().unwrap())
+            .filter(|(x, y)| x != y)
+            .count();
+        let flipped: std::collections::BTreeSet<u64> = d
+            .rows
+            .iter()
+            .filter(|r| r[d.column("why").unwrap()].to_string() == "flip")
+            .map(|r| r[d.column("sample").unwrap()].as_f64().unwrap() as u64)
+            .collect();
+        assert!(flips > 0);
+        assert_eq!(flipped.len(), flips, "every flipped sample has its per-layer rows");
+        assert_eq!(r.summary["flips"], flips as f64);
+        by_batch.push(sqnrs);
+    }
+    for (k, x) in &by_batch[0] {
+        let y = by_batch[1][k];
+        assert!((x - y).abs() <= 1e-9 * x.abs(), "{k:?}: batch 7 gives {x}, batch 100 {y}");
+    }
 }

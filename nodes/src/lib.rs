@@ -13,6 +13,7 @@
 //!   placeholders for unknown kinds).
 //! * [`fsio`]: atomic writes of every file a user sees; bounded reads of regular files only.
 //! * [`fuzz`]: the deterministic mutation fuzzer the fuzz tests of every crate share.
+//! * [`stats`]: mergeable streaming moments and histograms.
 //! * [`scheduler`]: the demand-driven, content-addressed, cancellable [`Scheduler`].
 //!
 //! Data flows one way: file/UI edit → [`Graph`] → [`Scheduler`] → node kinds → [`Value`]s →
@@ -27,6 +28,7 @@ pub mod kind;
 pub mod param;
 pub mod registry;
 pub mod scheduler;
+pub mod stats;
 pub mod testing;
 pub mod value;
 

@@ -431,6 +431,12 @@ impl Predictions {
 }
 
 /// Tensors captured by a layer probe.
+///
+/// A probe keeps statistics and histograms over every sample, the model outputs in full,
+/// and no intermediate activations: those are streamed again, batch by batch, from
+/// [`Activations::stream`] by whoever needs their values (the comparator), so memory does
+/// not grow with the number of samples. A [`ProbedTensor`] without a stream carries its
+/// data in `tensor` (hand-made values, tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Activations {
     pub model_name: String,
@@ -441,6 +447,52 @@ pub struct Activations {
     pub dataset: Option<Arc<Dataset>>,
     /// Remarks a user should see (e.g. "probing changed 3 predictions").
     pub notes: Vec<String>,
+    /// Re-runs the probed model over the same samples, batch by batch.
+    pub stream: Option<StreamHandle>,
+}
+
+/// One batch of streamed tensors: samples `start..start + rows`, and per tensor name its
+/// shape per sample and its data (`rows` × that shape, row-major).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub start: usize,
+    pub rows: usize,
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+/// Yields the batches of one pass, in sample order.
+pub trait BatchIter: Send {
+    /// The next batch, `None` after the last. Checks `ctx` for cancellation between runs.
+    fn next_batch(&mut self, ctx: &crate::EvalContext) -> Result<Option<Batch>, crate::NodeError>;
+}
+
+/// Something that can run the probed model again over the probe's samples (implemented by
+/// the ONNX plugin on ONNX Runtime; the engine and other plugins only see this trait).
+pub trait ActivationStream: Send + Sync {
+    /// Tensor names it can deliver.
+    fn names(&self) -> Vec<String>;
+    /// Samples in one pass.
+    fn samples(&self) -> usize;
+    /// Start a pass delivering `names` in batches of `batch_size` samples.
+    fn open(&self, names: &[String], batch_size: usize) -> Result<Box<dyn BatchIter>, crate::NodeError>;
+    /// The batch size the probe used (a comparator runs both sides with the smaller).
+    fn batch_size(&self) -> usize;
+}
+
+/// A shared [`ActivationStream`]; equal when it is the same stream.
+#[derive(Clone)]
+pub struct StreamHandle(pub Arc<dyn ActivationStream>);
+
+impl fmt::Debug for StreamHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamHandle({} samples, {} tensors)", self.0.samples(), self.0.names().len())
+    }
+}
+
+impl PartialEq for StreamHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// A table cell.

@@ -11,14 +11,15 @@ pub mod confidence;
 pub mod metrics;
 pub mod pairing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
-use quantgraph_nodes::value::{Activations, Cell, Report, Table, TensorRole};
+use quantgraph_nodes::value::{Activations, Batch, BatchIter, Cell, Report, Table, TensorRole};
 use quantgraph_nodes::{
     EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
 };
+use rayon::prelude::*;
 
 use metrics::ErrorStats;
 
@@ -301,9 +302,185 @@ fn classification(
     Ok(())
 }
 
-/// Per-layer errors between paired tensors.
+/// Where one side's tensor values come from, batch by batch: the probe's stream, or (for
+/// hand-made values) the data in the tensors themselves.
+enum Side<'a> {
+    Stream(Box<dyn BatchIter>),
+    Memory { acts: &'a Activations, names: Vec<String>, next: usize, batch: usize, samples: usize },
+}
+
+impl Side<'_> {
+    fn next(&mut self, ctx: &EvalContext) -> Result<Option<Batch>, NodeError> {
+        match self {
+            Side::Stream(it) => it.next_batch(ctx),
+            Side::Memory { acts, names, next, batch, samples } => {
+                if *next >= *samples {
+                    return Ok(None);
+                }
+                let (start, end) = (*next, (*next + *batch).min(*samples));
+                let mut out = Batch { start, rows: end - start, tensors: BTreeMap::new() };
+                for n in names.iter() {
+                    if let Some(t) = acts.tensors.get(n) {
+                        let item = t.tensor.item_len();
+                        if let Some(data) = t.tensor.data.get(start * item..end * item) {
+                            out.tensors.insert(n.clone(), (t.tensor.shape[1..].to_vec(), data.to_vec()));
+                        }
+                    }
+                }
+                *next = end;
+                Ok(Some(out))
+            }
+        }
+    }
+}
+
+/// Samples of one side: the stream's, else the rows of its tensors.
+fn samples_of(acts: &Activations) -> usize {
+    match &acts.stream {
+        Some(s) => s.0.samples(),
+        None => acts.tensors.values().map(|t| t.tensor.shape.first().copied().unwrap_or(0)).max().unwrap_or(0),
+    }
+}
+
+fn open_side<'a>(acts: &'a Activations, names: Vec<String>, batch: usize) -> Result<Side<'a>, NodeError> {
+    match &acts.stream {
+        Some(s) => Ok(Side::Stream(s.0.open(&names, batch)?)),
+        None => Ok(Side::Memory { acts, names, next: 0, batch, samples: samples_of(acts) }),
+    }
+}
+
+/// Running sums of one pair: the error, ORT's pairing where it differs, the Q/DQ pair's own
+/// error, and per drill-down sample.
+#[derive(Default)]
+struct PairSums {
+    e: ErrorStats,
+    ort: Option<ErrorStats>,
+    qdq: Option<ErrorStats>,
+    qdq_ort: Option<ErrorStats>,
+    per_sample: BTreeMap<usize, ErrorStats>,
+    shape_note: Option<String>,
+    rows: usize,
+}
+
+fn slice<'b>(batch: &'b Batch, name: &str) -> Option<(&'b [usize], &'b [f32])> {
+    batch.tensors.get(name).map(|(shape, data)| (shape.as_slice(), data.as_slice()))
+}
+
+impl PairSums {
+    /// Add one batch (the same samples on both sides).
+    fn add(&mut self, p: &pairing::Pair, ba: &Batch, bb: &Batch, drill: &BTreeSet<usize>) {
+        let (Some((sa, xa)), Some((sb, yb))) = (slice(ba, &p.a), slice(bb, &p.b)) else { return };
+        let item: usize = sa.iter().product();
+        if item != sb.iter().product::<usize>() || xa.len() != yb.len() {
+            self.shape_note.get_or_insert_with(|| {
+                format!("{} and {} have different shapes ({sa:?} vs {sb:?} per sample); not compared", p.a, p.b)
+            });
+            return;
+        }
+        self.e.add(xa, yb);
+        self.rows += ba.rows;
+        for s in drill.range(ba.start..ba.start + ba.rows) {
+            let at = (s - ba.start) * item;
+            if let (Some(x), Some(y)) = (xa.get(at..at + item), yb.get(at..at + item)) {
+                self.per_sample.entry(*s).or_default().add(x, y);
+            }
+        }
+        if let Some((_, o)) = p.ort_a.as_deref().and_then(|n| slice(ba, n)) {
+            if o.len() == yb.len() {
+                self.ort.get_or_insert_with(ErrorStats::default).add(o, yb);
+            }
+        }
+        if let Some((_, pre)) = p.b_pre.as_deref().and_then(|n| slice(bb, n)) {
+            if pre.len() == yb.len() {
+                if p.relu_removed {
+                    let relu: Vec<f32> = pre.iter().map(|x| x.max(0.0)).collect();
+                    self.qdq.get_or_insert_with(ErrorStats::default).add(&relu, yb);
+                    self.qdq_ort.get_or_insert_with(ErrorStats::default).add(pre, yb);
+                } else {
+                    self.qdq.get_or_insert_with(ErrorStats::default).add(pre, yb);
+                }
+            }
+        }
+    }
+}
+
+/// Samples worth a per-layer look: every flip (up to `MAX_DRILL_FLIPS`) and the 20 with the
+/// largest output error, with why.
+pub const MAX_DRILL_FLIPS: usize = 500;
+
+fn drill_samples(a: &Activations, b: &Activations) -> BTreeMap<usize, &'static str> {
+    let mut out = BTreeMap::new();
+    if let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) {
+        for (i, (x, y)) in pa.top1.iter().zip(&pb.top1).enumerate() {
+            if x != y && out.len() < MAX_DRILL_FLIPS {
+                out.insert(i, "flip");
+            }
+        }
+    }
+    let out_a = a.tensors.values().find(|t| t.role == TensorRole::Output && !t.tensor.data.is_empty());
+    let out_b = b.tensors.values().find(|t| t.role == TensorRole::Output && !t.tensor.data.is_empty());
+    if let (Some(ta), Some(tb)) = (out_a, out_b) {
+        let item = ta.tensor.item_len();
+        if item > 0 && item == tb.tensor.item_len() {
+            let mut errs: Vec<(f64, usize)> = ta
+                .tensor
+                .data
+                .chunks_exact(item)
+                .zip(tb.tensor.data.chunks_exact(item))
+                .enumerate()
+                .map(|(i, (x, y))| {
+                    (x.iter().zip(y).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>(), i)
+                })
+                .collect();
+            errs.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)));
+            for (_, i) in errs.into_iter().take(20) {
+                out.entry(i).or_insert("top-20 output error");
+            }
+        }
+    }
+    out
+}
+
+/// Per-layer errors between paired tensors, over every sample, streamed batch by batch from
+/// both probes in lockstep (each pair's sums are fed per batch, so memory stays that of one
+/// batch), with per-layer SQNR for the drill-down samples.
 fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalContext) -> Result<(), NodeError> {
     let pairs = pairing::pair(a, b);
+    let n = samples_of(a);
+    if samples_of(b) != n {
+        return Err(NodeError::input("b", format!("expected the {n} samples of A, found {}", samples_of(b))));
+    }
+    let drill = drill_samples(a, b);
+    let drill_set: BTreeSet<usize> = drill.keys().copied().collect();
+    let mut names_a: BTreeSet<String> = BTreeSet::new();
+    let mut names_b: BTreeSet<String> = BTreeSet::new();
+    for p in &pairs.pairs {
+        names_a.insert(p.a.clone());
+        names_a.extend(p.ort_a.clone());
+        names_b.insert(p.b.clone());
+        names_b.extend(p.b_pre.clone());
+    }
+    let batch = match (&a.stream, &b.stream) {
+        (Some(x), Some(y)) => x.0.batch_size().min(y.0.batch_size()),
+        (Some(x), None) | (None, Some(x)) => x.0.batch_size(),
+        (None, None) => n.max(1),
+    }
+    .max(1);
+    let mut sums: Vec<PairSums> = pairs.pairs.iter().map(|_| PairSums::default()).collect();
+    if !pairs.pairs.is_empty() && n > 0 {
+        let mut side_a = open_side(a, names_a.into_iter().collect(), batch)?;
+        let mut side_b = open_side(b, names_b.into_iter().collect(), batch)?;
+        loop {
+            ctx.check_cancelled()?;
+            let (Some(ba), Some(bb)) = (side_a.next(ctx)?, side_b.next(ctx)?) else { break };
+            if (ba.start, ba.rows) != (bb.start, bb.rows) {
+                return Err(NodeError::failed("A and B delivered different batches"));
+            }
+            let done = ba.start + ba.rows;
+            sums.par_iter_mut().zip(&pairs.pairs).for_each(|(s, p)| s.add(p, &ba, &bb, &drill_set));
+            ctx.progress(done as f32 / n as f32, &format!("per-layer errors: {done}/{n} samples"));
+        }
+    }
     let mut table = Table {
         name: "per_layer".into(),
         columns: [
@@ -327,70 +504,37 @@ fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalCo
         rows: Vec::new(),
     };
     let mut min_sqnr = f64::INFINITY;
-    let mut samples_used = usize::MAX;
-    for (i, p) in pairs.pairs.iter().enumerate() {
-        ctx.check_cancelled()?;
-        let (Some(ta), Some(tb)) = (a.tensors.get(&p.a), b.tensors.get(&p.b)) else { continue };
-        let rows = ta.tensor.shape.first().copied().unwrap_or(0).min(tb.tensor.shape.first().copied().unwrap_or(0));
-        let item = ta.tensor.item_len();
-        if item != tb.tensor.item_len() {
-            report.notes.push(format!(
-                "{} and {} have different shapes ({:?} vs {:?}); not compared",
-                p.a, p.b, ta.tensor.shape, tb.tensor.shape
-            ));
+    let mut dataset_sqnr: BTreeMap<String, f64> = BTreeMap::new();
+    for (p, s) in pairs.pairs.iter().zip(&sums) {
+        if let Some(note) = &s.shape_note {
+            report.notes.push(note.clone());
             continue;
         }
-        if ta.role == TensorRole::Activation {
-            samples_used = samples_used.min(rows);
+        if s.rows == 0 {
+            continue;
         }
-        let n = rows * item;
-        let mut e = ErrorStats::default();
-        e.add(&ta.tensor.data[..n], &tb.tensor.data[..n]);
-        let mut ort_sqnr = None;
-        if let Some(orig) = &p.ort_a {
-            if let Some(t) = a.tensors.get(orig) {
-                let mut o = ErrorStats::default();
-                o.add(&t.tensor.data[..n.min(t.tensor.data.len())], &tb.tensor.data[..n.min(t.tensor.data.len())]);
-                ort_sqnr = Some(o.sqnr_db());
-            }
-        }
-        // qdq_err: B's pre-quantization tensor against its dequantized output.
-        let (mut qdq_err, mut ort_qdq_err) = (None, None);
-        if let Some(pre) = p.b_pre.as_ref().and_then(|n| b.tensors.get(n)) {
-            let m = n.min(pre.tensor.data.len()).min(tb.tensor.data.len());
-            let mut q = ErrorStats::default();
-            q.add(&pre.tensor.data[..m], &tb.tensor.data[..m]);
-            if p.relu_removed {
-                let relu: Vec<f32> = pre.tensor.data[..m].iter().map(|x| x.max(0.0)).collect();
-                let mut c = ErrorStats::default();
-                c.add(&relu, &tb.tensor.data[..m]);
-                qdq_err = Some(c.sqnr_db());
-                ort_qdq_err = Some(q.sqnr_db());
-            } else {
-                qdq_err = Some(q.sqnr_db());
-            }
-        }
-        let sqnr = e.sqnr_db();
-        if ta.role == TensorRole::Activation {
+        let sqnr = s.e.sqnr_db();
+        let role = a.tensors.get(&p.a).map(|t| t.role);
+        if role != Some(TensorRole::Output) {
             min_sqnr = min_sqnr.min(sqnr);
         }
-        let opt = |x: Option<f64>| x.map_or(Cell::Text(String::new()), Cell::Num);
+        dataset_sqnr.insert(p.a.clone(), sqnr);
+        let opt = |x: Option<&ErrorStats>| x.map_or(Cell::Text(String::new()), |e| Cell::Num(e.sqnr_db()));
         table.rows.push(vec![
             Cell::Text(p.a.clone()),
             Cell::Text(p.b.clone()),
             Cell::Text(p.op.clone()),
             Cell::Text(p.how.clone()),
             Cell::Num(sqnr),
-            Cell::Num(e.mse()),
-            Cell::Num(e.mae()),
-            Cell::Num(e.max_abs),
-            Cell::Num(e.cosine()),
-            opt(qdq_err),
-            opt(ort_sqnr),
-            opt(ort_qdq_err),
-            Cell::Int(rows as i64),
+            Cell::Num(s.e.mse()),
+            Cell::Num(s.e.mae()),
+            Cell::Num(s.e.max_abs),
+            Cell::Num(s.e.cosine()),
+            opt(s.qdq.as_ref()),
+            opt(s.ort.as_ref()),
+            opt(s.qdq_ort.as_ref()),
+            Cell::Int(s.rows as i64),
         ]);
-        ctx.progress((i + 1) as f32 / pairs.pairs.len().max(1) as f32, "per-layer errors");
     }
     if min_sqnr.is_finite() {
         report.summary.insert("min_sqnr_db".into(), min_sqnr);
@@ -398,8 +542,33 @@ fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalCo
             h.push_str(&format!(" · SQNR min {min_sqnr:.1} dB"));
         }
     }
-    if samples_used != usize::MAX {
-        report.notes.push(format!("per-layer errors over the first {samples_used} samples (the probes' `keep`)"));
+    report.notes.push(format!("per-layer errors over all {n} samples, streamed in batches of {batch}"));
+    // Drill-down: each chosen sample's per-layer SQNR beside the dataset-wide figure.
+    let indices = a.dataset.as_ref().map(|d| d.source_indices.clone());
+    let mut drill_table = Table {
+        name: "sample_layers".into(),
+        columns: ["sample", "source_index", "why", "tensor", "op", "sqnr_db", "dataset_sqnr_db"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        rows: Vec::new(),
+    };
+    for (sample, why) in &drill {
+        for (p, s) in pairs.pairs.iter().zip(&sums) {
+            let Some(e) = s.per_sample.get(sample) else { continue };
+            drill_table.rows.push(vec![
+                Cell::Int(*sample as i64),
+                Cell::Int(indices.as_ref().and_then(|v| v.get(*sample)).copied().unwrap_or(*sample) as i64),
+                Cell::Text((*why).into()),
+                Cell::Text(p.a.clone()),
+                Cell::Text(p.op.clone()),
+                Cell::Num(e.sqnr_db()),
+                dataset_sqnr.get(&p.a).map_or(Cell::Text(String::new()), |x| Cell::Num(*x)),
+            ]);
+        }
+    }
+    if drill.values().filter(|w| **w == "flip").count() >= MAX_DRILL_FLIPS {
+        report.notes.push(format!("sample_layers covers the first {MAX_DRILL_FLIPS} flipped samples"));
     }
     let mut unpaired =
         Table { name: "unpaired".into(), columns: vec!["model".into(), "tensor".into()], rows: Vec::new() };
@@ -427,5 +596,6 @@ fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalCo
     }
     report.tables.insert(0, table);
     report.tables.push(unpaired);
+    report.tables.push(drill_table);
     Ok(())
 }

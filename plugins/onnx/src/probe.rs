@@ -3,13 +3,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use quantgraph_nodes::kind::Migration;
 use quantgraph_nodes::param::ParamReader;
+use quantgraph_nodes::stats::TensorAccumulator;
 use quantgraph_nodes::value::{
-    Activations, Histogram, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole, TensorStats,
+    ActivationStream, Activations, Batch, BatchIter, Dataset, ModelValue, Predictions, ProbedTensor, QdqEntry,
+    StreamHandle, Tensor, TensorRole,
 };
 use quantgraph_nodes::{
     EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
 };
+use rayon::prelude::*;
 
 use crate::{info, proto, runtime};
 
@@ -17,78 +21,9 @@ use crate::{info, proto, runtime};
 #[derive(Default)]
 pub struct LayerProbe;
 
-pub const HISTOGRAM_BINS: usize = 64;
-
-/// Streaming min/max/mean/std.
-#[derive(Default, Clone)]
-struct Moments {
-    min: f32,
-    max: f32,
-    sum: f64,
-    sum_sq: f64,
-    count: usize,
-}
-
-impl Moments {
-    fn add(&mut self, data: &[f32]) {
-        if self.count == 0 {
-            self.min = f32::INFINITY;
-            self.max = f32::NEG_INFINITY;
-        }
-        for &x in data {
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
-            self.sum += f64::from(x);
-            self.sum_sq += f64::from(x) * f64::from(x);
-        }
-        self.count += data.len();
-    }
-
-    /// The statistics (without a histogram); `None` when nothing was added.
-    fn stats(&self) -> Option<TensorStats> {
-        if self.count == 0 {
-            return None;
-        }
-        let mean = self.sum / self.count as f64;
-        let std = (self.sum_sq / self.count as f64 - mean * mean).max(0.0).sqrt();
-        Some(TensorStats {
-            min: self.min,
-            max: self.max,
-            mean,
-            std,
-            count: self.count,
-            histogram: Histogram::default(),
-        })
-    }
-}
-
-/// Statistics of a tensor, with a histogram whose range also covers `extra` (the
-/// representable range of the tensor's Q/DQ pair, so the grid can be drawn on it).
-pub fn stats(data: &[f32], all: Option<&TensorStats>, extra: Option<(f32, f32)>) -> TensorStats {
-    let totals = all.cloned().or_else(|| {
-        let mut m = Moments::default();
-        m.add(data);
-        m.stats()
-    });
-    let TensorStats { min, max, mean, std, count, .. } = totals.unwrap_or_default();
-    let (mut lo, mut hi) = (min, max);
-    if let Some((a, b)) = extra {
-        lo = lo.min(a);
-        hi = hi.max(b);
-    }
-    if hi <= lo {
-        hi = lo + 1.0;
-    }
-    let mut counts = vec![0u64; HISTOGRAM_BINS];
-    let width = (hi - lo) / HISTOGRAM_BINS as f32;
-    for &x in data {
-        let bin = (((x - lo) / width) as isize).clamp(0, HISTOGRAM_BINS as isize - 1) as usize;
-        if let Some(c) = counts.get_mut(bin) {
-            *c += 1;
-        }
-    }
-    TensorStats { min, max, mean, std, count, histogram: Histogram { lo, hi, counts } }
-}
+/// Model outputs with more values than this (all samples together) are not kept in memory;
+/// they are streamed like activations.
+pub const MAX_KEPT_OUTPUT_VALUES: usize = 64 << 20;
 
 /// Index of the largest value of each row.
 pub fn argmax_rows(data: &[f32], row_len: usize) -> Vec<u32> {
@@ -118,9 +53,95 @@ pub fn qdq_for(qdq: &[QdqEntry], tensor: &str) -> Option<QdqEntry> {
         .cloned()
 }
 
+/// Re-runs a probed model over the probe's samples for whoever needs activation values.
+pub struct ProbeStream {
+    /// The model as loaded (no probe outputs) and its own outputs.
+    bytes: Arc<Vec<u8>>,
+    model_outputs: Vec<String>,
+    threads: usize,
+    input: String,
+    images: Arc<Dataset>,
+    names: Vec<String>,
+    batch_size: usize,
+}
+
+struct ProbeIter {
+    session: ort::session::Session,
+    input: String,
+    images: Arc<Dataset>,
+    names: Vec<String>,
+    batch_size: usize,
+    next: usize,
+}
+
+impl BatchIter for ProbeIter {
+    fn next_batch(&mut self, ctx: &EvalContext) -> Result<Option<Batch>, NodeError> {
+        let n = self.images.len();
+        if self.next >= n {
+            return Ok(None);
+        }
+        ctx.check_cancelled()?;
+        let (start, end) = (self.next, (self.next + self.batch_size).min(n));
+        let mut batch = Batch { start, rows: end - start, tensors: BTreeMap::new() };
+        runtime::run_batch(&mut self.session, &self.input, &self.images.images, start, end, &self.names, |outs| {
+            for (name, item_shape, data) in outs {
+                batch.tensors.insert(name.to_owned(), (item_shape, data.to_vec()));
+            }
+            Ok(())
+        })?;
+        self.next = end;
+        Ok(Some(batch))
+    }
+}
+
+impl ActivationStream for ProbeStream {
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+    fn samples(&self) -> usize {
+        self.images.len()
+    }
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+    fn open(&self, names: &[String], batch_size: usize) -> Result<Box<dyn BatchIter>, NodeError> {
+        for n in names {
+            if !self.names.contains(n) {
+                return Err(NodeError::failed(format!("the probe did not capture '{n}'")));
+            }
+        }
+        // Only the requested tensors become outputs: ONNX Runtime fuses everything else.
+        let extra: Vec<&String> = names.iter().filter(|n| !self.model_outputs.contains(n)).collect();
+        let session = if extra.is_empty() {
+            runtime::session(&self.bytes, self.threads)?
+        } else {
+            let bytes = proto::edit_model(
+                &self.bytes,
+                proto::ModelEdit {
+                    extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(),
+                    ..proto::ModelEdit::default()
+                },
+            )
+            .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
+            runtime::session(&bytes, self.threads)?
+        };
+        Ok(Box::new(ProbeIter {
+            session,
+            input: self.input.clone(),
+            images: self.images.clone(),
+            names: names.to_vec(),
+            batch_size: batch_size.max(1),
+            next: 0,
+        }))
+    }
+}
+
 impl NodeKind for LayerProbe {
     fn id(&self) -> &'static str {
         "onnx.layer_probe"
+    }
+    fn version(&self) -> u32 {
+        2
     }
     fn display_name(&self) -> &'static str {
         "Layer Probe"
@@ -130,22 +151,31 @@ impl NodeKind for LayerProbe {
     }
     fn doc(&self) -> &'static str {
         "Runs a model on a dataset in batches and captures the chosen tensors (the model outputs, \
-         chosen tensors, or every float activation) with their statistics and histograms, plus \
-         top-1 predictions. Predictions always come from the model as it runs unprobed; if adding \
-         graph outputs changes the results (it can stop ONNX Runtime fusing Q/DQ pairs into \
-         integer kernels) the probe says so and by how much. For a QDQ model, 'all' captures both \
-         ONNX Runtime's pre-quantization tensors (T) and post-dequantization tensors \
-         (T_DequantizeLinear_Output). Activations are kept for the first `keep` samples; \
-         statistics and predictions cover every sample."
+         chosen tensors, or every float activation): statistics and histograms over every sample \
+         (in one streaming pass; memory does not grow with the number of samples), the model \
+         outputs and top-1 predictions. Activations themselves are not kept: a comparator streams \
+         them again, batch by batch. Whether adding graph outputs changes the model's results (it \
+         can stop ONNX Runtime fusing Q/DQ pairs into integer kernels) is checked on the first \
+         batch; only then do predictions come from a separate unprobed run, and the probe says \
+         so. For a QDQ model, 'all' captures both ONNX Runtime's pre-quantization tensors (T) and \
+         post-dequantization tensors (T_DequantizeLinear_Output)."
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::choice("capture", "Capture", "all", &["outputs", "selected", "all"]),
             ParamSpec::tensor_name("tensors", "Tensors (for 'selected')", "model", true),
             ParamSpec::int("batch_size", "Batch size", 250, 1, 65_536),
-            ParamSpec::int("keep", "Samples kept for comparison", 256, 1, 1_000_000)
-                .with_doc("Activations of this many samples (the first ones) are kept for comparators."),
         ]
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        // Version 1 kept the first `keep` samples' activations; figures now cover every sample.
+        vec![Migration {
+            from_version: 1,
+            apply: |p| {
+                p.remove("keep");
+                Ok(())
+            },
+        }]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("dataset", PortType::Dataset)]
@@ -157,8 +187,7 @@ impl NodeKind for LayerProbe {
         let r = ParamReader::new(params, self.params());
         let model = inputs.model("model")?;
         let dataset = inputs.dataset("dataset")?;
-        let batch = r.usize("batch_size")?;
-        let keep = r.usize("keep")?.min(dataset.len());
+        let batch = r.usize("batch_size")?.max(1);
         let Some(input) = model.info.inputs.first() else {
             return Err(NodeError::input("model", "the model has no inputs"));
         };
@@ -168,30 +197,7 @@ impl NodeKind for LayerProbe {
         };
         let n = dataset.len();
 
-        // 1. The model as it runs: predictions.
-        let mut session = runtime::session(&model.bytes, model.threads)?;
-        let outs = runtime::run_batches(
-            &mut session,
-            &input.name,
-            &dataset.images,
-            batch,
-            std::slice::from_ref(&logits_name),
-            ctx,
-            "predicting",
-        )?;
-        drop(session);
-        let Some(logits) = outs.get(&logits_name) else {
-            return Err(NodeError::failed("the model gave no output"));
-        };
-        let top1 = argmax_rows(&logits.data, logits.item_len());
-        let predictions = Predictions {
-            top1: top1.clone(),
-            labels: Some(dataset.labels.clone()),
-            class_names: dataset.class_names.clone(),
-            output_shape: logits.shape.iter().skip(1).copied().collect(),
-        };
-
-        // 2. The tensors asked for, from a probed copy of the model.
+        // The tensors asked for.
         let proto_model = proto::decode_model(&model.bytes).map_err(|e| NodeError::file(e, &model.path))?;
         let available = info::float_activations(&proto_model);
         let wanted: Vec<String> = match r.str("capture")?.as_str() {
@@ -209,90 +215,239 @@ impl NodeKind for LayerProbe {
         };
         let output_names: BTreeSet<&str> = model.info.outputs.iter().map(|o| o.name.as_str()).collect();
         let extra: Vec<String> = wanted.iter().filter(|t| !output_names.contains(t.as_str())).cloned().collect();
-        let mut tensors: BTreeMap<String, ProbedTensor> = BTreeMap::new();
-        let mut notes = Vec::new();
-        let mut kept: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
-        let mut moments: BTreeMap<String, Moments> = BTreeMap::new();
-        let mut probed_logits: Vec<f32> = Vec::new();
-        if !extra.is_empty() {
-            let bytes = proto::edit_model(
-                &model.bytes,
-                proto::ModelEdit {
-                    extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(),
-                    ..proto::ModelEdit::default()
-                },
+        let probed_bytes = if extra.is_empty() {
+            model.bytes.clone()
+        } else {
+            Arc::new(
+                proto::edit_model(
+                    &model.bytes,
+                    proto::ModelEdit {
+                        extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(),
+                        ..proto::ModelEdit::default()
+                    },
+                )
+                .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?,
             )
-            .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
-            let mut probed = runtime::session(&bytes, model.threads)?;
-            let mut names = extra.clone();
-            names.push(logits_name.clone());
+        };
+
+        // One pass: statistics and histograms of every captured tensor, the outputs.
+        let mut session = runtime::session(&probed_bytes, model.threads)?;
+        let mut names = extra.clone();
+        names.push(logits_name.clone());
+        let mut acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)> = BTreeMap::new();
+        let mut logits: Vec<f32> = Vec::new();
+        let mut logits_shape: Vec<usize> = Vec::new();
+        let mut logits_acc = TensorAccumulator::new(None);
+        let mut notes = Vec::new();
+        let mut start = 0;
+        while start < n {
+            ctx.check_cancelled()?;
+            let end = (start + batch).min(n);
+            runtime::run_batch(&mut session, &input.name, &dataset.images, start, end, &names, |outs| {
+                let mut work: Vec<(&mut TensorAccumulator, &[f32])> = Vec::new();
+                for (name, item_shape, data) in &outs {
+                    if *name == logits_name {
+                        logits_shape.clone_from(item_shape);
+                        if n.saturating_mul(item_shape.iter().product()) <= MAX_KEPT_OUTPUT_VALUES {
+                            logits.extend_from_slice(data);
+                        }
+                        logits_acc.add(data);
+                        continue;
+                    }
+                    if !acc.contains_key(*name) {
+                        let cover = qdq_for(&model.info.qdq, name).and_then(|q| q.real_range());
+                        acc.insert((*name).to_owned(), (item_shape.clone(), TensorAccumulator::new(cover)));
+                    }
+                }
+                for (name, (_, a)) in acc.iter_mut() {
+                    if let Some((_, _, data)) = outs.iter().find(|(n, _, _)| n == name) {
+                        work.push((a, data));
+                    }
+                }
+                // Statistics of the batch's tensors in parallel, while ONNX Runtime waits.
+                work.into_par_iter().for_each(|(a, data)| a.add(data));
+                Ok(())
+            })?;
+            if start == 0 && !extra.is_empty() {
+                // Did probing change what is measured? Once, on the first batch.
+                let first: Vec<f32> = logits.clone();
+                let mut plain = runtime::session(&model.bytes, model.threads)?;
+                let mut same = true;
+                let mut max_diff = 0.0f32;
+                runtime::run_batch(
+                    &mut plain,
+                    &input.name,
+                    &dataset.images,
+                    0,
+                    end,
+                    std::slice::from_ref(&logits_name),
+                    |outs| {
+                        if let Some((_, _, data)) = outs.first() {
+                            max_diff = data.iter().zip(&first).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                            same = data.len() == first.len() && max_diff <= 1e-5;
+                        }
+                        Ok(())
+                    },
+                )?;
+                if !same {
+                    notes.push(format!(
+                        "probing changed the model's outputs on the first batch (max |Δ output| = {max_diff:.4}; extra graph \
+                         outputs can stop ONNX Runtime fusing Q/DQ pairs); predictions and accuracy come from a separate \
+                         run of the unprobed model"
+                    ));
+                }
+            }
+            start = end;
+            ctx.progress(end as f32 / n.max(1) as f32, &format!("probing: {end}/{n} images"));
+        }
+        // Predictions from the model as it runs unprobed (a second pass only when needed).
+        let item: usize = logits_shape.iter().product();
+        let kept = logits.len() == n * item;
+        if !notes.is_empty() || !kept {
+            let mut plain = runtime::session(&model.bytes, model.threads)?;
+            let mut top1 = Vec::with_capacity(n);
+            let mut kept_logits = Vec::new();
             runtime::for_each_batch(
-                &mut probed,
+                &mut plain,
                 &input.name,
                 &dataset.images,
                 batch,
-                &names,
+                std::slice::from_ref(&logits_name),
                 ctx,
-                "probing",
-                |start, name, item_shape, data| {
-                    if name == logits_name {
-                        probed_logits.extend_from_slice(data);
-                        return Ok(());
-                    }
-                    moments.entry(name.to_owned()).or_default().add(data);
-                    let item: usize = item_shape.iter().product();
-                    let entry = kept.entry(name.to_owned()).or_insert_with(|| (item_shape.to_vec(), Vec::new()));
-                    if start < keep && item > 0 {
-                        let rows = (keep - start).min(data.len() / item);
-                        entry.1.extend_from_slice(&data[..rows * item]);
+                "predicting (unprobed model)",
+                |_, _, item_shape, data| {
+                    top1.extend(argmax_rows(data, item_shape.iter().product()));
+                    if kept {
+                        kept_logits.extend_from_slice(data);
                     }
                     Ok(())
                 },
             )?;
-            // Did probing change what is measured?
-            let probed_top1 = argmax_rows(&probed_logits, logits.item_len());
-            let flips = probed_top1.iter().zip(&top1).filter(|(a, b)| a != b).count();
-            let max_diff = probed_logits.iter().zip(&logits.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            if flips > 0 || max_diff > 1e-4 {
-                notes.push(format!(
-                    "probing changed the model's results: {flips} of {n} top-1 predictions differ, max |Δ output| = {max_diff:.4} \
-                     (extra graph outputs can stop ONNX Runtime fusing Q/DQ pairs); predictions and accuracy come from the unprobed model"
-                ));
+            if kept {
+                logits = kept_logits;
             }
-        }
-        for (name, (item_shape, data)) in kept {
-            let m = moments.get(&name).cloned().unwrap_or_default();
-            let all = m.stats();
-            let qdq = qdq_for(&model.info.qdq, &name);
-            let st = stats(&data, all.as_ref(), qdq.as_ref().and_then(QdqEntry::real_range));
-            let rows = if item_shape.iter().product::<usize>() > 0 {
-                data.len() / item_shape.iter().product::<usize>()
-            } else {
-                0
-            };
-            let mut shape = vec![rows];
-            shape.extend(item_shape);
-            tensors.insert(
-                name.clone(),
-                ProbedTensor { name, role: TensorRole::Activation, tensor: Tensor { shape, data }, stats: st, qdq },
+            return finish(
+                model,
+                dataset,
+                acc,
+                logits,
+                logits_shape,
+                logits_acc,
+                Some(top1),
+                notes,
+                extra,
+                probed_bytes,
+                batch,
+                &input.name,
+                &logits_name,
             );
         }
-        // The model output (from the unprobed run), all samples.
-        let st = stats(&logits.data, None, None);
-        tensors.insert(
-            logits_name.clone(),
-            ProbedTensor { name: logits_name, role: TensorRole::Output, tensor: logits.clone(), stats: st, qdq: None },
-        );
-        let acts = Activations {
-            model_name: model.name.clone(),
-            model: model.info.clone(),
-            tensors,
-            predictions: Some(predictions),
-            dataset: Some(dataset.clone()),
+        finish(
+            model,
+            dataset,
+            acc,
+            logits,
+            logits_shape,
+            logits_acc,
+            None,
             notes,
-        };
-        Ok(quantgraph_nodes::kind::single("activations", Value::Activations(Arc::new(acts))))
+            extra,
+            probed_bytes,
+            batch,
+            &input.name,
+            &logits_name,
+        )
     }
+}
+
+/// Build the probe's output value.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    model: &ModelValue,
+    dataset: &Arc<Dataset>,
+    acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)>,
+    logits: Vec<f32>,
+    logits_shape: Vec<usize>,
+    logits_acc: TensorAccumulator,
+    top1: Option<Vec<u32>>,
+    mut notes: Vec<String>,
+    extra: Vec<String>,
+    probed_bytes: Arc<Vec<u8>>,
+    batch: usize,
+    input: &str,
+    logits_name: &str,
+) -> Result<Outputs, NodeError> {
+    let n = dataset.len();
+    let item: usize = logits_shape.iter().product();
+    let top1 = top1.unwrap_or_else(|| argmax_rows(&logits, item));
+    let predictions = Predictions {
+        top1,
+        labels: Some(dataset.labels.clone()),
+        class_names: dataset.class_names.clone(),
+        output_shape: logits_shape.clone(),
+    };
+    let mut tensors: BTreeMap<String, ProbedTensor> = BTreeMap::new();
+    for (name, (item_shape, a)) in acc {
+        let qdq = qdq_for(&model.info.qdq, &name);
+        let mut shape = vec![n];
+        shape.extend(item_shape);
+        if a.moments.non_finite > 0 {
+            notes.push(format!(
+                "'{name}' holds {} NaN or infinite values (left out of its statistics)",
+                a.moments.non_finite
+            ));
+        }
+        tensors.insert(
+            name.clone(),
+            ProbedTensor {
+                name,
+                role: TensorRole::Activation,
+                tensor: Tensor { shape, data: Vec::new() },
+                stats: a.stats(),
+                qdq,
+            },
+        );
+    }
+    let mut out_shape = vec![n];
+    out_shape.extend(logits_shape);
+    if logits.len() != n * item {
+        notes.push(format!(
+            "the output '{logits_name}' is too large to keep ({} values per sample); it is streamed",
+            item
+        ));
+    }
+    tensors.insert(
+        logits_name.to_owned(),
+        ProbedTensor {
+            name: logits_name.to_owned(),
+            role: TensorRole::Output,
+            tensor: Tensor { shape: out_shape, data: logits },
+            stats: logits_acc.stats(),
+            qdq: None,
+        },
+    );
+    let mut stream_names = extra;
+    stream_names.push(logits_name.to_owned());
+    drop(probed_bytes);
+    let stream = ProbeStream {
+        bytes: model.bytes.clone(),
+        model_outputs: model.info.outputs.iter().map(|o| o.name.clone()).collect(),
+        threads: model.threads,
+        input: input.to_owned(),
+        images: dataset.clone(),
+        names: stream_names,
+        batch_size: batch,
+    };
+    let acts = Activations {
+        model_name: model.name.clone(),
+        model: model.info.clone(),
+        tensors,
+        predictions: Some(predictions),
+        dataset: Some(dataset.clone()),
+        notes,
+        stream: Some(StreamHandle(Arc::new(stream))),
+    };
+    Ok(quantgraph_nodes::kind::single("activations", Value::Activations(Arc::new(acts))))
 }
 
 /// Check that the dataset's images fit the model's input, with a message that says how.

@@ -153,6 +153,44 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// Run samples `start..end` of `images` (first axis = samples) and hand every named
+/// output to `f` as `(name, shape per sample, data)`, borrowed from ONNX Runtime's buffers
+/// (no copy).
+#[allow(clippy::type_complexity)]
+pub fn run_batch<R>(
+    session: &mut Session,
+    input_name: &str,
+    images: &Tensor,
+    start: usize,
+    end: usize,
+    outputs: &[String],
+    f: impl FnOnce(Vec<(&str, Vec<usize>, &[f32])>) -> Result<R, NodeError>,
+) -> Result<R, NodeError> {
+    let item = images.item_len();
+    let mut shape: Vec<i64> = images.shape.iter().map(|d| *d as i64).collect();
+    let Some(first) = shape.first_mut() else {
+        return Err(NodeError::failed("the input has no sample axis"));
+    };
+    *first = (end - start) as i64;
+    let Some(data) = images.data.get(start * item..end * item) else {
+        return Err(NodeError::failed(format!("samples {start}..{end} are out of range")));
+    };
+    let input = ort::value::Tensor::from_array((shape, data.to_vec())).map_err(ort_err("making the input tensor"))?;
+    let result = session.run(vec![(input_name, input)]).map_err(ort_err("ONNX Runtime run failed"))?;
+    let mut outs = Vec::with_capacity(outputs.len());
+    for name in outputs {
+        let Some(value) = result.get(name) else {
+            return Err(NodeError::failed(format!("the model gave no output '{name}'")));
+        };
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| NodeError::failed(format!("output '{name}' is not a float tensor: {e}")))?;
+        let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
+        outs.push((name.as_str(), item_shape, data));
+    }
+    f(outs)
+}
+
 /// Run all samples and collect the named outputs in full.
 pub fn run_batches(
     session: &mut Session,

@@ -174,7 +174,6 @@ fn probe(
     let mut p = Params::new();
     p.insert("capture".into(), capture.into());
     p.insert("batch_size".into(), 7.into());
-    p.insert("keep".into(), 10.into());
     let out = LayerProbe.evaluate(&EvalContext::detached(None), &inputs, &p)?;
     match out.get("activations") {
         Some(Value::Activations(a)) => Ok(a.clone()),
@@ -189,10 +188,29 @@ fn probe_captures_activations_and_predictions() {
     let names: Vec<&str> = a.tensors.keys().map(String::as_str).collect();
     assert_eq!(names, ["conv1", "conv2", "flat", "logits", "pool", "relu1", "relu2"]);
     let relu1 = &a.tensors["relu1"];
-    assert_eq!(relu1.tensor.shape, vec![10, 4, 16, 16], "keep = 10 samples");
+    assert_eq!(relu1.tensor.shape, vec![23, 4, 16, 16]);
+    assert!(relu1.tensor.data.is_empty(), "activations are streamed, not kept");
     assert_eq!(relu1.stats.count, 23 * 4 * 16 * 16, "stats over all samples");
     assert!(relu1.stats.min >= 0.0);
-    assert_eq!(relu1.stats.histogram.counts.iter().sum::<u64>(), 10 * 4 * 16 * 16);
+    assert_eq!(relu1.stats.histogram.counts.iter().sum::<u64>(), 23 * 4 * 16 * 16, "histogram over all samples");
+    // The stream gives the same values in any batch size, and the statistics are theirs.
+    let stream = a.stream.as_ref().unwrap();
+    let collect = |batch: usize| {
+        let mut it = stream.0.open(&["relu1".into()], batch).unwrap();
+        let mut all = Vec::new();
+        while let Some(b) = it.next_batch(&EvalContext::detached(None)).unwrap() {
+            all.extend_from_slice(&b.tensors["relu1"].1);
+        }
+        all
+    };
+    let (by5, by23) = (collect(5), collect(23));
+    assert_eq!(by5.len(), 23 * 4 * 16 * 16);
+    assert_eq!(by5, by23);
+    let mean = by5.iter().map(|x| f64::from(*x)).sum::<f64>() / by5.len() as f64;
+    let var = by5.iter().map(|x| (f64::from(*x) - mean).powi(2)).sum::<f64>() / by5.len() as f64;
+    assert!((relu1.stats.mean - mean).abs() < 1e-9 * mean.abs().max(1.0));
+    assert!((relu1.stats.std - var.sqrt()).abs() < 1e-9 * var.sqrt().max(1.0));
+    assert_eq!(relu1.stats.max, by5.iter().copied().fold(f32::MIN, f32::max));
     assert_eq!(a.tensors["logits"].tensor.shape, vec![23, 10]);
     let p = a.predictions.as_ref().unwrap();
     assert_eq!(p.top1.len(), 23);
