@@ -22,25 +22,55 @@ pub struct Moments {
 }
 
 impl Moments {
-    /// Add a slice (one pass over it in f64, then one merge).
+    /// Add a slice: one pass in f64 around a shift (the first value, so the squares stay
+    /// small and the variance keeps its precision), four lanes wide so it vectorises; then
+    /// one merge. Non-finite values take a slower pass that leaves them out.
     pub fn add(&mut self, data: &[f32]) {
-        let mut b = Moments { min: f32::INFINITY, max: f32::NEG_INFINITY, ..Moments::default() };
-        let mut sum = 0.0f64;
-        for &x in data {
-            if !x.is_finite() {
-                b.non_finite += 1;
-                continue;
+        let Some(&first) = data.first() else { return };
+        let k = f64::from(first);
+        let (mut s1, mut s2) = ([0.0f64; 4], [0.0f64; 4]);
+        let (mut mn, mut mx) = ([f32::INFINITY; 4], [f32::NEG_INFINITY; 4]);
+        let chunks = data.chunks_exact(4);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for j in 0..4 {
+                let d = f64::from(c[j]) - k;
+                s1[j] += d;
+                s2[j] += d * d;
+                mn[j] = mn[j].min(c[j]);
+                mx[j] = mx[j].max(c[j]);
             }
-            b.count += 1;
-            sum += f64::from(x);
-            b.min = b.min.min(x);
-            b.max = b.max.max(x);
         }
-        if b.count > 0 {
-            b.mean = sum / b.count as f64;
-            b.m2 = data.iter().filter(|x| x.is_finite()).map(|&x| (f64::from(x) - b.mean).powi(2)).sum();
+        for &x in rest {
+            let d = f64::from(x) - k;
+            s1[0] += d;
+            s2[0] += d * d;
+            mn[0] = mn[0].min(x);
+            mx[0] = mx[0].max(x);
         }
+        let (sum1, sum2) = (s1.iter().sum::<f64>(), s2.iter().sum::<f64>());
+        if !(sum1.is_finite() && sum2.is_finite() && k.is_finite()) {
+            self.add_with_non_finite(data);
+            return;
+        }
+        let n = data.len() as f64;
+        let b = Moments {
+            count: data.len() as u64,
+            mean: k + sum1 / n,
+            m2: (sum2 - sum1 * sum1 / n).max(0.0),
+            min: mn.iter().copied().fold(f32::INFINITY, f32::min),
+            max: mx.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            non_finite: 0,
+        };
         self.merge(&b);
+    }
+
+    fn add_with_non_finite(&mut self, data: &[f32]) {
+        let finite: Vec<f32> = data.iter().copied().filter(|x| x.is_finite()).collect();
+        self.non_finite += (data.len() - finite.len()) as u64;
+        if !finite.is_empty() {
+            self.add(&finite);
+        }
     }
 
     /// Chan et al.'s parallel combination.
@@ -126,23 +156,45 @@ impl StreamHistogram {
 
     /// Add finite values (others are skipped: [`Moments`] counts them).
     pub fn add(&mut self, data: &[f32]) {
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for &x in data {
             if x.is_finite() {
-                lo = lo.min(f64::from(x));
-                hi = hi.max(f64::from(x));
+                lo = lo.min(x);
+                hi = hi.max(x);
             }
         }
+        self.add_in_range(data, lo, hi);
+    }
+
+    /// Add values whose finite ones lie in `[lo, hi]` (known from [`Moments`] already).
+    pub fn add_in_range(&mut self, data: &[f32], lo: f32, hi: f32) {
         if lo > hi {
             return;
         }
-        self.cover(lo, hi);
+        self.cover(f64::from(lo), f64::from(hi));
         let inv = 1.0 / self.width;
+        let base = self.lo;
         let last = HISTOGRAM_BINS - 1;
-        for &x in data {
-            if x.is_finite() {
-                let bin = ((f64::from(x) - self.lo) * inv) as usize;
-                self.counts[bin.min(last)] += 1;
+        // Four interleaved sets of counters, so that runs of equal bins do not wait on each
+        // other's increments.
+        let mut lanes = [[0u64; HISTOGRAM_BINS]; 4];
+        // In f32 (the bins are far wider than f32's rounding at these magnitudes).
+        let (scale, offset) = (inv as f32, (-base * inv) as f32);
+        let bin_of = |x: f32| ((x * scale + offset) as i32).clamp(0, last as i32) as usize;
+        let chunks = data.chunks_exact(4);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (j, lane) in lanes.iter_mut().enumerate() {
+                // NaN casts to 0 and ±inf saturate; the finite check leaves them out.
+                lane[bin_of(c[j])] += u64::from(c[j].is_finite());
+            }
+        }
+        for &x in rest {
+            lanes[0][bin_of(x)] += u64::from(x.is_finite());
+        }
+        for lane in &lanes {
+            for (c, l) in self.counts.iter_mut().zip(lane) {
+                *c += l;
             }
         }
     }
@@ -168,9 +220,10 @@ impl TensorAccumulator {
     }
 
     pub fn add(&mut self, data: &[f32]) {
-        let before = self.moments;
-        self.moments.add(data);
-        if self.histogram.is_none() && self.moments.count > before.count {
+        let mut batch = Moments::default();
+        batch.add(data);
+        self.moments.merge(&batch);
+        if self.histogram.is_none() && batch.count > 0 {
             // The first batch with finite values sets the initial range (∪ the Q/DQ range).
             let (mut lo, mut hi) = (self.moments.min, self.moments.max);
             if let Some((a, b)) = self.cover {
@@ -180,7 +233,7 @@ impl TensorAccumulator {
             self.histogram = Some(StreamHistogram::new(lo, hi));
         }
         if let Some(h) = &mut self.histogram {
-            h.add(data);
+            h.add_in_range(data, batch.min, batch.max);
         }
     }
 

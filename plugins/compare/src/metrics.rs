@@ -19,19 +19,44 @@ pub struct ErrorStats {
 }
 
 impl ErrorStats {
-    /// Add a batch (same length slices).
+    /// Add a batch (same length slices). Four lanes of f64 sums, so the loop vectorises and
+    /// no sum waits on the previous addition.
     pub fn add(&mut self, x: &[f32], y: &[f32]) {
-        for (&a, &b) in x.iter().zip(y) {
+        let n = x.len().min(y.len());
+        let (x, y) = (&x[..n], &y[..n]);
+        let mut acc = [[0.0f64; 4]; 6]; // x², y², d², |d|, x·y, max|d|
+        let (cx, cy) = (x.chunks_exact(4), y.chunks_exact(4));
+        let (rx, ry) = (cx.remainder(), cy.remainder());
+        for (a4, b4) in cx.zip(cy) {
+            for j in 0..4 {
+                let (a, b) = (f64::from(a4[j]), f64::from(b4[j]));
+                let d = a - b;
+                acc[0][j] += a * a;
+                acc[1][j] += b * b;
+                acc[2][j] += d * d;
+                acc[3][j] += d.abs();
+                acc[4][j] += a * b;
+                acc[5][j] = acc[5][j].max(d.abs());
+            }
+        }
+        for (&a, &b) in rx.iter().zip(ry) {
             let (a, b) = (f64::from(a), f64::from(b));
             let d = a - b;
-            self.sum_x2 += a * a;
-            self.sum_y2 += b * b;
-            self.sum_d2 += d * d;
-            self.sum_abs += d.abs();
-            self.dot += a * b;
-            self.max_abs = self.max_abs.max(d.abs());
+            acc[0][0] += a * a;
+            acc[1][0] += b * b;
+            acc[2][0] += d * d;
+            acc[3][0] += d.abs();
+            acc[4][0] += a * b;
+            acc[5][0] = acc[5][0].max(d.abs());
         }
-        self.count += x.len().min(y.len());
+        let sum = |k: usize| acc[k].iter().sum::<f64>();
+        self.sum_x2 += sum(0);
+        self.sum_y2 += sum(1);
+        self.sum_d2 += sum(2);
+        self.sum_abs += sum(3);
+        self.dot += sum(4);
+        self.max_abs = acc[5].iter().copied().fold(self.max_abs, f64::max);
+        self.count += n;
     }
 
     pub fn sqnr_db(&self) -> f64 {

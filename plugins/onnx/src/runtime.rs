@@ -95,8 +95,11 @@ fn ort_err(context: &str) -> impl Fn(ort::Error) -> NodeError + '_ {
 pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
     let env = environment()?;
     let builder = Session::builder(env).map_err(ort_err("ONNX Runtime session options"))?;
+    // No spinning: the scheduler runs several sessions at once (both probes, a comparator),
+    // and spinning intra-op threads would burn the cores the others and our statistics need.
     let builder = builder
         .with_optimization_level(GraphOptimizationLevel::All)
+        .and_then(|b| b.with_intra_op_spinning(false))
         .map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?;
     let mut builder = if threads > 0 {
         builder
