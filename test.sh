@@ -7,4 +7,7 @@ cd "$repo"
 export QUANTGRAPH_CIFAR10="${QUANTGRAPH_CIFAR10:-$repo/../shared/data/cifar10}"
 export ORT_DYLIB_PATH="$(scripts/ensure-ort.sh)"
 scripts/ensure-system.sh
+# Lint gate: formatting and clippy (warnings are errors), then the tests.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"

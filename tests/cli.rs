@@ -461,3 +461,14 @@ fn old_probe_params_with_keep_still_load() {
         .unwrap();
     assert_eq!(samples, 4, "per-layer figures cover every sample, not `keep`");
 }
+
+/// `-v` turns on the CLI's log (tracing on standard error); RUST_LOG takes precedence.
+#[test]
+fn verbose_flag_logs_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = run_tiny(dir.path(), &[]);
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("graph loaded"));
+    let loud = run_tiny(dir.path(), &["-vv"]);
+    let stderr = String::from_utf8_lossy(&loud.stderr);
+    assert!(stderr.contains("graph loaded") && stderr.contains("evaluated"), "{stderr}");
+}

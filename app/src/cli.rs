@@ -25,6 +25,23 @@ use quantgraph_nodes::{file, Evaluation, Graph, NodeId, NodeRegistry, Scheduler}
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// More log output on standard error: -v for info, -vv for debug (RUST_LOG, when set,
+    /// takes precedence, e.g. RUST_LOG=quantgraph_nodes=debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Log to standard error through `tracing`: RUST_LOG if set, else by `-v` count. The editor
+/// keeps Bevy's own logger (it installs its subscriber itself).
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +98,9 @@ pub enum Command {
 
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, None | Some(Command::Edit { .. })) {
+        init_logging(cli.verbose);
+    }
     let code = run_cli(cli)?;
     if code != ExitCode::SUCCESS {
         std::process::exit(1);
@@ -246,6 +266,7 @@ fn run(
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (mut graph, report) = file::load(path, registry)?;
+    tracing::info!(file = %path.display(), nodes = graph.len(), migrated = report.migrated.len(), "graph loaded");
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

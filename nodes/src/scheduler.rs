@@ -761,6 +761,7 @@ impl Coordinator {
                 match &result {
                     Ok(outputs) => {
                         active.state.insert(id, State::Ready);
+                        tracing::debug!(node = %id, secs = duration.as_secs_f64(), "evaluated");
                         let _ = active.tx.send(Event::Finished { node: id, duration, outputs: outputs.clone() });
                     }
                     // Cancelled for an older request, but this one needs it: run again.
@@ -769,6 +770,7 @@ impl Coordinator {
                     }
                     Err(Some(error)) => {
                         active.state.insert(id, State::Failed);
+                        tracing::info!(node = %id, %error, "failed");
                         let _ = active.tx.send(Event::Failed { node: id, error: error.clone() });
                     }
                 }

@@ -417,7 +417,22 @@ pub struct Predictions {
 }
 
 impl Predictions {
+    /// Whether the output is one score per class of the dataset (`[C]`, axes of length 1
+    /// aside, with C the number of class names); unknown shapes (older values) count as yes.
+    pub fn is_classifier(&self) -> bool {
+        let axes: Vec<usize> = self.output_shape.iter().copied().filter(|d| *d != 1).collect();
+        match axes.as_slice() {
+            [] => self.output_shape.is_empty(),
+            [c] => self.class_names.is_empty() || *c == self.class_names.len(),
+            _ => false,
+        }
+    }
+    /// Correct top-1 predictions; `None` without labels or when the output is not a
+    /// classifier's scores for the dataset's classes.
     pub fn correct(&self) -> Option<usize> {
+        if !self.is_classifier() {
+            return None;
+        }
         let labels = self.labels.as_ref()?;
         Some(self.top1.iter().zip(labels).filter(|(p, l)| p == l).count())
     }
@@ -537,30 +552,22 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
-    /// The table as CSV text.
+    /// The table as CSV text (RFC 4180 quoting by the `csv` crate).
     pub fn to_csv(&self) -> String {
-        fn esc(s: &str) -> String {
-            if s.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_owned()
-            }
-        }
-        let mut out = self.columns.iter().map(|c| esc(c)).collect::<Vec<_>>().join(",");
-        out.push('\n');
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut ok = w.write_record(&self.columns).is_ok();
         for row in &self.rows {
-            let line = row
-                .iter()
-                .map(|c| match c {
-                    Cell::Num(x) => format!("{x}"),
-                    other => esc(&other.to_string()),
-                })
-                .collect::<Vec<_>>()
-                .join(",");
-            out.push_str(&line);
-            out.push('\n');
+            let cells = row.iter().map(|c| match c {
+                Cell::Num(x) => format!("{x}"),
+                other => other.to_string(),
+            });
+            ok &= w.write_record(cells).is_ok();
         }
-        out
+        // Writing into memory cannot fail; an empty string says so if it ever did.
+        match (ok, w.into_inner()) {
+            (true, Ok(bytes)) => String::from_utf8(bytes).unwrap_or_default(),
+            _ => String::new(),
+        }
     }
 }
 

@@ -87,15 +87,19 @@ impl NodeKind for Comparator {
             ),
         };
         let mut report = Report::default();
-        match classifier_outputs(a, b, classes, &mode) {
-            Ok(classes) => classification(a, b, labels.as_deref(), classes, &mut report)?,
+        let classifier = match classifier_outputs(a, b, classes, &mode) {
+            Ok(classes) => {
+                classification(a, b, labels.as_deref(), classes, &mut report)?;
+                true
+            }
             Err(why) => {
                 report.notes.push(format!("no accuracy or agreement: {why}; the outputs are compared per layer only"));
                 report.headline = Some("not a classifier: per-layer errors only".into());
+                false
             }
-        }
+        };
         ctx.check_cancelled()?;
-        per_layer(a, b, &mut report, ctx)?;
+        per_layer(a, b, classifier, &mut report, ctx)?;
         Ok(single("report", Value::Table(Arc::new(report))))
     }
 }
@@ -408,9 +412,9 @@ impl PairSums {
 /// largest output error, with why.
 pub const MAX_DRILL_FLIPS: usize = 500;
 
-fn drill_samples(a: &Activations, b: &Activations) -> BTreeMap<usize, &'static str> {
+fn drill_samples(a: &Activations, b: &Activations, classifier: bool) -> BTreeMap<usize, &'static str> {
     let mut out = BTreeMap::new();
-    if let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) {
+    if let (true, Some(pa), Some(pb)) = (classifier, &a.predictions, &b.predictions) {
         for (i, (x, y)) in pa.top1.iter().zip(&pb.top1).enumerate() {
             if x != y && out.len() < MAX_DRILL_FLIPS {
                 out.insert(i, "flip");
@@ -444,13 +448,19 @@ fn drill_samples(a: &Activations, b: &Activations) -> BTreeMap<usize, &'static s
 /// Per-layer errors between paired tensors, over every sample, streamed batch by batch from
 /// both probes in lockstep (each pair's sums are fed per batch, so memory stays that of one
 /// batch), with per-layer SQNR for the drill-down samples.
-fn per_layer(a: &Activations, b: &Activations, report: &mut Report, ctx: &EvalContext) -> Result<(), NodeError> {
+fn per_layer(
+    a: &Activations,
+    b: &Activations,
+    classifier: bool,
+    report: &mut Report,
+    ctx: &EvalContext,
+) -> Result<(), NodeError> {
     let pairs = pairing::pair(a, b);
     let n = samples_of(a);
     if samples_of(b) != n {
         return Err(NodeError::input("b", format!("expected the {n} samples of A, found {}", samples_of(b))));
     }
-    let drill = drill_samples(a, b);
+    let drill = drill_samples(a, b, classifier);
     let drill_set: BTreeSet<usize> = drill.keys().copied().collect();
     let mut names_a: BTreeSet<String> = BTreeSet::new();
     let mut names_b: BTreeSet<String> = BTreeSet::new();

@@ -202,8 +202,11 @@ fn non_classifier_outputs_get_no_accuracy_and_say_why() {
     // An image-to-image model: 3×32×32 values per sample; argmax indices up to 3071.
     let a = with_output(vec![3, 32, 32], vec![3071, 5, 0]);
     let b = with_output(vec![3, 32, 32], vec![3070, 5, 0]);
+    assert_eq!(a.predictions.as_ref().unwrap().accuracy(), None, "a probe of it shows no top-1 either");
     let r = compare(a, b, "auto");
     assert!(!r.summary.contains_key("accuracy_a") && !r.summary.contains_key("agreement"), "{:?}", r.summary);
+    let drill = r.tables.iter().find(|t| t.name == "sample_layers").unwrap();
+    assert!(drill.rows.iter().all(|row| row[2].to_string() != "flip"), "argmax 'flips' of a non-classifier");
     assert!(r.notes.iter().any(|n| n.contains("output has shape [3, 32, 32] per sample, not [C]")), "{:?}", r.notes);
     assert!(r.tables.iter().all(|t| !t.name.starts_with("confusion")));
     assert!(r.tables.iter().any(|t| t.name == "per_layer" && !t.rows.is_empty()));

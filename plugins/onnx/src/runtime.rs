@@ -39,8 +39,6 @@ pub fn library_candidates() -> Vec<PathBuf> {
             }
         }
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    out.push(repo.join(".cache").join(format!("onnxruntime-{ORT_VERSION}")).join(&file));
     out
 }
 
@@ -97,10 +95,9 @@ pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
     let builder = Session::builder(env).map_err(ort_err("ONNX Runtime session options"))?;
     // No spinning: the scheduler runs several sessions at once (both probes, a comparator),
     // and spinning intra-op threads would burn the cores the others and our statistics need.
-    let builder = builder
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .and_then(|b| b.with_intra_op_spinning(false))
-        .map_err(|e| NodeError::failed(format!("ONNX Runtime session options: {e}")))?;
+    let options = |e: ort::Error<_>| NodeError::failed(format!("ONNX Runtime session options: {e}"));
+    let builder = builder.with_optimization_level(GraphOptimizationLevel::All).map_err(options)?;
+    let builder = builder.with_intra_op_spinning(false).map_err(options)?;
     let mut builder = if threads > 0 {
         builder
             .with_intra_threads(threads)

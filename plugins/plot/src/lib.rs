@@ -29,30 +29,35 @@ pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<(
     Ok(())
 }
 
-/// A plot's data as CSV: one row per point (or heatmap cell).
+/// A plot's data as CSV: one row per point (or heatmap cell); fields are quoted by the
+/// `csv` crate (series and category names may hold commas).
 pub fn plot_csv(p: &PlotSpec) -> String {
-    let mut out = String::new();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut ok = true;
     match p.kind {
         PlotKind::Heatmap => {
-            out.push_str("row,column,value\n");
+            ok &= w.write_record(["row", "column", "value"]).is_ok();
             let cols = p.x_categories.len().max(1);
             for (i, v) in p.cells.iter().enumerate() {
                 let r = p.y_categories.get(i / cols).cloned().unwrap_or_default();
                 let c = p.x_categories.get(i % cols).cloned().unwrap_or_default();
-                out.push_str(&format!("{r},{c},{v}\n"));
+                ok &= w.write_record([r, c, v.to_string()]).is_ok();
             }
         }
         _ => {
-            out.push_str("series,x,label,y\n");
+            ok &= w.write_record(["series", "x", "label", "y"]).is_ok();
             for s in &p.series {
                 for (x, y) in s.x.iter().zip(&s.y) {
                     let label = p.x_categories.get(*x as usize).cloned().unwrap_or_default();
-                    out.push_str(&format!("{},{x},{label},{y}\n", s.name));
+                    ok &= w.write_record([s.name.clone(), x.to_string(), label, y.to_string()]).is_ok();
                 }
             }
         }
     }
-    out
+    match (ok, w.into_inner()) {
+        (true, Ok(bytes)) => String::from_utf8(bytes).unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// Table → chart.

@@ -125,3 +125,20 @@ fn sample_grid_shows_flipped_samples_or_the_first_ones() {
     assert_eq!(&render_png(&flips, 320, 200).unwrap()[1..4], b"PNG");
     let _ = BTreeMap::<u8, u8>::new();
 }
+
+/// Names with commas or quotes are quoted in CSV exports (plots and tables), so every row
+/// keeps its columns.
+#[test]
+fn csv_exports_quote_commas_and_quotes() {
+    let mut bar = (*eval(&Chart, with("table", Value::Table(report())), serde_json::json!({})).unwrap()).clone();
+    bar.series[0].name = "sqnr, \"dB\"".into();
+    bar.x_categories[1] = "stage1,conv".into();
+    let csv = plot_csv(&bar);
+    assert!(csv.contains("\"sqnr, \"\"dB\"\"\",1,\"stage1,conv\",21"), "{csv}");
+    let t = Table {
+        name: "t".into(),
+        columns: vec!["tensor".into(), "sqnr_db".into()],
+        rows: vec![vec![Cell::Text("a,b".into()), Cell::Num(1.5)]],
+    };
+    assert_eq!(t.to_csv(), "tensor,sqnr_db\n\"a,b\",1.5\n");
+}
