@@ -327,6 +327,14 @@ fn streamed_per_layer_metrics_equal_numpy_float64_for_any_batch_size() {
         assert!(flips > 0);
         assert_eq!(flipped.len(), flips, "every flipped sample has its per-layer rows");
         assert_eq!(r.summary["flips"], flips as f64);
+        // Each flip shows both models' probabilities of their own top-1 (at least 1/10 each).
+        let f = r.table("flips").unwrap();
+        for row in &f.rows {
+            for c in ["p_a_pct", "p_b_pct"] {
+                let p = row[f.column(c).unwrap()].as_f64().unwrap();
+                assert!((10.0..=100.0).contains(&p), "{c} = {p}");
+            }
+        }
         by_batch.push(sqnrs);
     }
     for (k, x) in &by_batch[0] {

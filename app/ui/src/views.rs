@@ -325,14 +325,15 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
                     if let Some(row) = clicked {
                         editor.views.sample.insert(node.0, row);
                     }
-                    flip_image_ui(editor, ui, node, t);
+                    flip_image_ui(editor, ui, node, t, r);
                 }
             });
     }
 }
 
-/// The image of the flipped sample last clicked in a comparator's flips table.
-fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table) {
+/// The image of the flipped sample last clicked in a comparator's flips table, both
+/// predictions with their probabilities, and its per-layer SQNR against the dataset's.
+fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table, r: &Report) {
     let Some(row) = editor.views.sample.get(&node.0).copied() else {
         ui.label(egui::RichText::new("Click a row to see its image.").weak().small());
         return;
@@ -351,6 +352,56 @@ fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table
             ui.label(r.iter().zip(&t.columns).map(|(c, h)| format!("{h}: {c}")).collect::<Vec<_>>().join("\n"));
         }
     });
+    sample_layers_ui(ui, node, sample, r);
+}
+
+/// One sample's per-layer SQNR (from the comparator's `sample_layers` table) drawn over the
+/// dataset-wide per-layer SQNR: where the lines part is where this sample diverges.
+pub fn sample_layers_ui(ui: &mut egui::Ui, node: NodeId, sample: usize, r: &Report) {
+    let Some(t) = r.table("sample_layers") else { return };
+    let col = |name: &str| t.column(name);
+    let (Some(cs), Some(ct), Some(cq), Some(cd)) =
+        (col("sample"), col("tensor"), col("sqnr_db"), col("dataset_sqnr_db"))
+    else {
+        return;
+    };
+    let rows: Vec<&Vec<Cell>> =
+        t.rows.iter().filter(|row| row.get(cs).and_then(Cell::as_f64) == Some(sample as f64)).collect();
+    if rows.is_empty() {
+        ui.label(egui::RichText::new("No per-layer figures for this sample.").weak().small());
+        return;
+    }
+    let names: Vec<String> = rows.iter().map(|row| row.get(ct).map(Cell::to_string).unwrap_or_default()).collect();
+    let points = |c: usize| -> PlotPoints {
+        rows.iter().enumerate().filter_map(|(i, row)| Some([i as f64, row.get(c)?.as_f64()?])).collect()
+    };
+    ui.label(egui::RichText::new(format!("Per-layer SQNR of sample {sample} (dB)")).strong());
+    let labels = names.clone();
+    Plot::new(("sample_layers", node.0, sample))
+        .height(180.0)
+        .legend(Legend::default())
+        .x_axis_formatter(move |mark, _| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).map(|n| short_name(n)).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .show(ui, |pu| {
+            pu.line(Line::new("this sample", points(cq)).width(2.0));
+            pu.line(Line::new("all samples", points(cd)).style(egui_plot::LineStyle::dashed_loose()));
+        });
+}
+
+/// The last two path segments of a tensor name, for axis labels (`stage3/Relu_1`).
+fn short_name(name: &str) -> String {
+    let trimmed = name.trim_end_matches("_output_0").trim_start_matches('/');
+    let parts: Vec<&str> = trimmed.rsplitn(3, '/').collect();
+    match parts.as_slice() {
+        [last, parent, ..] => format!("{parent}/{last}"),
+        _ => trimmed.to_owned(),
+    }
 }
 
 /// A sortable, filterable table. Returns the (original) index of a clicked row.

@@ -287,3 +287,42 @@ fn wires_are_dragged_between_pins_and_a_wrong_one_is_refused() {
     settle(&mut h);
     assert_eq!(h.state().graph().wires().count(), 0);
 }
+
+/// A flipped sample's per-layer SQNR is drawn over the dataset-wide curve, labelled by layer.
+#[test]
+fn a_flipped_samples_per_layer_sqnr_is_drawn_against_the_dataset_curve() {
+    use quantgraph_nodes::value::{Cell, Report, Table};
+    let layers = ["/conv0/Conv_output_0", "/stage1/Relu_output_0", "/stage2/Relu_1_output_0", "logits"];
+    let mut t = Table {
+        name: "sample_layers".into(),
+        columns: ["sample", "source_index", "why", "tensor", "op", "sqnr_db", "dataset_sqnr_db"]
+            .iter()
+            .map(|c| (*c).into())
+            .collect(),
+        rows: Vec::new(),
+    };
+    for (sample, drop) in [(3, 12.0), (8, 2.0)] {
+        for (i, l) in layers.iter().enumerate() {
+            let dataset = 35.0 - 3.0 * i as f64;
+            let own = if i >= 2 { dataset - drop } else { dataset + 0.5 };
+            t.rows.push(vec![
+                Cell::Int(sample),
+                Cell::Int(sample + 100),
+                Cell::Text("flip".into()),
+                Cell::Text((*l).into()),
+                Cell::Text("Conv".into()),
+                Cell::Num(own),
+                Cell::Num(dataset),
+            ]);
+        }
+    }
+    let report = Report { tables: vec![t], ..Report::default() };
+    let mut h = Harness::builder().with_size(egui::vec2(520.0, 260.0)).build_ui(move |ui| {
+        quantgraph_ui::views::sample_layers_ui(ui, quantgraph_nodes::NodeId(7), 3, &report);
+    });
+    h.run();
+    h.get_by_label("Per-layer SQNR of sample 3 (dB)");
+    h.get_by_label("this sample");
+    h.get_by_label("all samples");
+    h.snapshot_options("sample_layers", &snapshot_options().max_failed_pixels(40));
+}

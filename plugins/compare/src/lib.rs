@@ -287,8 +287,21 @@ fn classification(
     let indices = a.dataset.as_ref().map(|d| d.source_indices.clone());
     let mut flips = Table {
         name: "flips".into(),
-        columns: vec!["sample".into(), "source_index".into(), "label".into(), "a".into(), "b".into()],
+        columns: ["sample", "source_index", "label", "a", "b", "p_a_pct", "p_b_pct"]
+            .iter()
+            .map(|c| (*c).into())
+            .collect(),
         rows: Vec::new(),
+    };
+    // Each model's softmax probability of its own top-1, from the kept outputs.
+    let (out_a, out_b) = (kept_output(a), kept_output(b));
+    let prob = |out: Option<&quantgraph_nodes::value::Tensor>, i: usize, k: u32| -> Cell {
+        out.and_then(|t| {
+            let item = t.item_len();
+            let row = t.data.get(i * item..(i + 1) * item)?;
+            softmax_at(row, k as usize).map(|p| Cell::Num((p * 10000.0).round() / 100.0))
+        })
+        .unwrap_or(Cell::Text(String::new()))
     };
     for i in 0..n {
         if pa.top1[i] != pb.top1[i] {
@@ -298,12 +311,27 @@ fn classification(
                 Cell::Text(labels.and_then(|l| l.get(i)).map(|l| class_name(*l as usize)).unwrap_or_default()),
                 Cell::Text(class_name(pa.top1[i] as usize)),
                 Cell::Text(class_name(pb.top1[i] as usize)),
+                prob(out_a, i, pa.top1[i]),
+                prob(out_b, i, pb.top1[i]),
             ]);
         }
     }
     report.tables.push(flips);
     report.headline = Some(headline);
     Ok(())
+}
+
+/// The model output kept in full by a probe (a classifier's scores), if any.
+fn kept_output(a: &Activations) -> Option<&quantgraph_nodes::value::Tensor> {
+    a.tensors.values().find(|t| t.role == TensorRole::Output && !t.tensor.data.is_empty()).map(|t| &t.tensor)
+}
+
+/// softmax(row)[k], computed stably; `None` for an empty row or a bad index.
+pub fn softmax_at(row: &[f32], k: usize) -> Option<f64> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|x| f64::from(x - max).exp()).sum();
+    let x = *row.get(k)?;
+    (sum > 0.0 && sum.is_finite()).then(|| f64::from(x - max).exp() / sum)
 }
 
 /// Where one side's tensor values come from, batch by batch: the probe's stream, or (for
