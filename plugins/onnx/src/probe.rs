@@ -306,6 +306,7 @@ impl NodeKind for LayerProbe {
         // Predictions from the model as it runs unprobed (a second pass only when needed).
         let item: usize = logits_shape.iter().product();
         let kept = logits.len() == n * item;
+        let mut unprobed_top1 = None;
         if !notes.is_empty() || !kept {
             let mut plain = runtime::session(&model.bytes, model.threads)?;
             let mut top1 = Vec::with_capacity(n);
@@ -329,38 +330,21 @@ impl NodeKind for LayerProbe {
             if kept {
                 logits = kept_logits;
             }
-            return finish(
-                model,
-                dataset,
-                acc,
-                logits,
-                logits_shape,
-                logits_acc,
-                Some(top1),
-                notes,
-                extra,
-                probed_bytes,
-                batch,
-                &input.name,
-                &logits_name,
-            );
+            unprobed_top1 = Some(top1);
         }
-        finish(
-            model,
-            dataset,
-            acc,
-            logits,
-            logits_shape,
-            logits_acc,
-            None,
-            notes,
-            extra,
-            probed_bytes,
-            batch,
-            &input.name,
-            &logits_name,
-        )
+        let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1: unprobed_top1 };
+        finish(model, dataset, acc, outputs, notes, extra, batch, &input.name, &logits_name)
     }
+}
+
+/// What the probe's pass gave for the model output.
+struct ProbeOutputs {
+    /// All samples' outputs (empty when too large to keep).
+    logits: Vec<f32>,
+    logits_shape: Vec<usize>,
+    logits_acc: TensorAccumulator,
+    /// Top-1 from a separate unprobed run, when probing changed the outputs.
+    top1: Option<Vec<u32>>,
 }
 
 /// Build the probe's output value.
@@ -369,18 +353,15 @@ fn finish(
     model: &ModelValue,
     dataset: &Arc<Dataset>,
     acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)>,
-    logits: Vec<f32>,
-    logits_shape: Vec<usize>,
-    logits_acc: TensorAccumulator,
-    top1: Option<Vec<u32>>,
+    outputs: ProbeOutputs,
     mut notes: Vec<String>,
     extra: Vec<String>,
-    probed_bytes: Arc<Vec<u8>>,
     batch: usize,
     input: &str,
     logits_name: &str,
 ) -> Result<Outputs, NodeError> {
     let n = dataset.len();
+    let ProbeOutputs { logits, logits_shape, logits_acc, top1 } = outputs;
     let item: usize = logits_shape.iter().product();
     let top1 = top1.unwrap_or_else(|| argmax_rows(&logits, item));
     let predictions = Predictions {
@@ -431,7 +412,6 @@ fn finish(
     );
     let mut stream_names = extra;
     stream_names.push(logits_name.to_owned());
-    drop(probed_bytes);
     let stream = ProbeStream {
         bytes: model.bytes.clone(),
         model_outputs: model.info.outputs.iter().map(|o| o.name.clone()).collect(),

@@ -126,27 +126,17 @@ pub fn for_each_batch(
     mut on_batch: impl FnMut(usize, &str, &[usize], &[f32]) -> Result<(), NodeError>,
 ) -> Result<(), NodeError> {
     let n = images.shape.first().copied().unwrap_or(0);
-    let item = images.item_len();
     let batch_size = batch_size.max(1);
     let mut start = 0;
     while start < n {
         ctx.check_cancelled()?;
         let end = (start + batch_size).min(n);
-        let mut shape: Vec<i64> = images.shape.iter().map(|d| *d as i64).collect();
-        shape[0] = (end - start) as i64;
-        let data = images.data[start * item..end * item].to_vec();
-        let input = ort::value::Tensor::from_array((shape, data)).map_err(ort_err("making the input tensor"))?;
-        let result = session.run(vec![(input_name, input)]).map_err(ort_err("ONNX Runtime run failed"))?;
-        for name in outputs {
-            let Some(value) = result.get(name) else {
-                return Err(NodeError::failed(format!("the model gave no output '{name}'")));
-            };
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| NodeError::failed(format!("output '{name}' is not a float tensor: {e}")))?;
-            let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
-            on_batch(start, name, &item_shape, data)?;
-        }
+        run_batch(session, input_name, images, start, end, outputs, |outs| {
+            for (name, item_shape, data) in outs {
+                on_batch(start, name, &item_shape, data)?;
+            }
+            Ok(())
+        })?;
         start = end;
         ctx.progress(end as f32 / n as f32, &format!("{what}: {end}/{n} images"));
     }
