@@ -303,7 +303,7 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
         egui::Grid::new(("summary", node.0, port)).show(ui, |ui| {
             for (k, v) in &r.summary {
                 ui.label(k);
-                ui.monospace(if k.starts_with("accuracy") || k == "agreement" {
+                ui.monospace(if k.starts_with("accuracy") || k.starts_with("agreement") {
                     format!("{:.2} %", v * 100.0)
                 } else {
                     format!("{v}")
