@@ -420,11 +420,18 @@ impl Predictions {
     /// Whether the output is one score per class of the dataset (`[C]`, axes of length 1
     /// aside, with C the number of class names); unknown shapes (older values) count as yes.
     pub fn is_classifier(&self) -> bool {
-        let axes: Vec<usize> = self.output_shape.iter().copied().filter(|d| *d != 1).collect();
-        match axes.as_slice() {
-            [] => self.output_shape.is_empty(),
-            [c] => self.class_names.is_empty() || *c == self.class_names.len(),
-            _ => false,
+        match self.score_width() {
+            Some(c) => self.class_names.is_empty() || c == self.class_names.len(),
+            None => self.output_shape.is_empty(),
+        }
+    }
+    /// C when the output per sample is `[C]` (axes of length 1 do not count: `[C, 1, 1]` is
+    /// still C scores); `None` for any other or an unknown shape.
+    pub fn score_width(&self) -> Option<usize> {
+        let mut axes = self.output_shape.iter().copied().filter(|d| *d != 1);
+        match (axes.next(), axes.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
         }
     }
     /// Correct top-1 predictions; `None` without labels or when the output is not a

@@ -122,15 +122,13 @@ fn classifier_outputs(a: &Activations, b: &Activations, classes: usize, mode: &s
     };
     let mut width = None;
     for (name, p) in [("A", pa), ("B", pb)] {
-        // Axes of length 1 do not count: [C, 1, 1] is still C scores.
-        let axes: Vec<usize> = p.output_shape.iter().copied().filter(|d| *d != 1).collect();
-        let w = match axes.as_slice() {
-            [c] => *c,
-            [] if p.output_shape.is_empty() => {
+        let w = match p.score_width() {
+            Some(c) => c,
+            None if p.output_shape.is_empty() => {
                 // Older values carry no shape: trust the class count.
                 return if classes > 0 { Ok(classes) } else { Err("the output shape is unknown".into()) };
             }
-            _ => {
+            None => {
                 return Err(format!(
                     "{name}'s output has shape {:?} per sample, not [C] (one score per class)",
                     p.output_shape
@@ -184,16 +182,16 @@ fn classification(
                 format!("expected {n} labels (one per prediction), found {}", labels.len()),
             ));
         }
-        let correct_a = pa.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
-        let correct_b = pb.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
+        let a_right: Vec<bool> = pa.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
+        let b_right: Vec<bool> = pb.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
+        let correct_a = a_right.iter().filter(|x| **x).count();
+        let correct_b = b_right.iter().filter(|x| **x).count();
         report.summary.insert("correct_a".into(), correct_a as f64);
         report.summary.insert("correct_b".into(), correct_b as f64);
         report.summary.insert("accuracy_a".into(), correct_a as f64 / n.max(1) as f64);
         report.summary.insert("accuracy_b".into(), correct_b as f64 / n.max(1) as f64);
         // 95 % intervals (see `confidence`): Wilson per model, paired bootstrap for B − A,
         // exact McNemar for "no difference".
-        let a_right: Vec<bool> = pa.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
-        let b_right: Vec<bool> = pb.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
         for (key, k) in [("accuracy_a", correct_a), ("accuracy_b", correct_b), ("agreement", agree)] {
             let (lo, hi) = confidence::wilson(k, n);
             report.summary.insert(format!("{key}_ci95_low"), lo);
@@ -449,16 +447,13 @@ fn drill_samples(a: &Activations, b: &Activations, classifier: bool) -> BTreeMap
             }
         }
     }
-    let out_a = a.tensors.values().find(|t| t.role == TensorRole::Output && !t.tensor.data.is_empty());
-    let out_b = b.tensors.values().find(|t| t.role == TensorRole::Output && !t.tensor.data.is_empty());
-    if let (Some(ta), Some(tb)) = (out_a, out_b) {
-        let item = ta.tensor.item_len();
-        if item > 0 && item == tb.tensor.item_len() {
+    if let (Some(ta), Some(tb)) = (kept_output(a), kept_output(b)) {
+        let item = ta.item_len();
+        if item > 0 && item == tb.item_len() {
             let mut errs: Vec<(f64, usize)> = ta
-                .tensor
                 .data
                 .chunks_exact(item)
-                .zip(tb.tensor.data.chunks_exact(item))
+                .zip(tb.data.chunks_exact(item))
                 .enumerate()
                 .map(|(i, (x, y))| {
                     (x.iter().zip(y).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>(), i)

@@ -242,6 +242,9 @@ impl NodeKind for LayerProbe {
         let mut logits_shape: Vec<usize> = Vec::new();
         let mut logits_acc = TensorAccumulator::new(None);
         let mut notes = Vec::new();
+        // The first batch's outputs, for the "did probing change them?" check (kept apart
+        // from `logits`, which stays empty when the outputs are too large to keep).
+        let mut first_batch: Vec<f32> = Vec::new();
         let mut start = 0;
         while start < n {
             ctx.check_cancelled()?;
@@ -255,6 +258,9 @@ impl NodeKind for LayerProbe {
                             logits.extend_from_slice(data);
                         }
                         logits_acc.add(data);
+                        if start == 0 && !extra.is_empty() {
+                            first_batch.extend_from_slice(data);
+                        }
                         continue;
                     }
                     if !acc.contains_key(*name) {
@@ -273,7 +279,7 @@ impl NodeKind for LayerProbe {
             })?;
             if start == 0 && !extra.is_empty() {
                 // Did probing change what is measured? Once, on the first batch.
-                let first: Vec<f32> = logits.clone();
+                let first = std::mem::take(&mut first_batch);
                 let mut plain = runtime::session(&model.bytes, model.threads)?;
                 let mut same = true;
                 let mut max_diff = 0.0f32;
