@@ -47,8 +47,12 @@ impl NodeKind for Comparator {
         "Compares two probes: A (reference, e.g. FP32) and B (e.g. INT8 QDQ), with the dataset's \
          labels when connected. Gives top-1 accuracy of A and B, their agreement, per-class \
          accuracy, confusion matrices, the samples whose top-1 flips, and a per-layer table \
-         pairing A's and B's tensors (by ONNX Runtime's QDQ naming, else by name, else by graph \
-         structure — the k-th op of a type in each; each row says how, unpaired tensors are listed) with SQNR dB, MSE, MAE, max-abs error, cosine similarity, and \
+         pairing A's and B's tensors by dataflow (each model reduced to its float computation: Q/DQ, \
+         Transpose and Reshape looked through, BatchNorm, Relu and biases folded into the op before, \
+         Gemm ≡ MatMul+Add, QLinearConv ≡ Conv; then aligned from the inputs forward). Every pair \
+         says how it was made and is verified on the first batch (same shape up to NCHW/NHWC, \
+         cosine ≥ 0.9); what fails or cannot be paired is listed with the reason and never \
+         measured. Per pair: SQNR dB, MSE, MAE, max-abs error, cosine similarity, and \
          qdq_err (SQNR of B's pre-quantization tensor against its dequantized output). Where the \
          quantizer removed a Relu, B is compared with A's Relu output and the row says how this \
          differs from ONNX Runtime's qdq_loss_debug figure."
@@ -397,8 +401,9 @@ fn slice<'b>(batch: &'b Batch, name: &str) -> Option<(&'b [usize], &'b [f32])> {
 }
 
 impl PairSums {
-    /// Add one batch (the same samples on both sides).
-    fn add(&mut self, p: &pairing::Pair, ba: &Batch, bb: &Batch, drill: &BTreeSet<usize>) {
+    /// Add one batch (the same samples on both sides); B's tensors are first put in A's
+    /// layout.
+    fn add(&mut self, p: &pairing::Pair, layout: pairing::Layout, ba: &Batch, bb: &Batch, drill: &BTreeSet<usize>) {
         let (Some((sa, xa)), Some((sb, yb))) = (slice(ba, &p.a), slice(bb, &p.b)) else { return };
         let item: usize = sa.iter().product();
         if item != sb.iter().product::<usize>() || xa.len() != yb.len() {
@@ -407,6 +412,13 @@ impl PairSums {
             });
             return;
         }
+        let moved;
+        let yb = if layout == pairing::Layout::Same {
+            yb
+        } else {
+            moved = layout.to_a(sa, yb);
+            moved.as_slice()
+        };
         self.e.add(xa, yb);
         self.rows += ba.rows;
         for s in drill.range(ba.start..ba.start + ba.rows) {
@@ -422,6 +434,13 @@ impl PairSums {
         }
         if let Some((_, pre)) = p.b_pre.as_deref().and_then(|n| slice(bb, n)) {
             if pre.len() == yb.len() {
+                let pre_moved;
+                let pre = if layout == pairing::Layout::Same {
+                    pre
+                } else {
+                    pre_moved = layout.to_a(sa, pre);
+                    pre_moved.as_slice()
+                };
                 if p.relu_removed {
                     let relu: Vec<f32> = pre.iter().map(|x| x.max(0.0)).collect();
                     self.qdq.get_or_insert_with(ErrorStats::default).add(&relu, yb);
@@ -432,6 +451,20 @@ impl PairSums {
             }
         }
     }
+}
+
+/// Verify a pair on the first batch: B's pre-quantization tensor where it was captured (with
+/// the Relu the quantizer removed), else B's tensor, against A's.
+fn verify_pair(p: &pairing::Pair, ba: &Batch, bb: &Batch) -> pairing::Verdict {
+    let (Some((sa, xa)), Some((sb, yb))) = (slice(ba, &p.a), slice(bb, &p.b)) else {
+        return pairing::Verdict::Rejected("not delivered by the probes".into());
+    };
+    let check: Vec<f32> = match p.b_pre.as_deref().and_then(|n| slice(bb, n)) {
+        Some((_, pre)) if pre.len() == yb.len() && p.relu_removed => pre.iter().map(|x| x.max(0.0)).collect(),
+        Some((_, pre)) if pre.len() == yb.len() => pre.to_vec(),
+        _ => yb.to_vec(),
+    };
+    pairing::verify(sa, xa, sb, &check)
 }
 
 /// Samples worth a per-layer look: every flip (up to `MAX_DRILL_FLIPS`) and the 20 with the
@@ -500,6 +533,7 @@ fn per_layer(
     }
     .max(1);
     let mut sums: Vec<PairSums> = pairs.pairs.iter().map(|_| PairSums::default()).collect();
+    let mut verdicts: Vec<Option<pairing::Verdict>> = vec![None; pairs.pairs.len()];
     if !pairs.pairs.is_empty() && n > 0 {
         let mut side_a = open_side(a, names_a.into_iter().collect(), batch)?;
         let mut side_b = open_side(b, names_b.into_iter().collect(), batch)?;
@@ -510,7 +544,17 @@ fn per_layer(
                 return Err(NodeError::failed("A and B delivered different batches"));
             }
             let done = ba.start + ba.rows;
-            sums.par_iter_mut().zip(&pairs.pairs).for_each(|(s, p)| s.add(p, &ba, &bb, &drill_set));
+            // Each pair is verified on the first batch; only verified pairs are measured.
+            verdicts.par_iter_mut().zip(&pairs.pairs).for_each(|(v, p)| {
+                if v.is_none() {
+                    *v = Some(verify_pair(p, &ba, &bb));
+                }
+            });
+            sums.par_iter_mut().zip(&pairs.pairs).zip(&verdicts).for_each(|((s, p), v)| {
+                if let Some(pairing::Verdict::Verified { layout, .. }) = v {
+                    s.add(p, *layout, &ba, &bb, &drill_set);
+                }
+            });
             ctx.progress(done as f32 / n as f32, &format!("per-layer errors: {done}/{n} samples"));
         }
     }
@@ -530,6 +574,7 @@ fn per_layer(
             "ort_sqnr_db",
             "ort_qdq_err_db",
             "samples",
+            "check_cosine",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -538,7 +583,16 @@ fn per_layer(
     };
     let mut min_sqnr = f64::INFINITY;
     let mut dataset_sqnr: BTreeMap<String, f64> = BTreeMap::new();
-    for (p, s) in pairs.pairs.iter().zip(&sums) {
+    let mut rejected: Vec<(String, String, String)> = Vec::new();
+    for ((p, s), v) in pairs.pairs.iter().zip(&sums).zip(&verdicts) {
+        let (layout, check) = match v {
+            Some(pairing::Verdict::Verified { layout, cosine }) => (*layout, *cosine),
+            Some(pairing::Verdict::Rejected(why)) => {
+                rejected.push((p.a.clone(), p.b.clone(), format!("{} (paired by {})", why, p.how)));
+                continue;
+            }
+            None => continue,
+        };
         if let Some(note) = &s.shape_note {
             report.notes.push(note.clone());
             continue;
@@ -557,7 +611,11 @@ fn per_layer(
             Cell::Text(p.a.clone()),
             Cell::Text(p.b.clone()),
             Cell::Text(p.op.clone()),
-            Cell::Text(p.how.clone()),
+            Cell::Text(if layout == pairing::Layout::Same {
+                p.how.clone()
+            } else {
+                format!("{}; {}", p.how, layout.describe())
+            }),
             Cell::Num(sqnr),
             Cell::Num(s.e.mse()),
             Cell::Num(s.e.mae()),
@@ -567,6 +625,7 @@ fn per_layer(
             opt(s.ort.as_ref()),
             opt(s.qdq_ort.as_ref()),
             Cell::Int(s.rows as i64),
+            Cell::Num(check),
         ]);
     }
     if min_sqnr.is_finite() {
@@ -603,17 +662,35 @@ fn per_layer(
     if drill.values().filter(|w| **w == "flip").count() >= MAX_DRILL_FLIPS {
         report.notes.push(format!("sample_layers covers the first {MAX_DRILL_FLIPS} flipped samples"));
     }
-    let mut unpaired =
-        Table { name: "unpaired".into(), columns: vec!["model".into(), "tensor".into()], rows: Vec::new() };
-    for t in &pairs.unpaired_a {
-        unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(t.clone())]);
+    let mut unpaired = Table {
+        name: "unpaired".into(),
+        columns: vec!["model".into(), "tensor".into(), "reason".into()],
+        rows: Vec::new(),
+    };
+    for (a_name, b_name, why) in &rejected {
+        unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(a_name.clone()), Cell::Text(why.clone())]);
+        unpaired.rows.push(vec![Cell::Text("B".into()), Cell::Text(b_name.clone()), Cell::Text(why.clone())]);
     }
-    for t in &pairs.unpaired_b {
-        unpaired.rows.push(vec![Cell::Text("B".into()), Cell::Text(t.clone())]);
+    for u in &pairs.unpaired_a {
+        unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(u.tensor.clone()), Cell::Text(u.reason.clone())]);
+    }
+    for u in &pairs.unpaired_b {
+        unpaired.rows.push(vec![Cell::Text("B".into()), Cell::Text(u.tensor.clone()), Cell::Text(u.reason.clone())]);
+    }
+    if !rejected.is_empty() {
+        report.notes.push(format!(
+            "{} pair(s) failed verification on the first batch and are not used (see the unpaired table): \
+             a pair must have the same shape (up to NCHW/NHWC) and a cosine similarity of at least {} between A's \
+             tensor and B's pre-quantization value; the headline figures use verified pairs only",
+            rejected.len(),
+            pairing::MIN_COSINE
+        ));
     }
     let mut by_how: BTreeMap<String, usize> = BTreeMap::new();
-    for p in &pairs.pairs {
-        *by_how.entry(p.how.clone()).or_default() += 1;
+    for (p, v) in pairs.pairs.iter().zip(&verdicts) {
+        if matches!(v, Some(pairing::Verdict::Verified { .. })) {
+            *by_how.entry(p.how.clone()).or_default() += 1;
+        }
     }
     for (how, count) in by_how {
         report.notes.push(format!("{count} pair(s) by {how}"));

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use quantgraph_compare::pairing::{pair, RELU_REMOVED_BEFORE};
 use quantgraph_compare::Comparator;
 use quantgraph_nodes::value::{
-    Activations, ModelInfo, OpInfo, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole, TensorStats, Value,
+    Activations, InitializerInfo, ModelInfo, OpInfo, Predictions, ProbedTensor, QdqEntry, Tensor, TensorRole,
+    TensorStats, Value,
 };
 use quantgraph_nodes::{EvalContext, Inputs, NodeKind, Params};
 
@@ -132,48 +133,161 @@ fn comparator_reports_corrected_and_ort_figures_and_classification() {
     assert_eq!(confusion.rows[1][2].as_f64(), Some(2.0));
 }
 
-/// Another exporter's names: nothing pairs by name, so tensors pair by graph structure, and
-/// what cannot be paired is listed.
+/// Another exporter's names and op order: nothing pairs by name or position, so ops pair by
+/// dataflow (the k-th Conv of A is not the k-th Conv of B), and what cannot be paired is
+/// listed with why.
 #[test]
-fn tensors_pair_by_graph_structure_when_names_differ() {
+fn tensors_pair_by_dataflow_when_names_and_order_differ() {
     let x = vec![1.0f32, 2.0, 3.0];
+    // A: conv → relu → {main conv, shortcut conv} → add.
     let a = acts(
         vec![
-            op("Conv", &["in"], &["conv_a"]),
+            op("Conv", &["in", "w1"], &["conv_a"]),
             op("Relu", &["conv_a"], &["relu_a"]),
-            op("Conv", &["relu_a"], &["conv2_a"]),
-            op("Add", &["conv2_a", "relu_a"], &["add_a"]),
+            op("Conv", &["relu_a", "w_main"], &["main_a"]),
+            op("Conv", &["relu_a", "w_short"], &["short_a"]),
+            op("Add", &["main_a", "short_a"], &["add_a"]),
+            op("Sigmoid", &["add_a"], &["sig_a"]),
         ],
         vec![
             tensor("conv_a", x.clone(), None),
             tensor("relu_a", x.clone(), None),
-            tensor("conv2_a", x.clone(), None),
+            tensor("main_a", x.clone(), None),
+            tensor("short_a", x.clone(), None),
             tensor("add_a", x.clone(), None),
+            tensor("sig_a", x.clone(), None),
         ],
         vec![0, 1, 1],
     );
+    let mut a = (*a).clone();
+    let mut ma = (*a.model).clone();
+    ma.initializers = vec![init("w1", &[4, 3, 3, 3]), init("w_main", &[4, 4, 3, 3]), init("w_short", &[4, 4, 1, 1])];
+    a.model = Arc::new(ma);
+    // B: unfolded BatchNorm, Q/DQ pairs, the shortcut listed first with its Add inputs
+    // swapped, other names, and a Tanh where A has a Sigmoid.
     let b = acts(
         vec![
-            op("Conv", &["in"], &["t1"]),
-            op("QuantizeLinear", &["t1"], &["t1_q"]),
-            op("DequantizeLinear", &["t1_q"], &["t1_dq"]),
-            op("Conv", &["t1_dq"], &["t2"]),
-            op("Mul", &["t2"], &["t3"]),
+            op("Conv", &["in", "k1"], &["t1"]),
+            op("BatchNormalization", &["t1", "g", "be", "mu", "var"], &["t1_bn"]),
+            op("Relu", &["t1_bn"], &["t1_relu"]),
+            op("QuantizeLinear", &["t1_relu", "s", "z"], &["t1_q"]),
+            op("DequantizeLinear", &["t1_q", "s", "z"], &["t1_dq"]),
+            op("Conv", &["t1_dq", "k_short"], &["s1"]),
+            op("Conv", &["t1_dq", "k_main"], &["m1"]),
+            op("Add", &["s1", "m1"], &["sum"]),
+            op("Tanh", &["sum"], &["th"]),
         ],
         vec![
             tensor("t1", x.clone(), None),
+            tensor("t1_relu", x.clone(), None),
             tensor("t1_dq", x.clone(), None),
-            tensor("t2", x.clone(), None),
-            tensor("t3", x, None),
+            tensor("s1", x.clone(), None),
+            tensor("m1", x.clone(), None),
+            tensor("sum", x.clone(), None),
+            tensor("th", x, None),
         ],
         vec![0, 1, 1],
     );
+    let mut b = (*b).clone();
+    let mut mb = (*b.model).clone();
+    mb.initializers = ["g", "be", "mu", "var", "s", "z"].iter().map(|n| init(n, &[4])).collect();
+    mb.initializers.extend([init("k1", &[4, 3, 3, 3]), init("k_main", &[4, 4, 3, 3]), init("k_short", &[4, 4, 1, 1])]);
+    b.model = Arc::new(mb);
     let p = pair(&a, &b);
-    let got: Vec<(&str, &str, &str)> = p.pairs.iter().map(|x| (x.a.as_str(), x.b.as_str(), x.how.as_str())).collect();
-    assert_eq!(got, [("conv_a", "t1_dq", "graph structure (Conv #1)"), ("conv2_a", "t2", "graph structure (Conv #2)")]);
-    assert_eq!(p.pairs[0].b_pre.as_deref(), Some("t1"));
-    assert_eq!(p.unpaired_a, ["relu_a", "add_a"]);
-    assert_eq!(p.unpaired_b, ["t3"]);
+    let got: Vec<(&str, &str, Option<&str>, &str)> =
+        p.pairs.iter().map(|x| (x.a.as_str(), x.b.as_str(), x.b_pre.as_deref(), x.how.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("relu_a", "t1_dq", Some("t1_relu"), "dataflow"),
+            ("main_a", "m1", None, "dataflow"),
+            ("short_a", "s1", None, "dataflow"),
+            ("add_a", "sum", None, "dataflow"),
+        ]
+    );
+    assert_eq!(p.unpaired_a_names(), ["sig_a"]);
+    assert!(p.unpaired_a[0].reason.contains("no Sigmoid"), "{:?}", p.unpaired_a);
+    assert_eq!(p.unpaired_b_names(), ["th"]);
+}
+
+/// Two Convs reading the same tensor with weights of the same shape cannot be told apart
+/// by dataflow: both stay unpaired, with that reason, rather than being guessed.
+#[test]
+fn ambiguous_ops_stay_unpaired() {
+    let x = vec![1.0f32, 2.0, 3.0];
+    let model = |names: [&str; 2]| {
+        let mut m = (*acts(
+            vec![op("Conv", &["in", "w1"], &[names[0]]), op("Conv", &["in", "w2"], &[names[1]])],
+            vec![tensor(names[0], x.clone(), None), tensor(names[1], x.clone(), None)],
+            vec![0, 1, 1],
+        ))
+        .clone();
+        let mut info = (*m.model).clone();
+        info.initializers = vec![init("w1", &[4, 3, 3, 3]), init("w2", &[4, 3, 3, 3])];
+        m.model = Arc::new(info);
+        m
+    };
+    let p = pair(&model(["a1", "a2"]), &model(["b1", "b2"]));
+    assert!(p.pairs.is_empty(), "{p:?}");
+    assert_eq!(p.unpaired_a_names(), ["a1", "a2"]);
+    assert!(p.unpaired_a.iter().all(|u| u.reason.contains("ambiguous")), "{:?}", p.unpaired_a);
+}
+
+/// A pair whose values are not the same quantity is rejected on the first batch, with the
+/// reason; an NCHW/NHWC difference is undone, not rejected.
+#[test]
+fn verification_rejects_unrelated_values_and_undoes_channels_last() {
+    use quantgraph_compare::pairing::{verify, Layout, Verdict};
+    // A per sample [C=2, H=1, W=3]; B the same values channels-last [1, 3, 2].
+    let a: Vec<f32> = vec![1.0, 2.0, 3.0, -4.0, 5.0, -6.0];
+    let b: Vec<f32> = vec![1.0, -4.0, 2.0, 5.0, 3.0, -6.0];
+    match verify(&[2, 1, 3], &a, &[1, 3, 2], &b) {
+        Verdict::Verified { layout, cosine } => {
+            assert_eq!(layout, Layout::BChannelsLast);
+            assert!((cosine - 1.0).abs() < 1e-12);
+        }
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(Layout::BChannelsLast.to_a(&[2, 1, 3], &b), a);
+    let unrelated: Vec<f32> = vec![3.0, -1.0, -2.0, 2.0, 1.0, 4.0];
+    match verify(&[2, 1, 3], &a, &[2, 1, 3], &unrelated) {
+        Verdict::Rejected(why) => assert!(why.contains("failed verification"), "{why}"),
+        v => panic!("{v:?}"),
+    }
+    assert!(matches!(verify(&[6], &a, &[5], &a[..5]), Verdict::Rejected(w) if w.contains("shapes differ")));
+}
+
+/// In the comparator, a rejected pair is not measured and not in the headline: it is in
+/// the unpaired table with the reason.
+#[test]
+fn comparator_lists_rejected_pairs_instead_of_measuring_them() {
+    let a = acts(
+        vec![op("Conv", &["in"], &["c"]), op("Sigmoid", &["c"], &["s"])],
+        vec![tensor("c", vec![1.0, 2.0, 3.0], None), tensor("s", vec![1.0, 2.0, 3.0], None)],
+        vec![0, 1, 1],
+    );
+    let b = acts(
+        vec![op("Conv", &["in"], &["c2"]), op("Sigmoid", &["c2"], &["s2"])],
+        vec![tensor("c2", vec![1.1, 2.0, 2.9], None), tensor("s2", vec![-3.0, 2.0, -1.0], None)],
+        vec![0, 1, 1],
+    );
+    let mut inputs = Inputs::default();
+    inputs.0.insert("a".into(), Value::Activations(a));
+    inputs.0.insert("b".into(), Value::Activations(b));
+    let out = Comparator.evaluate(&EvalContext::detached(None), &inputs, &Params::new()).unwrap();
+    let Some(Value::Table(r)) = out.get("report") else { panic!() };
+    let t = r.table("per_layer").unwrap();
+    let rows: Vec<String> = t.rows.iter().map(|row| row[0].to_string()).collect();
+    assert_eq!(rows, ["c"]);
+    let u = r.table("unpaired").unwrap();
+    let s_row = u.rows.iter().find(|row| row[1].to_string() == "s").unwrap();
+    assert!(s_row[2].to_string().contains("failed verification"), "{s_row:?}");
+    let c_sqnr = t.rows[0][t.column("sqnr_db").unwrap()].as_f64().unwrap();
+    assert_eq!(r.summary["min_sqnr_db"], c_sqnr, "the headline uses the verified pair only");
+}
+
+fn init(name: &str, dims: &[i64]) -> InitializerInfo {
+    InitializerInfo { name: name.into(), dtype: "float".into(), dims: dims.to_vec(), size_bytes: 0 }
 }
 
 fn with_output(shape: Vec<usize>, top1: Vec<u32>) -> Arc<Activations> {
