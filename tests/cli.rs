@@ -248,7 +248,10 @@ fn misspelled_fields_non_finite_values_and_ambiguous_labels_are_errors() {
     let out = run_tiny(dir.path(), &["--set", r#"override.edits=[{"tensor":"relu1","sacle":0.5}]"#]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("unknown field 'sacle' (expected one of tensor, scale, zero_point, apply_to)"), "{stderr}");
+    assert!(
+        stderr.contains("unknown field 'sacle' (expected one of tensor, scale, factor, zero_point, channel, apply_to)"),
+        "{stderr}"
+    );
 
     let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=NaN"]);
     assert!(!out.status.success());
@@ -448,17 +451,15 @@ fn old_probe_params_with_keep_still_load() {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let samples = json["nodes"]["7"]["outputs"]["report"]["tables"]
+    let table = json["nodes"]["7"]["outputs"]["report"]["tables"]
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["name"] == "per_layer")
-        .unwrap()["rows"][0]
-        .as_array()
         .unwrap()
-        .last()
-        .cloned()
-        .unwrap();
+        .clone();
+    let col = table["columns"].as_array().unwrap().iter().position(|c| c == "samples").unwrap();
+    let samples = table["rows"][0][col].clone();
     assert_eq!(samples, 4, "per-layer figures cover every sample, not `keep`");
 }
 

@@ -330,6 +330,97 @@ pub struct ModelInfo {
     pub tensors: BTreeMap<String, TensorInfo>,
 }
 
+impl ModelInfo {
+    /// The Q/DQ parameter table: one row per QuantizeLinear/DequantizeLinear node and per
+    /// quantized input, weight and output of a QOperator op; per-axis parameters as their
+    /// count and range (every channel: [`ModelInfo::qdq_channel_table`]).
+    pub fn qdq_table(&self) -> Table {
+        let short = |op: &str| match op {
+            "QuantizeLinear" => "Q".to_owned(),
+            "DequantizeLinear" => "DQ".to_owned(),
+            other => other.to_owned(),
+        };
+        Table {
+            name: "qdq".into(),
+            columns: [
+                "float tensor",
+                "op",
+                "node",
+                "dtype",
+                "channels",
+                "scale",
+                "zero point",
+                "axis",
+                "range lo",
+                "range hi",
+                "weight",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+            rows: self
+                .qdq
+                .iter()
+                .map(|e| {
+                    let (lo, hi) = e.real_range().unwrap_or((f32::NAN, f32::NAN));
+                    let (smin, smax) =
+                        e.scales.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), s| (a.min(*s), b.max(*s)));
+                    let (zmin, zmax) =
+                        e.zero_points.iter().fold((i32::MAX, i32::MIN), |(a, b), z| (a.min(*z), b.max(*z)));
+                    vec![
+                        Cell::Text(e.float_tensor.clone()),
+                        Cell::Text(short(&e.op_type)),
+                        Cell::Text(e.node.clone()),
+                        Cell::Text(e.dtype.clone()),
+                        Cell::Int(e.scales.len() as i64),
+                        if e.scales.len() == 1 {
+                            Cell::Num(f64::from(e.scales[0]))
+                        } else {
+                            Cell::Text(format!("{smin:.4e} … {smax:.4e}"))
+                        },
+                        if e.zero_points.len() == 1 || zmin == zmax {
+                            Cell::Int(i64::from(e.zero_points.first().copied().unwrap_or(0)))
+                        } else {
+                            Cell::Text(format!("{zmin} … {zmax}"))
+                        },
+                        Cell::Text(e.axis.map(|a| a.to_string()).unwrap_or_default()),
+                        Cell::Num(f64::from(lo)),
+                        Cell::Num(f64::from(hi)),
+                        Cell::Text(if e.is_weight { "yes".into() } else { String::new() }),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    /// Every channel of one per-axis Q/DQ entry: scale, zero point and representable range.
+    pub fn qdq_channel_table(e: &QdqEntry) -> Table {
+        let (qmin, qmax) = e.qrange();
+        Table {
+            name: format!("channels of {}", e.float_tensor),
+            columns: ["channel", "scale", "zero point", "range lo", "range hi"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            rows: e
+                .scales
+                .iter()
+                .enumerate()
+                .map(|(c, s)| {
+                    let z = e.zero_points.get(c).or(e.zero_points.first()).copied().unwrap_or(0);
+                    vec![
+                        Cell::Int(c as i64),
+                        Cell::Num(f64::from(*s)),
+                        Cell::Int(i64::from(z)),
+                        Cell::Num(f64::from((qmin - z) as f32 * s)),
+                        Cell::Num(f64::from((qmax - z) as f32 * s)),
+                    ]
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A change made by a QDQ override, shown beside the original.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverrideChange {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
 use quantgraph_nodes::graph::{NodeId, PortRef};
 use quantgraph_nodes::value::{
-    Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, Report, Table,
+    Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, QdqEntry, Report, Table,
 };
 use quantgraph_nodes::Value;
 
@@ -142,6 +142,27 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
             .default_open(true)
             .show(ui, |ui| {
                 table_ui(editor, ui, &format!("qdq{}", node.0), &table, 260.0);
+                // Per-axis parameters, every channel on request.
+                let per_axis: Vec<&QdqEntry> = info.qdq.iter().filter(|e| e.scales.len() > 1).collect();
+                if !per_axis.is_empty() {
+                    egui::CollapsingHeader::new(format!("Per-channel scales ({} tensors)", per_axis.len()))
+                        .id_salt(("qdq_channels", node.0))
+                        .show(ui, |ui| {
+                            for (i, e) in per_axis.into_iter().enumerate() {
+                                egui::CollapsingHeader::new(format!(
+                                    "{} · {} · {} channels",
+                                    e.float_tensor,
+                                    e.op_type,
+                                    e.scales.len()
+                                ))
+                                .id_salt(("qdq_channel", node.0, i))
+                                .show(ui, |ui| {
+                                    let t = quantgraph_nodes::value::ModelInfo::qdq_channel_table(e);
+                                    table_ui(editor, ui, &format!("qdqch{}_{i}", node.0), &t, 200.0);
+                                });
+                            }
+                        });
+                }
             });
     }
     ui.horizontal(|ui| {
@@ -162,52 +183,7 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
 
 /// The Q/DQ parameter table of a model.
 pub fn qdq_table(m: &ModelValue) -> Table {
-    Table {
-        name: "qdq".into(),
-        columns: [
-            "float tensor",
-            "op",
-            "node",
-            "dtype",
-            "scale",
-            "zero point",
-            "axis",
-            "range lo",
-            "range hi",
-            "weight",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        rows: m
-            .info
-            .qdq
-            .iter()
-            .map(|e| {
-                let (lo, hi) = e.real_range().unwrap_or((f32::NAN, f32::NAN));
-                vec![
-                    Cell::Text(e.float_tensor.clone()),
-                    Cell::Text(if e.op_type == "QuantizeLinear" { "Q".into() } else { "DQ".into() }),
-                    Cell::Text(e.node.clone()),
-                    Cell::Text(e.dtype.clone()),
-                    if e.scales.len() == 1 {
-                        Cell::Num(f64::from(e.scales[0]))
-                    } else {
-                        Cell::Text(format!("{} per-axis", e.scales.len()))
-                    },
-                    if e.zero_points.len() == 1 {
-                        Cell::Int(i64::from(e.zero_points[0]))
-                    } else {
-                        Cell::Text(format!("{} per-axis", e.zero_points.len()))
-                    },
-                    Cell::Text(e.axis.map(|a| a.to_string()).unwrap_or_default()),
-                    Cell::Num(f64::from(lo)),
-                    Cell::Num(f64::from(hi)),
-                    Cell::Text(if e.is_weight { "yes".into() } else { String::new() }),
-                ]
-            })
-            .collect(),
-    }
+    m.info.qdq_table()
 }
 
 fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Activations) {

@@ -274,12 +274,12 @@ pub fn canonical(m: &ModelInfo) -> Canonical {
     c
 }
 
-/// From a tensor, follow the ops that only move data to the first Q/DQ pair after it: the
-/// dequantized value (the value the next op computes on) and the tensor its
-/// QuantizeLinear read.
-fn walk(m: &ModelInfo, from: &str) -> (String, Option<String>) {
+/// From a tensor, follow the ops that only move data (a single reader each, or the one
+/// QuantizeLinear among several) through the Q/DQ pairs after it: each dequantized value
+/// reached, with the tensor its QuantizeLinear read, in order.
+fn walk(m: &ModelInfo, from: &str) -> Vec<(String, Option<String>)> {
     let mut t = from.to_owned();
-    let (mut rep, mut pre) = (from.to_owned(), None);
+    let mut found = Vec::new();
     let mut q_in: Option<String> = None;
     for _ in 0..64 {
         let readers: Vec<&quantgraph_nodes::value::OpInfo> =
@@ -294,18 +294,13 @@ fn walk(m: &ModelInfo, from: &str) -> (String, Option<String>) {
         let Some(out) = next.outputs.first() else { break };
         match next.op_type.as_str() {
             "QuantizeLinear" => q_in = Some(t.clone()),
-            "DequantizeLinear" => {
-                // The first Q/DQ pair after the op is the one that quantizes its output.
-                rep = out.clone();
-                pre = q_in.clone();
-                break;
-            }
+            "DequantizeLinear" => found.push((out.clone(), q_in.take())),
             "Transpose" | "Reshape" | "Flatten" | "Identity" | "Squeeze" | "Unsqueeze" => {}
             _ => break,
         }
         t = out.clone();
     }
-    (rep, pre)
+    found
 }
 
 fn qdq_of<'m>(acts: &'m Activations, tensor: &str) -> Option<&'m QdqEntry> {
@@ -319,13 +314,19 @@ fn producer<'m>(m: &'m ModelInfo, tensor: &str) -> Option<&'m str> {
     m.nodes.iter().find(|n| n.outputs.iter().any(|o| o == tensor)).map(|n| n.op_type.as_str())
 }
 
-/// The captured tensor standing for a canonical op: the value after its Q/DQ pair, else its
-/// folded output, else its own output.
-fn represent(acts: &Activations, from: &str, base: &str) -> Option<(String, Option<String>)> {
-    let (rep, pre) = walk(&acts.model, from);
+/// The captured tensor standing for a canonical op: the value after the first Q/DQ pair
+/// that follows it (or, with `clipped`, the first whose range starts at 0: where a
+/// quantizer that removed a Relu does its clipping), else its folded output, else its own
+/// output; with the tensor that pair's QuantizeLinear read.
+fn represent(acts: &Activations, from: &str, base: &str, clipped: bool) -> Option<(String, Option<String>)> {
     let captured = |t: &str| acts.tensors.contains_key(t);
-    let pre = pre.filter(|p| captured(p));
-    [rep, from.to_owned(), base.to_owned()].into_iter().find(|t| captured(t)).map(|t| (t, pre))
+    let dqs: Vec<(String, Option<String>)> = walk(&acts.model, from).into_iter().filter(|(t, _)| captured(t)).collect();
+    let starts_at_zero = |t: &str| qdq_of(acts, t).and_then(|q| q.real_range()).is_some_and(|(lo, _)| lo == 0.0);
+    let chosen = if clipped { dqs.iter().find(|(t, _)| starts_at_zero(t)).or(dqs.first()) } else { dqs.first() };
+    if let Some((t, pre)) = chosen {
+        return Some((t.clone(), pre.clone().filter(|p| captured(p))));
+    }
+    [from, base].into_iter().find(|t| captured(t)).map(|t| (t.to_owned(), None))
 }
 
 /// Align two canonical graphs: for each op of A, the op of B it pairs with, or why not.
@@ -392,7 +393,7 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
     // The inputs, where both sides captured them (the input quantization error).
     for (i, name) in ca.inputs.iter().enumerate() {
         let Some(nb) = cb.inputs.get(i) else { continue };
-        if let (Some((ta, _)), Some((tb, pre))) = (represent(a, name, name), represent(b, nb, nb)) {
+        if let (Some((ta, _)), Some((tb, pre))) = (represent(a, name, name, false), represent(b, nb, nb, false)) {
             used_a.insert(ta.clone());
             used_b.insert(tb.clone());
             used_b.extend(pre.clone());
@@ -409,7 +410,7 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
     }
     let mut paired_b_ops: BTreeSet<usize> = BTreeSet::new();
     for (x, r) in ca.ops.iter().zip(&aligned) {
-        let Some((ta, _)) = represent(a, &x.out, &x.base_out) else { continue };
+        let Some((ta, _)) = represent(a, &x.out, &x.base_out, false) else { continue };
         let kb = match r {
             Ok(kb) => *kb,
             Err(why) => {
@@ -419,7 +420,9 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         };
         paired_b_ops.insert(kb);
         let y = &cb.ops[kb];
-        let Some((tb, b_pre)) = represent(b, &y.out, &y.base_out) else {
+        let a_relu = x.folded.iter().any(|f| f == "Relu" || f == "Clip");
+        let b_relu = y.folded.iter().any(|f| f == "Relu" || f == "Clip");
+        let Some((tb, b_pre)) = represent(b, &y.out, &y.base_out, a_relu && !b_relu) else {
             out.unpaired_a
                 .push(Unpaired { tensor: ta, reason: format!("its partner in B ({}) was not captured", y.out) });
             continue;
@@ -427,8 +430,6 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         used_a.insert(ta.clone());
         used_b.insert(tb.clone());
         used_b.extend(b_pre.clone());
-        let a_relu = x.folded.iter().any(|f| f == "Relu" || f == "Clip");
-        let b_relu = y.folded.iter().any(|f| f == "Relu" || f == "Clip");
         let clips_at_zero = qdq_of(b, &tb).and_then(|q| q.real_range()).is_some_and(|(lo, _)| lo == 0.0);
         let relu_removed = a_relu && !b_relu && b_pre.is_some() && clips_at_zero;
         let ort_name = |t: &str| format!("{t}_DequantizeLinear_Output");
@@ -490,10 +491,7 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         }
         let (tb, b_pre) = if tb == *name {
             // B's tensor of that name: compare its value after its Q/DQ pair, if it has one.
-            match walk(&b.model, &tb) {
-                (rep, pre) if b.tensors.contains_key(&rep) => (rep, pre.filter(|p| b.tensors.contains_key(p))),
-                _ => (tb, None),
-            }
+            represent(b, &tb, &tb, false).unwrap_or((tb, None))
         } else {
             let pre = (b.tensors.contains_key(name) && !used_b.contains(name)).then(|| name.clone());
             (tb, pre)
@@ -546,7 +544,7 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         if paired_b_ops.contains(&kb) {
             continue;
         }
-        if let Some((tb, pre)) = represent(b, &y.out, &y.base_out) {
+        if let Some((tb, pre)) = represent(b, &y.out, &y.base_out, false) {
             if !used_b.contains(&tb) {
                 out.unpaired_b
                     .push(Unpaired { tensor: tb.clone(), reason: format!("no op of A pairs with this {}", y.kind) });

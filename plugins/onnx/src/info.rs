@@ -87,6 +87,40 @@ pub fn model_info(model: &ModelProto) -> ModelInfo {
             is_weight,
         });
     }
+    // QOperator ops carry their tensors' scales and zero points as inputs: one entry per
+    // quantized input, weight and output.
+    for node in &graph.node {
+        let Some(slots) = qlinear_slots(&node.op_type) else { continue };
+        for (role, data, s, z) in slots {
+            let (Some(scale_name), Some(tensor)) = (node.input.get(s), qlinear_tensor(node, role, data)) else {
+                continue;
+            };
+            let Some(scales) = inits.get(scale_name.as_str()).and_then(|t| t.floats()) else { continue };
+            let zp_name = node.input.get(z).cloned().unwrap_or_default();
+            let zp = inits.get(zp_name.as_str());
+            let zero_points = zp.and_then(|t| t.ints()).unwrap_or_else(|| vec![0; scales.len().max(1)]);
+            let dtype = zp.map(|t| proto::dtype_name(t.data_type).to_owned()).unwrap_or_else(|| "uint8".into());
+            qdq_params.insert(scale_name.as_str());
+            if !zp_name.is_empty() {
+                qdq_params.insert(node.input[z].as_str());
+            }
+            let is_weight = role == QRole::Weight;
+            qdq.push(QdqEntry {
+                node: node.name.clone(),
+                op_type: format!("{} {}", node.op_type, role.name()),
+                input: if role == QRole::Output { String::new() } else { tensor.clone() },
+                output: if role == QRole::Output { tensor.clone() } else { String::new() },
+                scale_name: scale_name.clone(),
+                zero_point_name: zp_name,
+                axis: (scales.len() > 1).then_some(if is_weight { 0 } else { 1 }),
+                scales,
+                zero_points,
+                dtype,
+                float_tensor: tensor,
+                is_weight,
+            });
+        }
+    }
     let initializers: Vec<InitializerInfo> = graph
         .initializer
         .iter()
@@ -138,20 +172,97 @@ pub fn model_info(model: &ModelProto) -> ModelInfo {
     }
 }
 
-/// Float activations a probe can capture: outputs of ops that compute on data (not
-/// constants, shapes or quantized values).
-pub fn float_activations(model: &ModelProto) -> Vec<String> {
+/// Element type of every tensor: declared (inputs, outputs, value_info, initializers), else
+/// propagated over the ops in graph order (QuantizeLinear → its zero point's type,
+/// DequantizeLinear → its scale's type, Cast → `to`, QLinear ops → their output zero
+/// point's type, Shape/Size/ArgMax → int64, most others → their first typed input's).
+/// Tensors whose type cannot be worked out are absent.
+pub fn tensor_types(model: &ModelProto) -> BTreeMap<String, i32> {
     let empty = GraphProto::default();
     let graph = model.graph.as_ref().unwrap_or(&empty);
+    let mut ty: BTreeMap<String, i32> = BTreeMap::new();
+    for t in &graph.initializer {
+        ty.insert(t.name.clone(), t.data_type);
+    }
+    for v in graph.input.iter().chain(&graph.output).chain(&graph.value_info) {
+        if let Some(t) = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).filter(|t| t.elem_type != 0) {
+            ty.insert(v.name.clone(), t.elem_type);
+        }
+    }
+    for node in &graph.node {
+        let input_ty = |k: usize| node.input.get(k).and_then(|i| ty.get(i)).copied();
+        let int_attr = |name: &str| node.attribute.iter().find(|a| a.name == name).map(|a| a.i as i32);
+        let out_ty: Option<i32> = match node.op_type.as_str() {
+            "QuantizeLinear" => input_ty(2).or(int_attr("output_dtype").filter(|t| *t != 0)).or(Some(proto::UINT8)),
+            "DequantizeLinear" => input_ty(1).or(Some(proto::FLOAT)),
+            "DynamicQuantizeLinear" => Some(proto::UINT8),
+            "Cast" => int_attr("to"),
+            "Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero" => Some(7),
+            "QLinearConv" | "QLinearMatMul" | "QLinearAdd" | "QLinearMul" => input_ty(7),
+            "QLinearGlobalAveragePool" | "QLinearAveragePool" | "QLinearSigmoid" | "QLinearLeakyRelu" => input_ty(4),
+            "QGemm" => input_ty(8).or(Some(proto::FLOAT)),
+            "Equal" | "Less" | "Greater" | "And" | "Or" | "Not" => Some(9),
+            "Constant" => {
+                node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()).map(|t| t.data_type)
+            }
+            _ => node.input.iter().filter_map(|i| ty.get(i)).copied().next(),
+        };
+        if let Some(t) = out_ty {
+            for o in &node.output {
+                ty.entry(o.clone()).or_insert(t);
+            }
+        }
+    }
+    ty
+}
+
+/// Scale and zero point of each quantized activation made by a QOperator op
+/// (QLinearConv, QLinearAdd, QGemm, …, QuantizeLinear), and of what only moves such a tensor
+/// (Flatten, Reshape, Transpose, …): how a probe dequantizes what it captures.
+pub fn quantized_tensors(model: &ModelProto) -> BTreeMap<String, (f32, i32, String)> {
+    let empty = GraphProto::default();
+    let graph = model.graph.as_ref().unwrap_or(&empty);
+    let inits: BTreeMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let param = |node: &proto::NodeProto, s: usize, z: usize| -> Option<(f32, i32, String)> {
+        let scale = inits.get(node.input.get(s)?.as_str())?.floats()?;
+        let zp = node.input.get(z).and_then(|n| inits.get(n.as_str()));
+        let zero = zp.and_then(|t| t.ints()).and_then(|v| v.first().copied()).unwrap_or(0);
+        let dtype = zp.map(|t| proto::dtype_name(t.data_type).to_owned()).unwrap_or_else(|| "uint8".into());
+        (scale.len() == 1).then(|| (scale[0], zero, dtype))
+    };
+    let mut out: BTreeMap<String, (f32, i32, String)> = BTreeMap::new();
+    for node in &graph.node {
+        let output_slot =
+            qlinear_slots(&node.op_type).and_then(|slots| slots.into_iter().find(|(role, ..)| *role == QRole::Output));
+        let q = match node.op_type.as_str() {
+            "QuantizeLinear" => param(node, 1, 2),
+            _ if output_slot.is_some() => output_slot.and_then(|(_, _, s, z)| param(node, s, z)),
+            "Flatten" | "Reshape" | "Transpose" | "Squeeze" | "Unsqueeze" | "Identity" | "MaxPool" => {
+                node.input.first().and_then(|i| out.get(i)).cloned()
+            }
+            _ => None,
+        };
+        if let (Some(q), Some(o)) = (q, node.output.first()) {
+            out.insert(o.clone(), q);
+        }
+    }
+    out
+}
+
+/// Activations a probe can capture: outputs of ops that compute on data (not constants or
+/// shapes), float ones, and the int8/uint8 outputs of QOperator ops (dequantized with their
+/// scale and zero point; see [`quantized_tensors`]). A QuantizeLinear's output is left out:
+/// the DequantizeLinear after it gives the same values as floats. Tensors whose type
+/// cannot be worked out are left out too (a probe says how many), so a session never fails
+/// for an output declared with the wrong type.
+pub fn capturable(model: &ModelProto) -> (Vec<String>, usize) {
+    let empty = GraphProto::default();
+    let graph = model.graph.as_ref().unwrap_or(&empty);
+    let types = tensor_types(model);
+    let quantized = quantized_tensors(model);
     let mut constant: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let typed: BTreeMap<&str, i32> = graph
-        .value_info
-        .iter()
-        .chain(&graph.output)
-        .filter_map(|v| Some((v.name.as_str(), v.r#type.as_ref()?.tensor_type.as_ref()?.elem_type)))
-        .collect();
     let outputs: BTreeSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-    let mut out = Vec::new();
+    let (mut out, mut untyped) = (Vec::new(), 0);
     for node in &graph.node {
         let all_const = node.input.iter().all(|i| i.is_empty() || constant.contains(i.as_str()));
         if all_const || matches!(node.op_type.as_str(), "Constant" | "Shape" | "Size" | "ConstantOfShape") {
@@ -161,18 +272,75 @@ pub fn float_activations(model: &ModelProto) -> Vec<String> {
             continue;
         }
         if node.op_type == "QuantizeLinear" {
-            // Quantized (integer) values: not a float activation.
             continue;
         }
         for o in &node.output {
-            if outputs.contains(o.as_str()) {
+            if outputs.contains(o.as_str()) || o.is_empty() {
                 continue;
             }
-            match typed.get(o.as_str()) {
-                Some(&t) if t != proto::FLOAT => {}
-                _ => out.push(o.clone()),
+            match types.get(o) {
+                Some(&proto::FLOAT) => out.push(o.clone()),
+                Some(&(proto::INT8 | proto::UINT8)) if quantized.contains_key(o) => out.push(o.clone()),
+                Some(_) => {}
+                None => untyped += 1,
             }
         }
     }
-    out
+    (out, untyped)
+}
+
+/// Float activations a probe can capture (see [`capturable`]).
+pub fn float_activations(model: &ModelProto) -> Vec<String> {
+    let types = tensor_types(model);
+    capturable(model).0.into_iter().filter(|t| types.get(t) == Some(&proto::FLOAT)).collect()
+}
+
+/// A graph output declaration for `name` with its element type.
+pub fn typed_output(name: &str, elem_type: i32) -> proto::ValueInfoProto {
+    let mut v = proto::float_output(name);
+    if let Some(t) = v.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()) {
+        t.elem_type = elem_type;
+    }
+    v
+}
+
+/// Which quantized tensor of a QOperator op a scale/zero point belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QRole {
+    Input,
+    Weight,
+    Output,
+}
+
+impl QRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            QRole::Input => "input",
+            QRole::Weight => "weight",
+            QRole::Output => "output",
+        }
+    }
+}
+
+/// `(role, data input index, scale input index, zero-point input index)` of each quantized
+/// tensor of a QOperator op (ONNX and com.microsoft); the output's data index is unused.
+pub fn qlinear_slots(op: &str) -> Option<Vec<(QRole, usize, usize, usize)>> {
+    use QRole::*;
+    Some(match op {
+        "QLinearConv" | "QLinearMatMul" => vec![(Input, 0, 1, 2), (Weight, 3, 4, 5), (Output, 0, 6, 7)],
+        "QLinearAdd" | "QLinearMul" => vec![(Input, 0, 1, 2), (Input, 3, 4, 5), (Output, 0, 6, 7)],
+        "QGemm" => vec![(Input, 0, 1, 2), (Weight, 3, 4, 5), (Output, 0, 7, 8)],
+        "QLinearGlobalAveragePool" | "QLinearAveragePool" | "QLinearSigmoid" | "QLinearLeakyRelu" => {
+            vec![(Input, 0, 1, 2), (Output, 0, 3, 4)]
+        }
+        "QLinearConcat" => vec![(Output, 0, 0, 1)],
+        _ => return None,
+    })
+}
+
+fn qlinear_tensor(node: &proto::NodeProto, role: QRole, data: usize) -> Option<String> {
+    match role {
+        QRole::Output => node.output.first().cloned(),
+        _ => node.input.get(data).cloned(),
+    }
 }

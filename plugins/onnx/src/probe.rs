@@ -49,6 +49,7 @@ pub fn qdq_for(qdq: &[QdqEntry], tensor: &str) -> Option<QdqEntry> {
         .find(|e| {
             (e.op_type == "QuantizeLinear" && e.input == tensor)
                 || (e.op_type == "DequantizeLinear" && !e.is_weight && e.output == tensor)
+                || (e.op_type.ends_with(" output") && e.output == tensor)
         })
         .cloned()
 }
@@ -59,7 +60,9 @@ pub struct ProbeStream {
     bytes: Arc<Vec<u8>>,
     model_outputs: Vec<String>,
     threads: usize,
-    input: String,
+    feed: runtime::Feed,
+    /// Element type of each capturable tensor (int8/uint8 ones are dequantized).
+    types: BTreeMap<String, i32>,
     images: Arc<Dataset>,
     names: Vec<String>,
     batch_size: usize,
@@ -67,7 +70,7 @@ pub struct ProbeStream {
 
 struct ProbeIter {
     session: ort::session::Session,
-    input: String,
+    feed: runtime::Feed,
     images: Arc<Dataset>,
     names: Vec<String>,
     batch_size: usize,
@@ -83,7 +86,7 @@ impl BatchIter for ProbeIter {
         ctx.check_cancelled()?;
         let (start, end) = (self.next, (self.next + self.batch_size).min(n));
         let mut batch = Batch { start, rows: end - start, tensors: BTreeMap::new() };
-        runtime::run_batch(&mut self.session, &self.input, &self.images.images, start, end, &self.names, |outs| {
+        runtime::run_batch(&mut self.session, &self.feed, &self.images.images, start, end, &self.names, |outs| {
             for (name, item_shape, data) in outs {
                 batch.tensors.insert(name.to_owned(), (item_shape, data.to_vec()));
             }
@@ -118,7 +121,10 @@ impl ActivationStream for ProbeStream {
             let bytes = proto::edit_model(
                 &self.bytes,
                 proto::ModelEdit {
-                    extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(),
+                    extra_outputs: extra
+                        .iter()
+                        .map(|t| info::typed_output(t, self.types.get(*t).copied().unwrap_or(proto::FLOAT)))
+                        .collect(),
                     ..proto::ModelEdit::default()
                 },
             )
@@ -127,7 +133,7 @@ impl ActivationStream for ProbeStream {
         };
         Ok(Box::new(ProbeIter {
             session,
-            input: self.input.clone(),
+            feed: self.feed.clone(),
             images: self.images.clone(),
             names: names.to_vec(),
             batch_size: batch_size.max(1),
@@ -164,6 +170,13 @@ impl NodeKind for LayerProbe {
         vec![
             ParamSpec::choice("capture", "Capture", "all", &["outputs", "selected", "all"]),
             ParamSpec::tensor_name("tensors", "Tensors (for 'selected')", "model", true),
+            ParamSpec::float("input_scale", "Input scale", 0.0, 0.0, 1e9).with_step(1e-5, true).with_doc(
+                "For a model whose input is int8/uint8: the scale that quantizes the images (q = round(x / scale) + \
+                 zero point). 0 reads it from the model (the DequantizeLinear that reads the input, or input_scale \
+                 metadata).",
+            ),
+            ParamSpec::int("input_zero_point", "Input zero point", 0, -128, 255)
+                .with_doc("The zero point that goes with 'Input scale' (used only when that is set)."),
             ParamSpec::int("batch_size", "Batch size", 64, 1, 65_536).with_doc(
                 "Samples per ONNX Runtime run. Memory holds one batch of every captured tensor (about \
                  0.8 MB per sample for ResNet8), so larger batches cost memory, not accuracy.",
@@ -191,25 +204,32 @@ impl NodeKind for LayerProbe {
         let model = inputs.model("model")?;
         let dataset = inputs.dataset("dataset")?;
         let batch = r.usize("batch_size")?.max(1);
-        let Some(input) = model.info.inputs.first() else {
-            return Err(NodeError::input("model", "the model has no inputs"));
-        };
-        check_input_fits(input, &dataset.images.shape, &format!("{:?}", dataset.layout).to_uppercase(), &model.path)?;
+        let proto_model = proto::decode_model(&model.bytes).map_err(|e| NodeError::file(e, &model.path))?;
+        let mut feed = feed_for(model, &proto_model, dataset, &r)?;
         let Some(logits_name) = model.info.outputs.first().map(|o| o.name.clone()) else {
             return Err(NodeError::input("model", "the model has no outputs"));
         };
         let n = dataset.len();
 
         // The tensors asked for.
-        let proto_model = proto::decode_model(&model.bytes).map_err(|e| NodeError::file(e, &model.path))?;
-        let available = info::float_activations(&proto_model);
+        let (available, untyped) = info::capturable(&proto_model);
+        let types = info::tensor_types(&proto_model);
+        for (t, (scale, zero_point, dtype)) in info::quantized_tensors(&proto_model) {
+            feed.dequantize.insert(
+                t.clone(),
+                runtime::InputQuant { dtype, scale, zero_point, source: format!("the op that makes '{t}'") },
+            );
+        }
         let wanted: Vec<String> = match r.str("capture")?.as_str() {
             "outputs" => Vec::new(),
             "selected" => {
                 let chosen = r.strings("tensors")?;
                 for t in &chosen {
                     if !available.contains(t) && !model.info.outputs.iter().any(|o| &o.name == t) {
-                        return Err(NodeError::param("tensors", format!("the model has no float tensor '{t}'")));
+                        return Err(NodeError::param(
+                            "tensors",
+                            format!("the model has no float or dequantizable tensor '{t}'"),
+                        ));
                     }
                 }
                 chosen
@@ -225,7 +245,10 @@ impl NodeKind for LayerProbe {
                 proto::edit_model(
                     &model.bytes,
                     proto::ModelEdit {
-                        extra_outputs: extra.iter().map(|t| proto::float_output(t)).collect(),
+                        extra_outputs: extra
+                            .iter()
+                            .map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)))
+                            .collect(),
                         ..proto::ModelEdit::default()
                     },
                 )
@@ -249,7 +272,7 @@ impl NodeKind for LayerProbe {
         while start < n {
             ctx.check_cancelled()?;
             let end = (start + batch).min(n);
-            runtime::run_batch(&mut session, &input.name, &dataset.images, start, end, &names, |outs| {
+            runtime::run_batch(&mut session, &feed, &dataset.images, start, end, &names, |outs| {
                 let mut work: Vec<(&mut TensorAccumulator, &[f32])> = Vec::new();
                 for (name, item_shape, data) in &outs {
                     if *name == logits_name {
@@ -285,7 +308,7 @@ impl NodeKind for LayerProbe {
                 let mut max_diff = 0.0f32;
                 runtime::run_batch(
                     &mut plain,
-                    &input.name,
+                    &feed,
                     &dataset.images,
                     0,
                     end,
@@ -319,7 +342,7 @@ impl NodeKind for LayerProbe {
             let mut kept_logits = Vec::new();
             runtime::for_each_batch(
                 &mut plain,
-                &input.name,
+                &feed,
                 &dataset.images,
                 batch,
                 std::slice::from_ref(&logits_name),
@@ -338,8 +361,15 @@ impl NodeKind for LayerProbe {
             }
             unprobed_top1 = Some(top1);
         }
+        if untyped > 0 {
+            notes.push(format!(
+                "{untyped} tensor(s) of the model have no declared type and none could be worked out from the ops; \
+                 they are not captured"
+            ));
+        }
+        notes.extend(feed_notes(&feed));
         let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1: unprobed_top1 };
-        finish(model, dataset, acc, outputs, notes, extra, batch, &input.name, &logits_name)
+        finish(model, dataset, acc, outputs, notes, extra, batch, feed, types, &logits_name)
     }
 }
 
@@ -363,7 +393,8 @@ fn finish(
     mut notes: Vec<String>,
     extra: Vec<String>,
     batch: usize,
-    input: &str,
+    feed: runtime::Feed,
+    types: BTreeMap<String, i32>,
     logits_name: &str,
 ) -> Result<Outputs, NodeError> {
     let n = dataset.len();
@@ -422,7 +453,8 @@ fn finish(
         bytes: model.bytes.clone(),
         model_outputs: model.info.outputs.iter().map(|o| o.name.clone()).collect(),
         threads: model.threads,
-        input: input.to_owned(),
+        feed,
+        types,
         images: dataset.clone(),
         names: stream_names,
         batch_size: batch,
@@ -462,4 +494,126 @@ pub fn check_input_fits(
             images
         ),
     ))
+}
+
+/// How the dataset's images become the model's input: transposed when the model wants the
+/// other layout (NCHW ↔ NHWC), quantized when it takes int8/uint8 (scale and zero point
+/// from the probe's params if set, else the DequantizeLinear that reads the input, else the
+/// model's `input_scale`/`input_zero_point` metadata).
+pub fn feed_for(
+    model: &ModelValue,
+    proto_model: &proto::ModelProto,
+    dataset: &Dataset,
+    r: &ParamReader,
+) -> Result<runtime::Feed, NodeError> {
+    let Some(input) = model.info.inputs.first() else {
+        return Err(NodeError::input("model", "the model has no inputs"));
+    };
+    let images = &dataset.images.shape;
+    let layout = format!("{:?}", dataset.layout).to_uppercase();
+    let transpose = match check_input_fits(input, images, &layout, &model.path) {
+        Ok(()) => None,
+        Err(e) => {
+            let fits = |shape: Vec<usize>| check_input_fits(input, &shape, &layout, &model.path).is_ok();
+            match images[..] {
+                [n, a, b, c] if fits(vec![n, b, c, a]) => Some(runtime::Transpose::ToNhwc),
+                [n, a, b, c] if fits(vec![n, c, a, b]) => Some(runtime::Transpose::ToNchw),
+                _ => return Err(e),
+            }
+        }
+    };
+    let quant = match input.dtype.as_str() {
+        "float32" | "unknown" => None,
+        dtype @ ("int8" | "uint8") => {
+            let scale = r.f64("input_scale")?;
+            let from_dq = model.info.qdq.iter().find(|e| e.op_type == "DequantizeLinear" && e.input == input.name);
+            let meta = |key: &str| {
+                proto_model
+                    .metadata_props
+                    .iter()
+                    .find(|p| p.key == key)
+                    .and_then(|p| p.value.trim().parse::<f64>().ok())
+            };
+            if scale > 0.0 {
+                Some(runtime::InputQuant {
+                    dtype: dtype.to_owned(),
+                    scale: scale as f32,
+                    zero_point: r.i64("input_zero_point")? as i32,
+                    source: "the probe's Input scale and Input zero point".into(),
+                })
+            } else if let Some(e) = from_dq.filter(|e| e.scales.len() == 1) {
+                Some(runtime::InputQuant {
+                    dtype: dtype.to_owned(),
+                    scale: e.scales[0],
+                    zero_point: e.zero_points.first().copied().unwrap_or(0),
+                    source: format!("the DequantizeLinear '{}' that reads it", e.node),
+                })
+            } else if let (Some(s), Some(z)) = (meta("input_scale"), meta("input_zero_point")) {
+                Some(runtime::InputQuant {
+                    dtype: dtype.to_owned(),
+                    scale: s as f32,
+                    zero_point: z as i32,
+                    source: "the model's input_scale/input_zero_point metadata".into(),
+                })
+            } else {
+                return Err(NodeError::input(
+                    "model",
+                    format!(
+                        "model input '{}' is {dtype}: to quantize the images QuantGraph needs its scale and zero point, \
+                         and the model has no single-scale DequantizeLinear reading it and no input_scale/input_zero_point \
+                         metadata; set the probe's 'Input scale' and 'Input zero point' ({})",
+                        input.name, model.path
+                    ),
+                ));
+            }
+        }
+        other => {
+            return Err(NodeError::input(
+                "model",
+                format!(
+                    "model input '{}' is {other}; QuantGraph feeds float32, int8 or uint8 inputs ({})",
+                    input.name, model.path
+                ),
+            ))
+        }
+    };
+    if let Some(q) = &quant {
+        if !(q.scale.is_finite() && q.scale > 0.0) {
+            return Err(NodeError::input(
+                "model",
+                format!("the scale of model input '{}' is {} ({}); it must be positive", input.name, q.scale, q.source),
+            ));
+        }
+    }
+    Ok(runtime::Feed { name: input.name.clone(), transpose, quant, dequantize: BTreeMap::new() })
+}
+
+/// What the feed does to the images, in words, for the probe's notes.
+fn feed_notes(feed: &runtime::Feed) -> Vec<String> {
+    let mut out = Vec::new();
+    match feed.transpose {
+        Some(runtime::Transpose::ToNhwc) => out.push(format!(
+            "the model's input '{}' is channels-last: images are transposed NCHW → NHWC per batch",
+            feed.name
+        )),
+        Some(runtime::Transpose::ToNchw) => out.push(format!(
+            "the model's input '{}' is channels-first: images are transposed NHWC → NCHW per batch",
+            feed.name
+        )),
+        None => {}
+    }
+    if let Some(q) = &feed.quant {
+        out.push(format!(
+            "the model's input '{}' is {}: images are quantized with scale {} and zero point {} (from {})",
+            feed.name, q.dtype, q.scale, q.zero_point, q.source
+        ));
+    }
+    let captured_quantized = feed.dequantize.len();
+    if captured_quantized > 0 {
+        out.push(format!(
+            "int8/uint8 activations are dequantized with the scale and zero point of the op that makes them \
+             ({captured_quantized} such tensors in the model)"
+        ));
+    }
+    out
 }

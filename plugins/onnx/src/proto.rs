@@ -20,6 +20,8 @@ pub struct ModelProto {
     pub producer_version: String,
     #[prost(message, optional, tag = "7")]
     pub graph: Option<GraphProto>,
+    #[prost(message, repeated, tag = "14")]
+    pub metadata_props: Vec<StringStringEntryProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -602,6 +604,7 @@ mod tests {
             producer_name: "t".into(),
             producer_version: String::new(),
             graph: Some(graph),
+            metadata_props: Vec::new(),
         }
         .encode_to_vec()
     }

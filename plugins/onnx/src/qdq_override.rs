@@ -31,9 +31,13 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edit {
     pub tensor: String,
-    /// New scale (all channels); `None` keeps it.
+    /// New scale; `None` keeps it.
     pub scale: Option<f32>,
+    /// Multiply the scale by this (when no new scale is given).
+    pub factor: Option<f64>,
     pub zero_point: Option<i32>,
+    /// The one channel of a per-axis pair to change; `None`: every channel.
+    pub channel: Option<usize>,
     pub target: Target,
 }
 
@@ -63,12 +67,38 @@ fn edits(r: &ParamReader<'_>) -> Result<Vec<Edit>, NodeError> {
                 NodeError::param("edits", format!("tensor '{tensor}': zero-point must be an integer"))
             })?),
         };
+        let factor = match item.get("factor") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => match v.as_f64() {
+                Some(0.0) => None,
+                Some(f) if f.is_finite() && f > 0.0 => Some(f),
+                _ => {
+                    return Err(NodeError::param(
+                        "edits",
+                        format!("tensor '{tensor}': factor must be a positive number, found {v}"),
+                    ))
+                }
+            },
+        };
+        let channel = match item.get("channel") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() || s.trim() == "all" => None,
+            Some(serde_json::Value::String(s)) => Some(s.trim().parse::<usize>().map_err(|_| {
+                NodeError::param(
+                    "edits",
+                    format!("tensor '{tensor}': channel must be a channel number or empty for all, found '{s}'"),
+                )
+            })?),
+            Some(v) => Some(v.as_u64().map(|c| c as usize).ok_or_else(|| {
+                NodeError::param("edits", format!("tensor '{tensor}': channel must be a channel number, found {v}"))
+            })?),
+        };
         let target = match item.get("apply_to").and_then(|v| v.as_str()).unwrap_or("pair") {
             "Q only" => Target::Quantize,
             "DQ only" => Target::Dequantize,
             _ => Target::Pair,
         };
-        out.push(Edit { tensor, scale, zero_point, target });
+        out.push(Edit { tensor, scale, factor, zero_point, channel, target });
     }
     Ok(out)
 }
@@ -92,19 +122,48 @@ pub struct Plan {
     pub changes: Vec<OverrideChange>,
 }
 
-/// The edit's scale for every channel of `e`, checked: positive, finite, normal.
-fn checked_scales(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<f32>>, NodeError> {
-    let Some(s) = edit.scale else { return Ok(None) };
-    if !(s.is_normal() && s > 0.0) {
-        return Err(NodeError::param(
+/// The channels of `e` an edit changes (all, or the one it names), checked.
+fn channels(edit: &Edit, e: &QdqEntry, count: usize) -> Result<std::ops::Range<usize>, NodeError> {
+    match edit.channel {
+        None => Ok(0..count),
+        Some(c) if c < count => Ok(c..c + 1),
+        Some(c) => Err(NodeError::param(
             "edits",
-            format!("tensor '{}': scale must be positive and finite (a normal float32), found {s:e}", edit.tensor),
-        ));
+            format!(
+                "tensor '{}': channel {c} does not exist; its {} has {count} channel(s){}",
+                edit.tensor,
+                e.op_type,
+                e.axis.map(|a| format!(" along axis {a}")).unwrap_or_default()
+            ),
+        )),
     }
-    Ok(Some(vec![s; e.scales.len().max(1)]))
 }
 
-/// The edit's zero-point for every channel of `e`, checked against the quantized type.
+/// The edit's scales for every channel of `e` (a new value or a factor, for one channel or
+/// all), checked: positive, finite, normal.
+fn checked_scales(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<f32>>, NodeError> {
+    if edit.scale.is_none() && edit.factor.is_none() {
+        return Ok(None);
+    }
+    let mut out = if e.scales.is_empty() { vec![1.0] } else { e.scales.clone() };
+    for c in channels(edit, e, out.len())? {
+        let s = match (edit.scale, edit.factor) {
+            (Some(s), _) => s,
+            (None, Some(f)) => (f64::from(out[c]) * f) as f32,
+            (None, None) => out[c],
+        };
+        if !(s.is_normal() && s > 0.0) {
+            return Err(NodeError::param(
+                "edits",
+                format!("tensor '{}': scale must be positive and finite (a normal float32), found {s:e}", edit.tensor),
+            ));
+        }
+        out[c] = s;
+    }
+    Ok(Some(out))
+}
+
+/// The edit's zero-points for every channel of `e`, checked against the quantized type.
 fn checked_zero_points(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<i32>>, NodeError> {
     let Some(z) = edit.zero_point else { return Ok(None) };
     let (qmin, qmax) = qrange(&e.dtype);
@@ -114,7 +173,11 @@ fn checked_zero_points(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<i32>>, No
             format!("tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}", edit.tensor, e.dtype),
         ));
     }
-    Ok(Some(vec![z; e.zero_points.len().max(1)]))
+    let mut out = if e.zero_points.is_empty() { vec![0] } else { e.zero_points.clone() };
+    for c in channels(edit, e, out.len())? {
+        out[c] = z;
+    }
+    Ok(Some(out))
 }
 
 /// Work out the initializer values for the edits and the bulk rule, validating each.
@@ -338,7 +401,10 @@ impl NodeKind for QdqOverride {
         "Model"
     }
     fn doc(&self) -> &'static str {
-        "Changes the scale and/or zero-point of chosen Q/DQ pairs of a QDQ model, per tensor: both \
+        "Changes the scale and/or zero-point of chosen Q/DQ pairs of a QDQ model (or of the \
+         scales and zero points a QOperator model's QLinearConv/QLinearAdd/QGemm/… ops take as \
+         inputs), per tensor: a new scale or a factor, for every channel of a per-channel pair or \
+         for one; both \
          nodes of the pair together (they share their parameters), or only the Quantize or only the \
          Dequantize node (which then gets its own copy), \
          and by a bulk rule: multiply the scales of every tensor whose name matches a pattern \
@@ -355,7 +421,9 @@ impl NodeKind for QdqOverride {
                 vec![
                     ParamSpec::tensor_name("tensor", "Tensor", "model", false),
                     ParamSpec::float("scale", "Scale (0: keep)", 0.0, 0.0, 1e9).with_step(1e-5, true),
+                    ParamSpec::float("factor", "Scale × factor (0: off)", 0.0, 0.0, 1e6).with_step(0.01, true),
                     ParamSpec::text("zero_point", "Zero-point (empty: keep)", ""),
+                    ParamSpec::text("channel", "Channel (empty: all)", ""),
                     ParamSpec::choice("apply_to", "Apply to", "pair", &["pair", "Q only", "DQ only"]),
                 ],
             ),

@@ -117,7 +117,7 @@ pub type RunOutputs = BTreeMap<String, Tensor>;
 #[allow(clippy::too_many_arguments)]
 pub fn for_each_batch(
     session: &mut Session,
-    input_name: &str,
+    feed: &Feed,
     images: &Tensor,
     batch_size: usize,
     outputs: &[String],
@@ -131,7 +131,7 @@ pub fn for_each_batch(
     while start < n {
         ctx.check_cancelled()?;
         let end = (start + batch_size).min(n);
-        run_batch(session, input_name, images, start, end, outputs, |outs| {
+        run_batch(session, feed, images, start, end, outputs, |outs| {
             for (name, item_shape, data) in outs {
                 on_batch(start, name, &item_shape, data)?;
             }
@@ -149,7 +149,7 @@ pub fn for_each_batch(
 #[allow(clippy::type_complexity)]
 pub fn run_batch<R>(
     session: &mut Session,
-    input_name: &str,
+    feed: &Feed,
     images: &Tensor,
     start: usize,
     end: usize,
@@ -157,34 +157,143 @@ pub fn run_batch<R>(
     f: impl FnOnce(Vec<(&str, Vec<usize>, &[f32])>) -> Result<R, NodeError>,
 ) -> Result<R, NodeError> {
     let item = images.item_len();
-    let mut shape: Vec<i64> = images.shape.iter().map(|d| *d as i64).collect();
+    let mut shape: Vec<usize> = images.shape.clone();
     let Some(first) = shape.first_mut() else {
         return Err(NodeError::failed("the input has no sample axis"));
     };
-    *first = (end - start) as i64;
+    *first = end - start;
     let Some(data) = images.data.get(start * item..end * item) else {
         return Err(NodeError::failed(format!("samples {start}..{end} are out of range")));
     };
-    let input = ort::value::Tensor::from_array((shape, data.to_vec())).map_err(ort_err("making the input tensor"))?;
-    let result = session.run(vec![(input_name, input)]).map_err(ort_err("ONNX Runtime run failed"))?;
+    let (shape, data) = feed.layout_batch(shape, data);
+    let shape: Vec<i64> = shape.iter().map(|d| *d as i64).collect();
+    let input: ort::value::DynValue = match &feed.quant {
+        None => ort::value::Tensor::from_array((shape, data.into_owned()))
+            .map_err(ort_err("making the input tensor"))?
+            .into_dyn(),
+        Some(q) if q.dtype == "uint8" => ort::value::Tensor::from_array((shape, q.quantize::<u8>(&data)))
+            .map_err(ort_err("making the input tensor"))?
+            .into_dyn(),
+        Some(q) => ort::value::Tensor::from_array((shape, q.quantize::<i8>(&data)))
+            .map_err(ort_err("making the input tensor"))?
+            .into_dyn(),
+    };
+    let result = session.run(vec![(feed.name.as_str(), input)]).map_err(ort_err("ONNX Runtime run failed"))?;
     let mut outs = Vec::with_capacity(outputs.len());
-    for name in outputs {
+    let mut converted: Vec<(usize, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (k, name) in outputs.iter().enumerate() {
         let Some(value) = result.get(name) else {
             return Err(NodeError::failed(format!("the model gave no output '{name}'")));
         };
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| NodeError::failed(format!("output '{name}' is not a float tensor: {e}")))?;
+        if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+            let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
+            outs.push((name.as_str(), item_shape, data));
+            continue;
+        }
+        // A quantized tensor: dequantized with its scale and zero point.
+        let Some(dq) = feed.dequantize.get(name) else {
+            return Err(NodeError::failed(format!(
+                "output '{name}' is not a float tensor and QuantGraph does not know its scale and zero point"
+            )));
+        };
+        let (shape, values) = if let Ok((shape, data)) = value.try_extract_tensor::<i8>() {
+            (shape.clone(), data.iter().map(|q| (f32::from(*q) - dq.zero_point as f32) * dq.scale).collect())
+        } else if let Ok((shape, data)) = value.try_extract_tensor::<u8>() {
+            (shape.clone(), data.iter().map(|q| (f32::from(*q) - dq.zero_point as f32) * dq.scale).collect())
+        } else {
+            return Err(NodeError::failed(format!("output '{name}' is neither float, int8 nor uint8")));
+        };
         let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
-        outs.push((name.as_str(), item_shape, data));
+        converted.push((k, item_shape, values));
+    }
+    for (k, item_shape, values) in &converted {
+        outs.insert((*k).min(outs.len()), (outputs[*k].as_str(), item_shape.clone(), values.as_slice()));
     }
     f(outs)
+}
+
+/// How the dataset's float images become a model's input: the input's name, a transpose
+/// when the model wants the other layout, and quantization when it takes int8/uint8.
+/// Also how quantized outputs are dequantized.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Feed {
+    pub name: String,
+    pub transpose: Option<Transpose>,
+    pub quant: Option<InputQuant>,
+    /// Scale and zero point of each int8/uint8 tensor a probe captures.
+    pub dequantize: BTreeMap<String, InputQuant>,
+}
+
+/// A layout change of the input, per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transpose {
+    /// `[C, H, W]` → `[H, W, C]`.
+    ToNhwc,
+    /// `[H, W, C]` → `[C, H, W]`.
+    ToNchw,
+}
+
+/// Scale, zero point and type of a quantized tensor, and where they were read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputQuant {
+    pub dtype: String,
+    pub scale: f32,
+    pub zero_point: i32,
+    pub source: String,
+}
+
+impl InputQuant {
+    /// `q = clamp(round_half_even(x / scale) + zero_point)`, as QuantizeLinear does.
+    pub fn quantize<T: TryFrom<i32> + Copy + Default>(&self, data: &[f32]) -> Vec<T> {
+        let (lo, hi) = quantgraph_nodes::value::qrange(&self.dtype);
+        data.iter()
+            .map(|x| {
+                let q = (x / self.scale).round_ties_even() as i64 + i64::from(self.zero_point);
+                let q = q.clamp(i64::from(lo), i64::from(hi)) as i32;
+                T::try_from(q).unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+impl Feed {
+    fn layout_batch<'d>(&self, mut shape: Vec<usize>, data: &'d [f32]) -> (Vec<usize>, std::borrow::Cow<'d, [f32]>) {
+        let Some(t) = self.transpose else { return (shape, std::borrow::Cow::Borrowed(data)) };
+        let [n, a, b, c] = shape[..] else { return (shape, std::borrow::Cow::Borrowed(data)) };
+        let item = a * b * c;
+        let mut out = vec![0.0f32; data.len()];
+        for (src, dst) in data.chunks_exact(item.max(1)).zip(out.chunks_exact_mut(item.max(1))).take(n) {
+            match t {
+                // [C=a, H=b, W=c] → [H, W, C]
+                Transpose::ToNhwc => {
+                    for ci in 0..a {
+                        for p in 0..b * c {
+                            dst[p * a + ci] = src[ci * b * c + p];
+                        }
+                    }
+                }
+                // [H=a, W=b, C=c] → [C, H, W]
+                Transpose::ToNchw => {
+                    for p in 0..a * b {
+                        for ci in 0..c {
+                            dst[ci * a * b + p] = src[p * c + ci];
+                        }
+                    }
+                }
+            }
+        }
+        shape[1..].copy_from_slice(&match t {
+            Transpose::ToNhwc => [b, c, a],
+            Transpose::ToNchw => [c, a, b],
+        });
+        (shape, std::borrow::Cow::Owned(out))
+    }
 }
 
 /// Run all samples and collect the named outputs in full.
 pub fn run_batches(
     session: &mut Session,
-    input_name: &str,
+    feed: &Feed,
     images: &Tensor,
     batch_size: usize,
     outputs: &[String],
@@ -193,7 +302,7 @@ pub fn run_batches(
 ) -> Result<RunOutputs, NodeError> {
     let n = images.shape.first().copied().unwrap_or(0);
     let mut collected: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
-    for_each_batch(session, input_name, images, batch_size, outputs, ctx, what, |_, name, item_shape, data| {
+    for_each_batch(session, feed, images, batch_size, outputs, ctx, what, |_, name, item_shape, data| {
         let entry = collected.entry(name.to_owned()).or_insert_with(|| (item_shape.to_vec(), Vec::new()));
         entry.1.extend_from_slice(data);
         Ok(())

@@ -66,6 +66,7 @@ fn model(nodes: Vec<NodeProto>, initializer: Vec<TensorProto>, opset: i64) -> Ve
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
         producer_name: "quantgraph-test".into(),
         producer_version: String::new(),
+        metadata_props: Vec::new(),
         graph: Some(GraphProto {
             node: nodes,
             name: "g".into(),

@@ -245,16 +245,38 @@ fn probe_of_a_qdq_model_offers_pre_and_post_tensors_with_their_qdq_pair() {
 fn probe_refuses_a_dataset_that_does_not_fit_the_model() {
     let f = load("tiny_fp32.onnx").unwrap();
     let ds = dataset(4);
-    let mut nhwc = (*ds).clone();
-    nhwc.images.shape = vec![4, 32, 32, 3];
-    nhwc.layout = Layout::Nhwc;
-    let err = probe(&f, Arc::new(nhwc), "outputs").unwrap_err().to_string();
+    let mut small = (*ds).clone();
+    small.images = Tensor::new(vec![4, 16, 16, 12], ds.images.data.clone());
+    small.layout = Layout::Nhwc;
+    let err = probe(&f, Arc::new(small), "outputs").unwrap_err().to_string();
     assert!(
         err.starts_with(
-            "input 'dataset': model input 'input' expects [N, 3, 32, 32], the dataset gives [4, 32, 32, 3] (NHWC)"
+            "input 'dataset': model input 'input' expects [N, 3, 32, 32], the dataset gives [4, 16, 16, 12] (NHWC)"
         ),
         "{err}"
     );
+}
+
+/// A channels-last dataset feeds a channels-first model (and the other way round):
+/// transposed per batch, with the same results as the matching layout, and a note.
+#[test]
+fn probe_transposes_a_dataset_of_the_other_layout() {
+    let f = load("tiny_fp32.onnx").unwrap();
+    let ds = dataset(4);
+    let mut nhwc = (*ds).clone();
+    nhwc.images.shape = vec![4, 32, 32, 3];
+    nhwc.layout = Layout::Nhwc;
+    for (n, img) in ds.images.data.chunks_exact(3 * 32 * 32).enumerate() {
+        for c in 0..3 {
+            for p in 0..32 * 32 {
+                nhwc.images.data[n * 3072 + p * 3 + c] = img[c * 1024 + p];
+            }
+        }
+    }
+    let a = probe(&f, ds, "outputs").unwrap();
+    let b = probe(&f, Arc::new(nhwc), "outputs").unwrap();
+    assert_eq!(a.tensors["logits"].tensor.data, b.tensors["logits"].tensor.data);
+    assert!(b.notes.iter().any(|n| n.contains("transposed NHWC → NCHW")), "{:?}", b.notes);
 }
 
 #[test]
