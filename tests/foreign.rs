@@ -259,3 +259,27 @@ fn per_channel_scales_are_edited_one_channel_or_all() {
     .unwrap_err();
     assert!(err.contains("channel 999 does not exist"), "{err}");
 }
+
+/// Two unrelated models (the project's ResNet8 against the tiny test network, same input
+/// and output shapes): no layer pairs, the outputs fail verification, and the report
+/// prints no per-layer number at all; the unpaired table says why for each.
+#[test]
+fn unrelated_models_give_unpaired_not_numbers() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let tiny = repo().join("tests/fixtures/tiny/tiny_fp32.onnx");
+    let mut g = graph(&registry, "resnet8_fp32.onnx", "resnet8_fp32.onnx", 16);
+    let b = g.find_node("int8").unwrap();
+    g.set_param(b, "path", tiny.to_string_lossy().as_ref().into()).unwrap();
+    let compare = g.find_node("compare").unwrap();
+    let e = Scheduler::new(registry).evaluate(&g, &[compare]);
+    let r = report(&e, &g, compare);
+    let t = r.table("per_layer").unwrap();
+    assert!(t.rows.is_empty(), "{:#?}", t.rows);
+    assert!(!r.summary.contains_key("min_sqnr_db"), "{:?}", r.summary);
+    assert!(!r.headline.clone().unwrap_or_default().contains("SQNR"), "{:?}", r.headline);
+    let u = r.table("unpaired").unwrap();
+    let reasons: Vec<String> = u.rows.iter().map(|row| text(u, row, "reason")).collect();
+    assert!(reasons.iter().any(|w| w.contains("failed verification")), "{reasons:#?}");
+    assert!(reasons.iter().any(|w| w.contains("weights of this shape")), "{reasons:#?}");
+    assert!(reasons.iter().all(|w| !w.is_empty()));
+}
