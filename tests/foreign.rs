@@ -240,6 +240,11 @@ fn per_channel_scales_are_edited_one_channel_or_all() {
     let mut want = w.scales.clone();
     want[3] = 0.001;
     assert_eq!(got.scales, want);
+    // The histogram view draws one channel's range.
+    let (qmin, qmax) = got.qrange();
+    let zp = got.zero_points.get(3).copied().unwrap_or(0);
+    assert_eq!(got.channel_range(3), Some(((qmin - zp) as f32 * 0.001, (qmax - zp) as f32 * 0.001)));
+    assert_eq!(got.channel_range(0).unwrap().1, (qmax - got.zero_points[0]) as f32 * w.scales[0]);
 
     let all = overridden(
         &registry,

@@ -294,9 +294,14 @@ impl QdqEntry {
     }
     /// The representable real range `[(qmin−zp)·s, (qmax−zp)·s]` of the first channel.
     pub fn real_range(&self) -> Option<(f32, f32)> {
+        self.channel_range(0)
+    }
+    /// The representable real range of channel `c` of a per-axis pair (the one range of a
+    /// per-tensor pair for any `c`).
+    pub fn channel_range(&self, c: usize) -> Option<(f32, f32)> {
         let (qmin, qmax) = self.qrange();
-        let s = *self.scales.first()?;
-        let zp = *self.zero_points.first().unwrap_or(&0);
+        let s = *self.scales.get(c).or(self.scales.first())?;
+        let zp = *self.zero_points.get(c).or(self.zero_points.first()).unwrap_or(&0);
         Some(((qmin - zp) as f32 * s, (qmax - zp) as f32 * s))
     }
 }

@@ -238,15 +238,28 @@ pub fn tensor_ui(ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor) {
         .enumerate()
         .map(|(i, c)| Bar::new(f64::from(h.lo) + (i as f64 + 0.5) * width, *c as f64).width(width * 0.95))
         .collect();
-    let range = t.qdq.as_ref().and_then(|q| q.real_range());
+    // A per-channel pair: the user picks which channel's range is drawn.
+    let channels = t.qdq.as_ref().map_or(1, |q| q.scales.len().max(1));
+    let mut channel = 0usize;
+    if channels > 1 {
+        let id = egui::Id::new(("hist_channel", node.0, t.name.as_str()));
+        channel = ui.data(|d| d.get_temp::<usize>(id)).unwrap_or(0).min(channels - 1);
+        ui.horizontal(|ui| {
+            ui.label(format!("per-channel Q/DQ: range of channel (0–{})", channels - 1));
+            ui.add(egui::DragValue::new(&mut channel).range(0..=channels - 1));
+        });
+        ui.data_mut(|d| d.insert_temp(id, channel));
+    }
+    let range = t.qdq.as_ref().and_then(|q| q.channel_range(channel));
     if let Some(q) = &t.qdq {
         let (lo, hi) = range.unwrap_or((0.0, 0.0));
         let clipped_note = if s.min < lo || s.max > hi { " · values outside are clipped" } else { "" };
         ui.label(format!(
-            "Q/DQ {} · scale {:.6} · zero point {} · range [{lo:.4}, {hi:.4}]{clipped_note}",
+            "Q/DQ {} · scale {:.6} · zero point {} · range [{lo:.4}, {hi:.4}]{clipped_note}{}",
             q.dtype,
-            q.scales.first().copied().unwrap_or(0.0),
-            q.zero_points.first().copied().unwrap_or(0)
+            q.scales.get(channel).copied().unwrap_or(0.0),
+            q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0),
+            if channels > 1 { format!(" (channel {channel} of {channels})") } else { String::new() }
         ));
     }
     Plot::new(("hist", node.0, t.name.as_str())).height(220.0).legend(Legend::default()).show(ui, |p| {
@@ -255,10 +268,10 @@ pub fn tensor_ui(ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor) {
             p.vline(VLine::new("clip range", f64::from(lo)).color(egui::Color32::RED));
             p.vline(VLine::new("clip range", f64::from(hi)).color(egui::Color32::RED));
             // The quantization grid, when its lines are not too dense to see.
-            let step = f64::from(q.scales.first().copied().unwrap_or(0.0));
+            let step = f64::from(q.scales.get(channel).copied().unwrap_or(0.0));
             let levels = if step > 0.0 { (f64::from(h.hi - h.lo) / step) as usize } else { usize::MAX };
             if levels <= 64 {
-                let zp = f64::from(q.zero_points.first().copied().unwrap_or(0));
+                let zp = f64::from(q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0));
                 let (qmin, qmax) = q.qrange();
                 for k in qmin..=qmax {
                     let x = (f64::from(k) - zp) * step;
