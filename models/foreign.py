@@ -258,6 +258,10 @@ def session(model, outputs=None):
         m = m2
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
+    if outputs:
+        # Capturing intermediates: Q/DQ pairs are not fused into integer kernels, so a tensor's
+        # values do not depend on which others are captured (as QuantGraph's probe does).
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 

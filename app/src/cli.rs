@@ -166,12 +166,22 @@ fn check_problems(graph: &Graph, registry: &NodeRegistry, file: &Path) -> bool {
     problems.is_empty()
 }
 
+#[cfg(feature = "editor")]
 fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> ExitCode {
     let launched = Some(crate::LAUNCHED.get().copied().unwrap_or_else(std::time::Instant::now));
     match crate::editor::run(crate::editor::EditorPlugin { file, screenshot, launched }) {
         bevy::app::AppExit::Success => ExitCode::SUCCESS,
         bevy::app::AppExit::Error(_) => ExitCode::FAILURE,
     }
+}
+
+#[cfg(not(feature = "editor"))]
+fn open_editor(_file: Option<PathBuf>, _screenshot: Option<PathBuf>) -> ExitCode {
+    eprintln!(
+        "error: this quantgraph was built without the editor (cargo feature 'editor'); it runs graphs \
+         headless: quantgraph run | check | export | nodes (see --help)"
+    );
+    ExitCode::FAILURE
 }
 
 /// Apply `NODE.PARAM=VALUE` overrides. VALUE is JSON; for text-like params (text, paths,

@@ -35,12 +35,12 @@ struct EditorState {
     shot_taken: bool,
 }
 
-/// Where the recovery file lives: `$XDG_STATE_HOME/quantgraph`, else `~/.local/state/quantgraph`.
+/// Where the recovery file and the recent list live, from the `directories` crate: the
+/// platform's state folder (`$XDG_STATE_HOME/quantgraph`, else `~/.local/state/quantgraph` on
+/// Linux), else its local data folder (macOS and Windows have no state folder).
 pub fn state_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("quantgraph"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/quantgraph"))
+    let dirs = directories::ProjectDirs::from("", "", "quantgraph")?;
+    Some(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf())
 }
 
 fn load_recent(dir: &Path) -> Vec<PathBuf> {

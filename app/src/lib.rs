@@ -4,19 +4,43 @@
 //! headless command line (`quantgraph run | check | nodes`), and the editor entry point.
 
 pub mod cli;
+#[cfg(feature = "editor")]
 pub mod editor;
 pub mod outdir;
 
+use std::sync::OnceLock;
+
 use quantgraph_nodes::NodeRegistry;
 
-/// Every node kind this build ships, from every plugin crate.
+/// A plugin: a function that registers its node kinds (a plugin crate's `register_nodes`).
+pub type Plugin = fn(&mut NodeRegistry) -> quantgraph_nodes::Result<()>;
+
+/// The plugins QuantGraph ships.
+pub const BUILTIN_PLUGINS: &[Plugin] = &[
+    quantgraph_dataset::register_nodes,
+    quantgraph_onnx::register_nodes,
+    quantgraph_compare::register_nodes,
+    quantgraph_plot::register_nodes,
+];
+
+/// Plugins added by the binary (see [`main_with`]).
+static EXTRA_PLUGINS: OnceLock<Vec<Plugin>> = OnceLock::new();
+
+/// Every node kind this build has: the built-in plugins, then those the binary added with
+/// [`main_with`]. The CLI, the editor and the tests all build their registry here.
 pub fn registry() -> anyhow::Result<NodeRegistry> {
     let mut r = NodeRegistry::new();
-    quantgraph_dataset::register_nodes(&mut r)?;
-    quantgraph_onnx::register_nodes(&mut r)?;
-    quantgraph_compare::register_nodes(&mut r)?;
-    quantgraph_plot::register_nodes(&mut r)?;
+    for plugin in BUILTIN_PLUGINS.iter().chain(EXTRA_PLUGINS.get().into_iter().flatten()) {
+        plugin(&mut r)?;
+    }
     Ok(r)
+}
+
+/// Forget the figures kept for reuse across evaluations (probe statistics, comparator
+/// pairs): for tests that compare an incremental evaluation with one from scratch.
+pub fn clear_reuse_caches() {
+    quantgraph_onnx::reuse::clear();
+    quantgraph_compare::reuse::clear();
 }
 
 /// When `main` started.
@@ -24,7 +48,16 @@ pub static LAUNCHED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLo
 
 /// Entry point of the `quantgraph` binary.
 pub fn main() -> anyhow::Result<()> {
+    main_with(&[])
+}
+
+/// Entry point of a `quantgraph` binary with more plugins: a crate outside this repository
+/// builds its own binary whose `main` is `quantgraph_app::main_with(&[my_plugin::register_nodes])`;
+/// its node kinds then appear in the editor's palette, `nodes`, `run` and saved graphs (see
+/// ARCHITECTURE.md, "Writing a plugin crate", and `examples/plugin-hello`).
+pub fn main_with(plugins: &[Plugin]) -> anyhow::Result<()> {
     let _ = LAUNCHED.set(std::time::Instant::now());
+    let _ = EXTRA_PLUGINS.set(plugins.to_vec());
     // Before any thread exists (setting the environment later would race with readers).
     quantgraph_onnx::runtime::disable_telemetry_env();
     cli::main()

@@ -498,6 +498,10 @@ pub struct ProbedTensor {
     pub stats: TensorStats,
     /// The Q/DQ pair this tensor passes through, if any (for drawing the grid).
     pub qdq: Option<QdqEntry>,
+    /// Identity of its values over the probe's samples: the same digest means the same
+    /// computation of the same inputs, so figures computed from it can be reused
+    /// (0: unknown, never reused).
+    pub digest: u64,
 }
 
 /// Top-1 predictions of a classifier.

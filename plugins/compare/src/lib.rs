@@ -10,6 +10,7 @@
 pub mod confidence;
 pub mod metrics;
 pub mod pairing;
+pub mod reuse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -385,13 +386,17 @@ fn open_side<'a>(acts: &'a Activations, names: Vec<String>, batch: usize) -> Res
 
 /// Running sums of one pair: the error, ORT's pairing where it differs, the Q/DQ pair's own
 /// error, and per drill-down sample.
-#[derive(Default)]
-struct PairSums {
+#[derive(Clone, Default)]
+pub(crate) struct PairSums {
     e: ErrorStats,
     ort: Option<ErrorStats>,
     qdq: Option<ErrorStats>,
     qdq_ort: Option<ErrorStats>,
     per_sample: BTreeMap<usize, ErrorStats>,
+    /// `(‖x‖², ‖x−y‖²)` of every sample, when the dataset is small enough
+    /// ([`MAX_ALL_SAMPLES`]): the drill-down of any sample, and reuse across evaluations
+    /// whose flipped samples differ.
+    samples: Option<Vec<[f64; 2]>>,
     shape_note: Option<String>,
     rows: usize,
 }
@@ -421,10 +426,24 @@ impl PairSums {
         };
         self.e.add(xa, yb);
         self.rows += ba.rows;
-        for s in drill.range(ba.start..ba.start + ba.rows) {
-            let at = (s - ba.start) * item;
-            if let (Some(x), Some(y)) = (xa.get(at..at + item), yb.get(at..at + item)) {
-                self.per_sample.entry(*s).or_default().add(x, y);
+        if let Some(all) = &mut self.samples {
+            for (k, (x, y)) in xa.chunks_exact(item.max(1)).zip(yb.chunks_exact(item.max(1))).enumerate() {
+                let (mut x2, mut d2) = (0.0f64, 0.0f64);
+                for (p, q) in x.iter().zip(y) {
+                    let (p, q) = (f64::from(*p), f64::from(*q));
+                    x2 += p * p;
+                    d2 += (p - q) * (p - q);
+                }
+                if let Some(slot) = all.get_mut(ba.start + k) {
+                    *slot = [x2, d2];
+                }
+            }
+        } else {
+            for s in drill.range(ba.start..ba.start + ba.rows) {
+                let at = (s - ba.start) * item;
+                if let (Some(x), Some(y)) = (xa.get(at..at + item), yb.get(at..at + item)) {
+                    self.per_sample.entry(*s).or_default().add(x, y);
+                }
             }
         }
         if let Some((_, o)) = p.ort_a.as_deref().and_then(|n| slice(ba, n)) {
@@ -466,6 +485,11 @@ fn verify_pair(p: &pairing::Pair, ba: &Batch, bb: &Batch) -> pairing::Verdict {
     };
     pairing::verify(sa, xa, sb, &check)
 }
+
+/// Up to this many samples, every sample's per-layer error is kept (16 bytes per sample and
+/// pair), so any sample can be drilled into and a pair's figures can be reused after an edit
+/// that changes which samples flip.
+pub const MAX_ALL_SAMPLES: usize = 100_000;
 
 /// Samples worth a per-layer look: every flip (up to `MAX_DRILL_FLIPS`) and the 20 with the
 /// largest output error, with why.
@@ -518,23 +542,41 @@ fn per_layer(
     }
     let drill = drill_samples(a, b, classifier);
     let drill_set: BTreeSet<usize> = drill.keys().copied().collect();
-    let mut names_a: BTreeSet<String> = BTreeSet::new();
-    let mut names_b: BTreeSet<String> = BTreeSet::new();
-    for p in &pairs.pairs {
-        names_a.insert(p.a.clone());
-        names_a.extend(p.ort_a.clone());
-        names_b.insert(p.b.clone());
-        names_b.extend(p.b_pre.clone());
-    }
     let batch = match (&a.stream, &b.stream) {
         (Some(x), Some(y)) => x.0.batch_size().min(y.0.batch_size()),
         (Some(x), None) | (None, Some(x)) => x.0.batch_size(),
         (None, None) => n.max(1),
     }
     .max(1);
-    let mut sums: Vec<PairSums> = pairs.pairs.iter().map(|_| PairSums::default()).collect();
+    let all_samples = n <= MAX_ALL_SAMPLES;
+    let mut sums: Vec<PairSums> = pairs
+        .pairs
+        .iter()
+        .map(|_| PairSums { samples: all_samples.then(|| vec![[0.0; 2]; n]), ..PairSums::default() })
+        .collect();
     let mut verdicts: Vec<Option<pairing::Verdict>> = vec![None; pairs.pairs.len()];
-    if !pairs.pairs.is_empty() && n > 0 {
+    // Pairs whose tensors have the values of an earlier evaluation (same digests) take its
+    // figures: after an edit, only the pairs the edit reached are measured again.
+    let keys: Vec<Option<reuse::PairKey>> =
+        pairs.pairs.iter().map(|p| all_samples.then(|| reuse::key(a, b, p, batch, n)).flatten()).collect();
+    let mut todo = vec![true; pairs.pairs.len()];
+    for (i, k) in keys.iter().enumerate() {
+        if let Some((v, s)) = k.as_ref().and_then(reuse::get) {
+            verdicts[i] = Some(v);
+            sums[i] = s;
+            todo[i] = false;
+        }
+    }
+    let reused = todo.iter().filter(|t| !**t).count();
+    let mut names_a: BTreeSet<String> = BTreeSet::new();
+    let mut names_b: BTreeSet<String> = BTreeSet::new();
+    for (p, _) in pairs.pairs.iter().zip(&todo).filter(|(_, t)| **t) {
+        names_a.insert(p.a.clone());
+        names_a.extend(p.ort_a.clone());
+        names_b.insert(p.b.clone());
+        names_b.extend(p.b_pre.clone());
+    }
+    if todo.iter().any(|t| *t) && n > 0 {
         let mut side_a = open_side(a, names_a.into_iter().collect(), batch)?;
         let mut side_b = open_side(b, names_b.into_iter().collect(), batch)?;
         loop {
@@ -545,18 +587,31 @@ fn per_layer(
             }
             let done = ba.start + ba.rows;
             // Each pair is verified on the first batch; only verified pairs are measured.
-            verdicts.par_iter_mut().zip(&pairs.pairs).for_each(|(v, p)| {
-                if v.is_none() {
+            verdicts.par_iter_mut().zip(&pairs.pairs).zip(&todo).for_each(|((v, p), todo)| {
+                if *todo && v.is_none() {
                     *v = Some(verify_pair(p, &ba, &bb));
                 }
             });
-            sums.par_iter_mut().zip(&pairs.pairs).zip(&verdicts).for_each(|((s, p), v)| {
-                if let Some(pairing::Verdict::Verified { layout, .. }) = v {
+            sums.par_iter_mut().zip(&pairs.pairs).zip(&verdicts).zip(&todo).for_each(|(((s, p), v), todo)| {
+                if let (true, Some(pairing::Verdict::Verified { layout, .. })) = (*todo, v) {
                     s.add(p, *layout, &ba, &bb, &drill_set);
                 }
             });
             ctx.progress(done as f32 / n as f32, &format!("per-layer errors: {done}/{n} samples"));
         }
+        for (i, k) in keys.iter().enumerate() {
+            if let (true, Some(k), Some(v)) = (todo[i], k, &verdicts[i]) {
+                reuse::put(*k, v.clone(), sums[i].clone());
+            }
+        }
+    }
+    if reused > 0 {
+        report.notes.push(format!(
+            "{reused} of {} pairs reused from an earlier evaluation (their tensors do not depend on what changed); {} \
+             measured in this pass",
+            pairs.pairs.len(),
+            pairs.pairs.len() - reused
+        ));
     }
     let mut table = Table {
         name: "per_layer".into(),
@@ -647,7 +702,15 @@ fn per_layer(
     };
     for (sample, why) in &drill {
         for (p, s) in pairs.pairs.iter().zip(&sums) {
-            let Some(e) = s.per_sample.get(sample) else { continue };
+            let from_all = s.samples.as_ref().and_then(|v| v.get(*sample)).map(|[x2, d2]| ErrorStats {
+                sum_x2: *x2,
+                sum_d2: *d2,
+                ..ErrorStats::default()
+            });
+            let Some(e) = from_all.or_else(|| s.per_sample.get(sample).cloned()) else { continue };
+            if s.rows == 0 {
+                continue;
+            }
             drill_table.rows.push(vec![
                 Cell::Int(*sample as i64),
                 Cell::Int(indices.as_ref().and_then(|v| v.get(*sample)).copied().unwrap_or(*sample) as i64),

@@ -31,6 +31,7 @@ fn tensor(name: &str, data: Vec<f32>, qdq: Option<QdqEntry>) -> (String, ProbedT
             tensor: Tensor::new(vec![1, n], data),
             stats: TensorStats::default(),
             qdq,
+            digest: 0,
         },
     )
 }

@@ -344,3 +344,80 @@ fn qlinear_tensor(node: &proto::NodeProto, role: QRole, data: usize) -> Option<S
         _ => node.input.get(data).cloned(),
     }
 }
+
+/// A content digest of every tensor of the model: equal digests mean the same computation
+/// of the same inputs. Initializers hash their type, dims and data (not their names); model
+/// inputs their position; an op's outputs hash the op (type, domain, attributes) and its
+/// inputs' digests. So an edit of one Q/DQ pair's scale changes the digests of exactly the
+/// tensors downstream of it: what a probe or comparator can reuse from an earlier run.
+pub fn tensor_digests(model: &ModelProto) -> BTreeMap<String, u64> {
+    use prost::Message;
+    use xxhash_rust::xxh3::Xxh3;
+    let empty = GraphProto::default();
+    let graph = model.graph.as_ref().unwrap_or(&empty);
+    let mut d: BTreeMap<String, u64> = BTreeMap::new();
+    for t in &graph.initializer {
+        let mut h = Xxh3::new();
+        h.update(b"init");
+        h.update(&t.data_type.to_le_bytes());
+        for x in &t.dims {
+            h.update(&x.to_le_bytes());
+        }
+        h.update(&t.raw_data);
+        for x in &t.float_data {
+            h.update(&x.to_le_bytes());
+        }
+        for x in &t.int32_data {
+            h.update(&x.to_le_bytes());
+        }
+        for x in &t.int64_data {
+            h.update(&x.to_le_bytes());
+        }
+        for x in &t.double_data {
+            h.update(&x.to_le_bytes());
+        }
+        for x in &t.uint64_data {
+            h.update(&x.to_le_bytes());
+        }
+        for s in &t.string_data {
+            h.update(s);
+        }
+        for e in &t.external_data {
+            h.update(e.key.as_bytes());
+            h.update(e.value.as_bytes());
+        }
+        d.insert(t.name.clone(), h.digest());
+    }
+    for (i, input) in graph.input.iter().enumerate() {
+        d.entry(input.name.clone()).or_insert_with(|| xxhash_rust::xxh3::xxh3_64(format!("input {i}").as_bytes()));
+    }
+    for node in &graph.node {
+        let mut h = Xxh3::new();
+        h.update(node.op_type.as_bytes());
+        h.update(b"\0");
+        h.update(node.domain.as_bytes());
+        for a in &node.attribute {
+            // FLOAT, INT, STRING, TENSOR, FLOATS, INTS are fully decoded; anything else (a
+            // subgraph, strings, ...) is not, so such an op gets a digest no other run shares.
+            if !matches!(a.r#type, 0..=4 | 6 | 7) {
+                static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                h.update(b"opaque");
+                h.update(&NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+                h.update(&std::process::id().to_le_bytes());
+            }
+            h.update(&a.encode_to_vec());
+        }
+        for i in &node.input {
+            // An input nobody makes (a malformed model) hashes its name.
+            let x = d.get(i).copied().unwrap_or_else(|| xxhash_rust::xxh3::xxh3_64(i.as_bytes()));
+            h.update(&x.to_le_bytes());
+        }
+        let base = h.digest();
+        for (k, o) in node.output.iter().enumerate() {
+            let mut h = Xxh3::with_seed(base);
+            h.update(&(k as u64).to_le_bytes());
+            d.insert(o.clone(), h.digest());
+        }
+    }
+    d
+}

@@ -14,6 +14,7 @@ pub mod model;
 pub mod probe;
 pub mod proto;
 pub mod qdq_override;
+pub mod reuse;
 pub mod runtime;
 
 use quantgraph_nodes::NodeRegistry;

@@ -15,7 +15,7 @@ use quantgraph_nodes::{
 };
 use rayon::prelude::*;
 
-use crate::{info, proto, runtime};
+use crate::{info, proto, reuse, runtime};
 
 /// Model + Dataset → Activations.
 #[derive(Default)]
@@ -86,7 +86,7 @@ impl BatchIter for ProbeIter {
         ctx.check_cancelled()?;
         let (start, end) = (self.next, (self.next + self.batch_size).min(n));
         let mut batch = Batch { start, rows: end - start, tensors: BTreeMap::new() };
-        runtime::run_batch(&mut self.session, &self.feed, &self.images.images, start, end, &self.names, |outs| {
+        runtime::run_batch(ctx, &mut self.session, &self.feed, &self.images.images, start, end, &self.names, |outs| {
             for (name, item_shape, data) in outs {
                 batch.tensors.insert(name.to_owned(), (item_shape, data.to_vec()));
             }
@@ -116,7 +116,7 @@ impl ActivationStream for ProbeStream {
         // Only the requested tensors become outputs: ONNX Runtime fuses everything else.
         let extra: Vec<&String> = names.iter().filter(|n| !self.model_outputs.contains(n)).collect();
         let session = if extra.is_empty() {
-            runtime::session(&self.bytes, self.threads)?
+            runtime::session_with(&self.bytes, self.threads, true)?
         } else {
             let bytes = proto::edit_model(
                 &self.bytes,
@@ -129,7 +129,7 @@ impl ActivationStream for ProbeStream {
                 },
             )
             .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
-            runtime::session(&bytes, self.threads)?
+            runtime::session_with(&bytes, self.threads, true)?
         };
         Ok(Box::new(ProbeIter {
             session,
@@ -238,14 +238,22 @@ impl NodeKind for LayerProbe {
         };
         let output_names: BTreeSet<&str> = model.info.outputs.iter().map(|o| o.name.as_str()).collect();
         let extra: Vec<String> = wanted.iter().filter(|t| !output_names.contains(t.as_str())).cloned().collect();
-        let probed_bytes = if extra.is_empty() {
+        // Statistics of tensors whose values an earlier run computed (same digest: the same
+        // computation of the same images) are reused; only the others are captured.
+        let digests = info::tensor_digests(&proto_model);
+        let input = input_digest(dataset, &feed);
+        let digest_of = |t: &str| digests.get(t).map_or(0, |d| reuse::combine(*d, input));
+        let reused: BTreeMap<String, reuse::CachedStats> =
+            extra.iter().filter_map(|t| Some((t.clone(), reuse::get_stats(digest_of(t), batch)?))).collect();
+        let pass_extra: Vec<String> = extra.iter().filter(|t| !reused.contains_key(*t)).cloned().collect();
+        let probed_bytes = if pass_extra.is_empty() {
             model.bytes.clone()
         } else {
             Arc::new(
                 proto::edit_model(
                     &model.bytes,
                     proto::ModelEdit {
-                        extra_outputs: extra
+                        extra_outputs: pass_extra
                             .iter()
                             .map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)))
                             .collect(),
@@ -257,8 +265,8 @@ impl NodeKind for LayerProbe {
         };
 
         // One pass: statistics and histograms of every captured tensor, the outputs.
-        let mut session = runtime::session(&probed_bytes, model.threads)?;
-        let mut names = extra.clone();
+        let mut session = runtime::session_with(&probed_bytes, model.threads, !pass_extra.is_empty())?;
+        let mut names = pass_extra.clone();
         names.push(logits_name.clone());
         let mut acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)> = BTreeMap::new();
         let mut logits: Vec<f32> = Vec::new();
@@ -272,7 +280,7 @@ impl NodeKind for LayerProbe {
         while start < n {
             ctx.check_cancelled()?;
             let end = (start + batch).min(n);
-            runtime::run_batch(&mut session, &feed, &dataset.images, start, end, &names, |outs| {
+            runtime::run_batch(ctx, &mut session, &feed, &dataset.images, start, end, &names, |outs| {
                 let mut work: Vec<(&mut TensorAccumulator, &[f32])> = Vec::new();
                 for (name, item_shape, data) in &outs {
                     if *name == logits_name {
@@ -281,7 +289,7 @@ impl NodeKind for LayerProbe {
                             logits.extend_from_slice(data);
                         }
                         logits_acc.add(data);
-                        if start == 0 && !extra.is_empty() {
+                        if start == 0 && !pass_extra.is_empty() {
                             first_batch.extend_from_slice(data);
                         }
                         continue;
@@ -300,13 +308,14 @@ impl NodeKind for LayerProbe {
                 work.into_par_iter().for_each(|(a, data)| a.add(data));
                 Ok(())
             })?;
-            if start == 0 && !extra.is_empty() {
+            if start == 0 && !pass_extra.is_empty() {
                 // Did probing change what is measured? Once, on the first batch.
                 let first = std::mem::take(&mut first_batch);
                 let mut plain = runtime::session(&model.bytes, model.threads)?;
                 let mut same = true;
                 let mut max_diff = 0.0f32;
                 runtime::run_batch(
+                    ctx,
                     &mut plain,
                     &feed,
                     &dataset.images,
@@ -368,8 +377,37 @@ impl NodeKind for LayerProbe {
             ));
         }
         notes.extend(feed_notes(&feed));
+        for (name, (item_shape, a)) in &acc {
+            reuse::put_stats(
+                digest_of(name),
+                batch,
+                reuse::CachedStats {
+                    item_shape: item_shape.clone(),
+                    stats: a.stats(),
+                    non_finite: a.moments.non_finite,
+                },
+            );
+        }
+        if !reused.is_empty() {
+            notes.push(format!(
+                "statistics of {} of {} tensors reused from an earlier run (their values do not depend on what \
+                 changed); {} captured in this pass",
+                reused.len(),
+                extra.len(),
+                pass_extra.len()
+            ));
+        }
+        let mut computed: BTreeMap<String, reuse::CachedStats> = acc
+            .into_iter()
+            .map(|(name, (item_shape, a))| {
+                (name, reuse::CachedStats { item_shape, stats: a.stats(), non_finite: a.moments.non_finite })
+            })
+            .collect();
+        computed.extend(reused);
+        let digest_map: BTreeMap<String, u64> =
+            extra.iter().chain(std::iter::once(&logits_name)).map(|t| (t.clone(), digest_of(t))).collect();
         let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1: unprobed_top1 };
-        finish(model, dataset, acc, outputs, notes, extra, batch, feed, types, &logits_name)
+        finish(model, dataset, computed, digest_map, outputs, notes, extra, batch, feed, types, &logits_name)
     }
 }
 
@@ -388,7 +426,8 @@ struct ProbeOutputs {
 fn finish(
     model: &ModelValue,
     dataset: &Arc<Dataset>,
-    acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)>,
+    stats: BTreeMap<String, reuse::CachedStats>,
+    digests: BTreeMap<String, u64>,
     outputs: ProbeOutputs,
     mut notes: Vec<String>,
     extra: Vec<String>,
@@ -408,23 +447,21 @@ fn finish(
         output_shape: logits_shape.clone(),
     };
     let mut tensors: BTreeMap<String, ProbedTensor> = BTreeMap::new();
-    for (name, (item_shape, a)) in acc {
+    for (name, c) in stats {
         let qdq = qdq_for(&model.info.qdq, &name);
         let mut shape = vec![n];
-        shape.extend(item_shape);
-        if a.moments.non_finite > 0 {
-            notes.push(format!(
-                "'{name}' holds {} NaN or infinite values (left out of its statistics)",
-                a.moments.non_finite
-            ));
+        shape.extend(c.item_shape);
+        if c.non_finite > 0 {
+            notes.push(format!("'{name}' holds {} NaN or infinite values (left out of its statistics)", c.non_finite));
         }
         tensors.insert(
             name.clone(),
             ProbedTensor {
+                digest: digests.get(&name).copied().unwrap_or(0),
                 name,
                 role: TensorRole::Activation,
                 tensor: Tensor { shape, data: Vec::new() },
-                stats: a.stats(),
+                stats: c.stats,
                 qdq,
             },
         );
@@ -445,6 +482,7 @@ fn finish(
             tensor: Tensor { shape: out_shape, data: logits },
             stats: logits_acc.stats(),
             qdq: None,
+            digest: digests.get(logits_name).copied().unwrap_or(0),
         },
     );
     let mut stream_names = extra;
@@ -616,4 +654,17 @@ fn feed_notes(feed: &runtime::Feed) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Identity of what the model is fed: the images (data, shape, layout) and how they become
+/// the model's input.
+fn input_digest(dataset: &Dataset, feed: &runtime::Feed) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for v in &dataset.images.data {
+        h.update(&v.to_le_bytes());
+    }
+    h.update(
+        format!("{:?} {:?} {:?} {:?}", dataset.images.shape, dataset.layout, feed.transpose, feed.quant).as_bytes(),
+    );
+    h.digest()
 }

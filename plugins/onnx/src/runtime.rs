@@ -91,6 +91,15 @@ fn ort_err(context: &str) -> impl Fn(ort::Error) -> NodeError + '_ {
 /// A session made from model bytes, optimised as Python's `InferenceSession` does by
 /// default (all graph optimisations).
 pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
+    session_with(bytes, threads, false)
+}
+
+/// A session for probing (`probing`): like [`session`], but Q/DQ pairs are never fused into
+/// integer kernels, so a tensor's values do not depend on which other tensors are captured
+/// (capturing a Q/DQ pair's output blocks that fusion anyway). This is what lets a probe or
+/// comparator reuse figures of tensors an edit did not reach. Predictions still come from
+/// the model as it runs unprobed.
+pub fn session_with(bytes: &[u8], threads: usize, probing: bool) -> Result<Session, NodeError> {
     let env = environment()?;
     let builder = Session::builder(env).map_err(ort_err("ONNX Runtime session options"))?;
     // No spinning: the scheduler runs several sessions at once (both probes, a comparator),
@@ -98,6 +107,8 @@ pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
     let options = |e: ort::Error<_>| NodeError::failed(format!("ONNX Runtime session options: {e}"));
     let builder = builder.with_optimization_level(GraphOptimizationLevel::All).map_err(options)?;
     let builder = builder.with_intra_op_spinning(false).map_err(options)?;
+    let builder =
+        if probing { builder.with_config_entry("session.disable_quant_qdq", "1").map_err(options)? } else { builder };
     let mut builder = if threads > 0 {
         builder
             .with_intra_threads(threads)
@@ -105,7 +116,16 @@ pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
     } else {
         builder
     };
-    builder.commit_from_memory(bytes).map_err(ort_err("ONNX Runtime could not load the model"))
+    let started = std::time::Instant::now();
+    let session = builder.commit_from_memory(bytes).map_err(ort_err("ONNX Runtime could not load the model"))?;
+    tracing::debug!(
+        bytes = bytes.len(),
+        threads,
+        outputs = session.outputs().len(),
+        secs = started.elapsed().as_secs_f64(),
+        "ONNX Runtime session created"
+    );
+    Ok(session)
 }
 
 /// Outputs of a batched run: name → (shape with the full sample count, data).
@@ -131,7 +151,7 @@ pub fn for_each_batch(
     while start < n {
         ctx.check_cancelled()?;
         let end = (start + batch_size).min(n);
-        run_batch(session, feed, images, start, end, outputs, |outs| {
+        run_batch(ctx, session, feed, images, start, end, outputs, |outs| {
             for (name, item_shape, data) in outs {
                 on_batch(start, name, &item_shape, data)?;
             }
@@ -147,7 +167,9 @@ pub fn for_each_batch(
 /// output to `f` as `(name, shape per sample, data)`, borrowed from ONNX Runtime's buffers
 /// (no copy).
 #[allow(clippy::type_complexity)]
+#[allow(clippy::too_many_arguments)]
 pub fn run_batch<R>(
+    ctx: &EvalContext,
     session: &mut Session,
     feed: &Feed,
     images: &Tensor,
@@ -178,38 +200,78 @@ pub fn run_batch<R>(
             .map_err(ort_err("making the input tensor"))?
             .into_dyn(),
     };
-    let result = session.run(vec![(feed.name.as_str(), input)]).map_err(ort_err("ONNX Runtime run failed"))?;
-    let mut outs = Vec::with_capacity(outputs.len());
-    let mut converted: Vec<(usize, Vec<usize>, Vec<f32>)> = Vec::new();
-    for (k, name) in outputs.iter().enumerate() {
-        let Some(value) = result.get(name) else {
-            return Err(NodeError::failed(format!("the model gave no output '{name}'")));
-        };
-        if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+    run_cancellable(ctx, session, vec![(feed.name.as_str(), input)], |result| {
+        let mut outs = Vec::with_capacity(outputs.len());
+        let mut converted: Vec<(usize, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (k, name) in outputs.iter().enumerate() {
+            let Some(value) = result.get(name) else {
+                return Err(NodeError::failed(format!("the model gave no output '{name}'")));
+            };
+            if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+                let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
+                outs.push((name.as_str(), item_shape, data));
+                continue;
+            }
+            // A quantized tensor: dequantized with its scale and zero point.
+            let Some(dq) = feed.dequantize.get(name) else {
+                return Err(NodeError::failed(format!(
+                    "output '{name}' is not a float tensor and QuantGraph does not know its scale and zero point"
+                )));
+            };
+            let (shape, values) = if let Ok((shape, data)) = value.try_extract_tensor::<i8>() {
+                (shape.clone(), data.iter().map(|q| (f32::from(*q) - dq.zero_point as f32) * dq.scale).collect())
+            } else if let Ok((shape, data)) = value.try_extract_tensor::<u8>() {
+                (shape.clone(), data.iter().map(|q| (f32::from(*q) - dq.zero_point as f32) * dq.scale).collect())
+            } else {
+                return Err(NodeError::failed(format!("output '{name}' is neither float, int8 nor uint8")));
+            };
             let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
-            outs.push((name.as_str(), item_shape, data));
-            continue;
+            converted.push((k, item_shape, values));
         }
-        // A quantized tensor: dequantized with its scale and zero point.
-        let Some(dq) = feed.dequantize.get(name) else {
-            return Err(NodeError::failed(format!(
-                "output '{name}' is not a float tensor and QuantGraph does not know its scale and zero point"
-            )));
-        };
-        let (shape, values) = if let Ok((shape, data)) = value.try_extract_tensor::<i8>() {
-            (shape.clone(), data.iter().map(|q| (f32::from(*q) - dq.zero_point as f32) * dq.scale).collect())
-        } else if let Ok((shape, data)) = value.try_extract_tensor::<u8>() {
-            (shape.clone(), data.iter().map(|q| (f32::from(*q) - dq.zero_point as f32) * dq.scale).collect())
-        } else {
-            return Err(NodeError::failed(format!("output '{name}' is neither float, int8 nor uint8")));
-        };
-        let item_shape: Vec<usize> = shape.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
-        converted.push((k, item_shape, values));
+        for (k, item_shape, values) in &converted {
+            outs.insert((*k).min(outs.len()), (outputs[*k].as_str(), item_shape.clone(), values.as_slice()));
+        }
+        f(outs)
+    })
+}
+
+/// Run the session, stopping inside the run (not only between batches) when the work is
+/// cancelled: a watcher thread sets ONNX Runtime's terminate flag as soon as `ctx` is
+/// cancelled, so a superseded evaluation (a slider drag) frees the cores within
+/// milliseconds even when one batch takes seconds.
+pub fn run_cancellable<R>(
+    ctx: &EvalContext,
+    session: &mut Session,
+    inputs: Vec<(&str, ort::value::DynValue)>,
+    f: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R, NodeError>,
+) -> Result<R, NodeError> {
+    let options = ort::session::RunOptions::new().map_err(ort_err("ONNX Runtime run options"))?;
+    if ctx.is_cancelled() {
+        // Set before the run starts: ONNX Runtime stops at once.
+        let _ = options.terminate();
     }
-    for (k, item_shape, values) in &converted {
-        outs.insert((*k).min(outs.len()), (outputs[*k].as_str(), item_shape.clone(), values.as_slice()));
-    }
-    f(outs)
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let options = &options;
+    std::thread::scope(|scope| {
+        scope.spawn(move || loop {
+            match finished.recv_timeout(std::time::Duration::from_millis(2)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if ctx.is_cancelled() {
+                        let _ = options.terminate();
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        });
+        let result = session.run_with_options(inputs, options);
+        drop(done);
+        match result {
+            Ok(outputs) => f(&outputs),
+            Err(_) if ctx.is_cancelled() => Err(NodeError::Cancelled),
+            Err(e) => Err(ort_err("ONNX Runtime run failed")(e)),
+        }
+    })
 }
 
 /// How the dataset's float images become a model's input: the input's name, a transpose

@@ -298,3 +298,30 @@ fn qdq_override_can_edit_only_the_dequantize_node_of_a_pair() {
     let err = override_with(&q, serde_json::json!([{"tensor": "w1", "scale": 0.5, "apply_to": "Q only"}])).unwrap_err();
     assert!(err.to_string().contains("tensor 'w1' has no QuantizeLinear node to edit alone"), "{err}");
 }
+
+/// A cancelled evaluation stops inside an ONNX Runtime run, not only between batches: the
+/// terminate flag reaches the run (here set before it starts, so the outcome does not depend
+/// on timing), which returns `Cancelled` long before the batch would have finished.
+#[test]
+fn cancellation_stops_inside_an_onnx_runtime_run() {
+    use std::sync::atomic::AtomicBool;
+    // The project's ResNet8 (a second per 2,048 images on one thread; the tiny model is too
+    // quick to tell a stopped run from a finished one).
+    let resnet = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/resnet8_fp32.onnx");
+    let f =
+        quantgraph_onnx::model::model_value("resnet8", "resnet8_fp32.onnx", std::fs::read(resnet).unwrap(), 1).unwrap();
+    let ds = dataset(2048);
+    let feed = quantgraph_onnx::runtime::Feed { name: "input".into(), ..Default::default() };
+    let mut session = quantgraph_onnx::runtime::session(&f.bytes, 1).unwrap();
+    let outputs = vec!["logits".to_owned()];
+    let live = EvalContext::detached(None);
+    let t = std::time::Instant::now();
+    quantgraph_onnx::runtime::run_batch(&live, &mut session, &feed, &ds.images, 0, 2048, &outputs, |_| Ok(())).unwrap();
+    let full = t.elapsed();
+    let cancelled = EvalContext::new(Arc::new(AtomicBool::new(true)), Box::new(|_, _| {}), None);
+    let t = std::time::Instant::now();
+    let r =
+        quantgraph_onnx::runtime::run_batch(&cancelled, &mut session, &feed, &ds.images, 0, 2048, &outputs, |_| Ok(()));
+    assert!(matches!(r, Err(NodeError::Cancelled)), "{:?}", r.err());
+    assert!(t.elapsed() < full / 4, "cancelled run took {:?}, a full one {full:?}", t.elapsed());
+}
