@@ -581,7 +581,14 @@ fn per_layer(
         let mut side_b = open_side(b, names_b.into_iter().collect(), batch)?;
         loop {
             ctx.check_cancelled()?;
-            let (Some(ba), Some(bb)) = (side_a.next(ctx)?, side_b.next(ctx)?) else { break };
+            // Both models run at once (each on its own thread: two cores, two sessions).
+            let (ra, rb) = std::thread::scope(|scope| {
+                let a_next = scope.spawn(|| side_a.next(ctx));
+                let rb = side_b.next(ctx);
+                (a_next.join(), rb)
+            });
+            let ra = ra.map_err(|_| NodeError::failed("running model A panicked"))?;
+            let (Some(ba), Some(bb)) = (ra?, rb?) else { break };
             if (ba.start, ba.rows) != (bb.start, bb.rows) {
                 return Err(NodeError::failed("A and B delivered different batches"));
             }
