@@ -16,6 +16,7 @@ pub mod proto;
 pub mod qdq_override;
 pub mod reuse;
 pub mod runtime;
+pub mod sensitivity;
 
 use quantgraph_nodes::NodeRegistry;
 
@@ -24,5 +25,6 @@ pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<(
     registry.register::<model::OnnxModel>()?;
     registry.register::<qdq_override::QdqOverride>()?;
     registry.register::<probe::LayerProbe>()?;
+    registry.register::<sensitivity::Sensitivity>()?;
     Ok(())
 }

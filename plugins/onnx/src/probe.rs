@@ -544,6 +544,18 @@ pub fn feed_for(
     dataset: &Dataset,
     r: &ParamReader,
 ) -> Result<runtime::Feed, NodeError> {
+    let scale = r.f64("input_scale")?;
+    let explicit = (scale > 0.0).then_some((scale, r.i64("input_zero_point")?));
+    feed_with(model, proto_model, dataset, explicit)
+}
+
+/// [`feed_for`] with the user's input scale and zero point, if any, given directly.
+pub fn feed_with(
+    model: &ModelValue,
+    proto_model: &proto::ModelProto,
+    dataset: &Dataset,
+    explicit: Option<(f64, i64)>,
+) -> Result<runtime::Feed, NodeError> {
     let Some(input) = model.info.inputs.first() else {
         return Err(NodeError::input("model", "the model has no inputs"));
     };
@@ -563,7 +575,6 @@ pub fn feed_for(
     let quant = match input.dtype.as_str() {
         "float32" | "unknown" => None,
         dtype @ ("int8" | "uint8") => {
-            let scale = r.f64("input_scale")?;
             let from_dq = model.info.qdq.iter().find(|e| e.op_type == "DequantizeLinear" && e.input == input.name);
             let meta = |key: &str| {
                 proto_model
@@ -572,11 +583,11 @@ pub fn feed_for(
                     .find(|p| p.key == key)
                     .and_then(|p| p.value.trim().parse::<f64>().ok())
             };
-            if scale > 0.0 {
+            if let Some((scale, zero_point)) = explicit {
                 Some(runtime::InputQuant {
                     dtype: dtype.to_owned(),
                     scale: scale as f32,
-                    zero_point: r.i64("input_zero_point")? as i32,
+                    zero_point: zero_point as i32,
                     source: "the probe's Input scale and Input zero point".into(),
                 })
             } else if let Some(e) = from_dq.filter(|e| e.scales.len() == 1) {
@@ -658,7 +669,7 @@ fn feed_notes(feed: &runtime::Feed) -> Vec<String> {
 
 /// Identity of what the model is fed: the images (data, shape, layout) and how they become
 /// the model's input.
-fn input_digest(dataset: &Dataset, feed: &runtime::Feed) -> u64 {
+pub fn input_digest(dataset: &Dataset, feed: &runtime::Feed) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for v in &dataset.images.data {
         h.update(&v.to_le_bytes());

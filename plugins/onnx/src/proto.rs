@@ -484,6 +484,11 @@ pub struct ModelEdit<'a> {
     pub extra_initializers: Vec<TensorProto>,
     /// Inputs to rename, by node name: input index → new tensor name.
     pub node_inputs: std::collections::BTreeMap<String, std::collections::BTreeMap<usize, String>>,
+    /// Nodes to add; each is written right after the node that makes its first input (before
+    /// the first node when a graph input or initializer does), so the graph stays sorted.
+    pub extra_nodes: Vec<NodeProto>,
+    /// Nodes to replace, by node name (the replacement is written in its place).
+    pub replace_nodes: std::collections::BTreeMap<String, NodeProto>,
 }
 
 /// Rename some inputs of an encoded NodeProto, copying every other field byte for byte.
@@ -535,13 +540,51 @@ pub fn edit_model(model: &[u8], mut edit: ModelEdit<'_>) -> Result<Vec<u8>, Stri
 
 fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(graph.len() + 1024);
+    let mut pending: Vec<&NodeProto> = edit.extra_nodes.iter().collect();
+    let mut made: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut first_node = true;
     for f in fields(graph)? {
+        if f.number == 1 && f.wire_type == 2 && !pending.is_empty() {
+            if first_node {
+                // Extra nodes that read what no node makes (graph inputs, initializers).
+                let makers: std::collections::BTreeSet<String> = fields(graph)?
+                    .into_iter()
+                    .filter(|g| g.number == 1 && g.wire_type == 2)
+                    .filter_map(|g| NodeProto::decode(g.payload).ok())
+                    .flat_map(|n| n.output)
+                    .collect();
+                pending.retain(|n| {
+                    let from_outside = n.input.first().is_none_or(|i| !makers.contains(i));
+                    if from_outside {
+                        put_len_delimited(&mut out, 1, &n.encode_to_vec());
+                    }
+                    !from_outside
+                });
+                first_node = false;
+            }
+            made.clear();
+            made.extend(NodeProto::decode(f.payload).map_err(|e| format!("bad node: {e}"))?.output);
+        }
+        if f.number == 1 && f.wire_type == 2 && !edit.replace_nodes.is_empty() {
+            let name = node_name(f.payload)?;
+            if let Some(node) = edit.replace_nodes.get(&name) {
+                put_len_delimited(&mut out, 1, &node.encode_to_vec());
+                flush_after(&mut out, &mut pending, &mut made);
+                continue;
+            }
+        }
         if f.number == 1 && f.wire_type == 2 && !edit.node_inputs.is_empty() {
             let name = node_name(f.payload)?;
             if let Some(renames) = edit.node_inputs.get(&name) {
                 put_len_delimited(&mut out, 1, &rename_inputs(f.payload, renames)?);
+                flush_after(&mut out, &mut pending, &mut made);
                 continue;
             }
+        }
+        if f.number == 1 && f.wire_type == 2 && !made.is_empty() {
+            out.extend_from_slice(f.raw);
+            flush_after(&mut out, &mut pending, &mut made);
+            continue;
         }
         match (f.number, f.wire_type, edit.initializer.as_mut()) {
             (5, 2, Some(change)) => {
@@ -555,6 +598,9 @@ fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String>
             _ => out.extend_from_slice(f.raw),
         }
     }
+    for n in pending {
+        put_len_delimited(&mut out, 1, &n.encode_to_vec());
+    }
     for t in &edit.extra_initializers {
         put_len_delimited(&mut out, 5, &t.encode_to_vec());
     }
@@ -562,6 +608,18 @@ fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String>
         put_len_delimited(&mut out, 12, &o.encode_to_vec());
     }
     Ok(out)
+}
+
+/// Write the pending extra nodes that read what the node just written makes.
+fn flush_after(out: &mut Vec<u8>, pending: &mut Vec<&NodeProto>, made: &mut std::collections::BTreeSet<String>) {
+    pending.retain(|n| {
+        let ready = n.input.first().is_some_and(|i| made.contains(i));
+        if ready {
+            put_len_delimited(out, 1, &n.encode_to_vec());
+        }
+        !ready
+    });
+    made.clear();
 }
 
 /// A graph output declaration for a float tensor of unknown shape.

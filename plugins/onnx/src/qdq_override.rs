@@ -366,7 +366,14 @@ pub fn apply(bytes: &[u8], plan: &Plan) -> Result<Vec<u8>, String> {
     }
     proto::edit_model(
         bytes,
-        ModelEdit { initializer: Some(&mut change), extra_outputs: Vec::new(), extra_initializers, node_inputs },
+        ModelEdit {
+            initializer: Some(&mut change),
+            extra_outputs: Vec::new(),
+            extra_initializers,
+            node_inputs,
+            extra_nodes: Vec::new(),
+            replace_nodes: BTreeMap::new(),
+        },
     )
 }
 

@@ -1,0 +1,584 @@
+//! `onnx.sensitivity`: which quantized layer costs accuracy, and a mixed-precision model
+//! that keeps the worst ones in float.
+//!
+//! A QDQ model's quantizers are grouped per layer (the op that reads the dequantized
+//! values: its input activations, weight and bias) or per tensor. A group is "removed" by
+//! wiring its op straight to the float values: the tensor its QuantizeLinear read, or the
+//! float weight from the FP32 model (same name without `_quantized`). For each group two
+//! variants run over the dataset: *only this group quantized* (every other group removed)
+//! and *all but this group* (this group removed), each giving top-1 accuracy, agreement
+//! with FP32 and output SQNR against FP32. Variants are memoised by the digest of their
+//! bytes and input, so a rerun after changing one thing runs only the variants it changed.
+//!
+//! The mixed-precision model starts from the full QDQ model and removes groups greedily,
+//! largest "all but this" gain first, until top-1 accuracy is within the tolerance of FP32.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use quantgraph_nodes::param::ParamReader;
+use quantgraph_nodes::value::{Cell, Dataset, Report, Table};
+use quantgraph_nodes::{
+    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+};
+
+use crate::{model, probe, proto, runtime};
+
+/// FP32 model + QDQ model + dataset → per-layer sensitivity and a mixed-precision model.
+#[derive(Default)]
+pub struct Sensitivity;
+
+/// One group of quantizers, removable together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The op (per layer) or float tensor (per tensor) it is named after.
+    pub name: String,
+    pub op_type: String,
+    /// The float tensors its quantizers quantize.
+    pub quantizers: Vec<String>,
+    /// Input rewires that remove it: (node name, input index, float tensor).
+    pub rewires: Vec<(String, usize, String)>,
+    /// Float weights it needs (copied from the FP32 model under new names).
+    pub weights: Vec<proto::TensorProto>,
+    /// Relu nodes it needs: where the quantizer removed a Relu, the Q/DQ pair's range starts
+    /// at 0 and did the Relu's clipping; without the pair, a Relu must do it.
+    pub relus: Vec<proto::NodeProto>,
+    /// DequantizeLinear nodes that make a model output, replaced by an Identity of the float
+    /// value when the group is removed.
+    pub replace: Vec<proto::NodeProto>,
+}
+
+/// The quantizers of a QDQ model, grouped per layer (`per_layer`) or per tensor, and notes
+/// on quantizers that cannot be removed.
+pub fn groups(
+    qdq: &proto::ModelProto,
+    fp32: &proto::ModelProto,
+    per_layer: bool,
+) -> Result<(Vec<Group>, Vec<String>), String> {
+    let empty = proto::GraphProto::default();
+    let g = qdq.graph.as_ref().unwrap_or(&empty);
+    let fp32_inits: BTreeMap<&str, &proto::TensorProto> =
+        fp32.graph.as_ref().map(|g| g.initializer.iter().map(|t| (t.name.as_str(), t)).collect()).unwrap_or_default();
+    let inits: BTreeMap<&str, &proto::TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let producer: BTreeMap<&str, &proto::NodeProto> =
+        g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    for n in &g.node {
+        if n.name.is_empty() || !names.insert(n.name.as_str()) {
+            return Err(format!(
+                "the model has unnamed or duplicate node names ('{}' {}); QuantGraph edits nodes by name",
+                n.name, n.op_type
+            ));
+        }
+    }
+    let mut out: Vec<Group> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut notes = Vec::new();
+    for n in &g.node {
+        if matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear") {
+            continue;
+        }
+        for (i, input) in n.input.iter().enumerate() {
+            let Some(dq) = producer.get(input.as_str()).filter(|p| p.op_type == "DequantizeLinear") else { continue };
+            let Some(q_in) = dq.input.first() else { continue };
+            let mut relu = None;
+            let (float, weight) = match producer.get(q_in.as_str()) {
+                Some(q) if q.op_type == "QuantizeLinear" => match q.input.first() {
+                    Some(x) if clips_at_zero(q, &inits) => {
+                        let out = format!("{x}__relu");
+                        relu = Some(proto::NodeProto {
+                            input: vec![x.clone()],
+                            output: vec![out.clone()],
+                            name: format!("{x}__relu_node"),
+                            op_type: "Relu".into(),
+                            attribute: Vec::new(),
+                            domain: String::new(),
+                        });
+                        (out, None)
+                    }
+                    Some(x) => (x.clone(), None),
+                    None => continue,
+                },
+                _ if inits.contains_key(q_in.as_str()) => {
+                    let name = q_in.strip_suffix("_quantized").unwrap_or(q_in);
+                    match fp32_inits.get(name) {
+                        Some(t) if inits.get(q_in.as_str()).is_some_and(|q| q.dims == t.dims) => {
+                            let mut w = (*t).clone();
+                            w.name = format!("{name}__float");
+                            (w.name.clone(), Some(w))
+                        }
+                        _ => {
+                            notes.push(format!(
+                                "'{q_in}' ({} input {i}) stays quantized: the FP32 model has no initializer '{name}' of \
+                                 its shape",
+                                n.name
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            let label = float.trim_end_matches("__float").trim_end_matches("__relu").to_owned();
+            let key = if per_layer { n.name.clone() } else { label.clone() };
+            let k = *index.entry(key.clone()).or_insert_with(|| {
+                out.push(Group {
+                    name: key.clone(),
+                    op_type: if per_layer { n.op_type.clone() } else { String::new() },
+                    quantizers: Vec::new(),
+                    rewires: Vec::new(),
+                    weights: Vec::new(),
+                    relus: Vec::new(),
+                    replace: Vec::new(),
+                });
+                out.len() - 1
+            });
+            let grp = &mut out[k];
+            if !grp.quantizers.contains(&label) {
+                grp.quantizers.push(label);
+            }
+            if !per_layer && grp.op_type.is_empty() {
+                grp.op_type = n.op_type.clone();
+            }
+            grp.rewires.push((n.name.clone(), i, float));
+            if let Some(w) = weight {
+                if !grp.weights.iter().any(|x| x.name == w.name) {
+                    grp.weights.push(w);
+                }
+            }
+            if let Some(r) = relu {
+                if !grp.relus.iter().any(|x| x.name == r.name) {
+                    grp.relus.push(r);
+                }
+            }
+        }
+    }
+    // Quantized model outputs: the DequantizeLinear that makes one becomes an Identity of
+    // the float value, in the group of the op that made it.
+    let graph_outputs: BTreeSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    for dq in g.node.iter().filter(|n| n.op_type == "DequantizeLinear") {
+        let Some(y) = dq.output.first().filter(|y| graph_outputs.contains(y.as_str())) else { continue };
+        let Some(q) = dq.input.first().and_then(|i| producer.get(i.as_str())).filter(|q| q.op_type == "QuantizeLinear")
+        else {
+            continue;
+        };
+        let Some(x) = q.input.first() else { continue };
+        let maker = producer.get(x.as_str()).map(|p| (p.name.clone(), p.op_type.clone()));
+        let key = match (&maker, per_layer) {
+            (Some((name, _)), true) => name.clone(),
+            _ => x.clone(),
+        };
+        let k = *index.entry(key.clone()).or_insert_with(|| {
+            out.push(Group {
+                name: key.clone(),
+                op_type: maker.as_ref().map(|m| m.1.clone()).unwrap_or_default(),
+                quantizers: Vec::new(),
+                rewires: Vec::new(),
+                weights: Vec::new(),
+                relus: Vec::new(),
+                replace: Vec::new(),
+            });
+            out.len() - 1
+        });
+        let grp = &mut out[k];
+        if !grp.quantizers.contains(x) {
+            grp.quantizers.push(x.clone());
+        }
+        let mut input = x.clone();
+        if clips_at_zero(q, &inits) {
+            input = format!("{x}__relu");
+            if !grp.relus.iter().any(|r| r.output[0] == input) {
+                grp.relus.push(proto::NodeProto {
+                    input: vec![x.clone()],
+                    output: vec![input.clone()],
+                    name: format!("{x}__relu_node"),
+                    op_type: "Relu".into(),
+                    attribute: Vec::new(),
+                    domain: String::new(),
+                });
+            }
+        }
+        grp.replace.push(proto::NodeProto {
+            input: vec![input],
+            output: vec![y.clone()],
+            name: dq.name.clone(),
+            op_type: "Identity".into(),
+            attribute: Vec::new(),
+            domain: String::new(),
+        });
+    }
+    Ok((out, notes))
+}
+
+/// Whether a QuantizeLinear's range starts at 0 (its zero point is the type's minimum).
+fn clips_at_zero(q: &proto::NodeProto, inits: &BTreeMap<&str, &proto::TensorProto>) -> bool {
+    let Some(zp) = q.input.get(2).and_then(|z| inits.get(z.as_str())) else { return false };
+    let Some(z) = zp.ints().and_then(|v| v.first().copied()) else { return false };
+    z == quantgraph_nodes::value::qrange(proto::dtype_name(zp.data_type)).0
+}
+
+/// The QDQ model with the given groups removed (their ops read float values).
+pub fn without(qdq_bytes: &[u8], groups: &[&Group]) -> Result<Vec<u8>, String> {
+    let mut node_inputs: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
+    let mut extra = Vec::new();
+    let mut nodes: Vec<proto::NodeProto> = Vec::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for g in groups {
+        for r in &g.relus {
+            if seen.insert(r.name.clone()) {
+                nodes.push(r.clone());
+            }
+        }
+        for (node, i, float) in &g.rewires {
+            node_inputs.entry(node.clone()).or_default().insert(*i, float.clone());
+        }
+        for w in &g.weights {
+            if seen.insert(w.name.clone()) {
+                extra.push(w.clone());
+            }
+        }
+    }
+    let replace_nodes: BTreeMap<String, proto::NodeProto> =
+        groups.iter().flat_map(|g| g.replace.iter().map(|n| (n.name.clone(), n.clone()))).collect();
+    if node_inputs.is_empty() && replace_nodes.is_empty() {
+        return Ok(qdq_bytes.to_vec());
+    }
+    proto::edit_model(
+        qdq_bytes,
+        proto::ModelEdit {
+            node_inputs,
+            extra_initializers: extra,
+            extra_nodes: nodes,
+            replace_nodes,
+            ..proto::ModelEdit::default()
+        },
+    )
+}
+
+/// What one variant gives over the dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub top1: Vec<u32>,
+    /// ‖FP32 output‖² and ‖FP32 − variant‖² over all samples.
+    pub sum_x2: f64,
+    pub sum_d2: f64,
+}
+
+impl Outcome {
+    fn accuracy(&self, labels: &[u32]) -> f64 {
+        let right = self.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
+        right as f64 / self.top1.len().max(1) as f64
+    }
+    fn agreement(&self, reference: &[u32]) -> f64 {
+        let same = self.top1.iter().zip(reference).filter(|(p, q)| p == q).count();
+        same as f64 / self.top1.len().max(1) as f64
+    }
+    fn sqnr_db(&self) -> f64 {
+        let eps = f64::EPSILON;
+        20.0 * (self.sum_x2.sqrt().max(eps) / self.sum_d2.sqrt().max(eps)).log10()
+    }
+}
+
+type Key = (u64, u64, usize);
+
+#[derive(Default)]
+struct Memo {
+    map: BTreeMap<Key, Outcome>,
+    order: VecDeque<Key>,
+}
+
+static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
+const MAX_MEMO: usize = 4096;
+
+fn memo_get(k: &Key) -> Option<Outcome> {
+    MEMO.lock().ok()?.as_ref()?.map.get(k).cloned()
+}
+
+fn memo_put(k: Key, v: Outcome) {
+    let Ok(mut guard) = MEMO.lock() else { return };
+    let m = guard.get_or_insert_with(Memo::default);
+    if m.map.insert(k, v).is_none() {
+        m.order.push_back(k);
+    }
+    while m.order.len() > MAX_MEMO {
+        if let Some(old) = m.order.pop_front() {
+            m.map.remove(&old);
+        }
+    }
+}
+
+/// Forget memoised variants (tests that time or compare fresh runs).
+pub fn clear() {
+    if let Ok(mut guard) = MEMO.lock() {
+        *guard = None;
+    }
+}
+
+/// Run a model over the dataset: top-1 per sample and, against `reference` outputs (all
+/// samples, flattened), the output's error sums; also the outputs themselves when `keep`.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    ctx: &EvalContext,
+    bytes: &[u8],
+    feed: &runtime::Feed,
+    dataset: &Dataset,
+    batch: usize,
+    threads: usize,
+    reference: Option<&[f32]>,
+    keep: bool,
+) -> Result<(Outcome, Vec<f32>), NodeError> {
+    let mut session = runtime::session(bytes, threads)?;
+    let output = session.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
+    let mut out = Outcome { top1: Vec::with_capacity(dataset.len()), sum_x2: 0.0, sum_d2: 0.0 };
+    let mut kept = Vec::new();
+    let n = dataset.len();
+    let mut start = 0;
+    while start < n {
+        ctx.check_cancelled()?;
+        let end = (start + batch).min(n);
+        runtime::run_batch(
+            ctx,
+            &mut session,
+            feed,
+            &dataset.images,
+            start,
+            end,
+            std::slice::from_ref(&output),
+            |outs| {
+                if let Some((_, shape, data)) = outs.first() {
+                    let item: usize = shape.iter().product();
+                    out.top1.extend(probe::argmax_rows(data, item));
+                    if let Some(r) = reference {
+                        let at = start * item;
+                        if let Some(x) = r.get(at..at + data.len()) {
+                            for (p, q) in x.iter().zip(data.iter()) {
+                                let (p, q) = (f64::from(*p), f64::from(*q));
+                                out.sum_x2 += p * p;
+                                out.sum_d2 += (p - q) * (p - q);
+                            }
+                        }
+                    }
+                    if keep {
+                        kept.extend_from_slice(data);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        start = end;
+    }
+    Ok((out, kept))
+}
+
+impl NodeKind for Sensitivity {
+    fn id(&self) -> &'static str {
+        "onnx.sensitivity"
+    }
+    fn display_name(&self) -> &'static str {
+        "Sensitivity Sweep"
+    }
+    fn category(&self) -> &'static str {
+        "Repair"
+    }
+    fn doc(&self) -> &'static str {
+        "Which quantized layer costs accuracy. Groups the QDQ model's quantizers per layer (or per \
+         tensor) and runs two variants per group over the dataset: only this group quantized (every \
+         other group in float) and all but this group. Each gives top-1 accuracy, agreement with FP32 \
+         and output SQNR; the table is sorted by what removing the group gains. Output 'model' is a \
+         mixed-precision model: the full QDQ model with groups moved to float, largest gain first, \
+         until accuracy is within the tolerance of FP32; the table 'mixed_precision' lists them. \
+         Variants are remembered, so a rerun only runs what changed. Float weights come from the FP32 \
+         model (same name without '_quantized')."
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::choice("grouping", "Grouping", "layer", &["layer", "tensor"]),
+            ParamSpec::float("tolerance_pt", "Tolerance (accuracy points)", 0.2, 0.0, 100.0)
+                .with_doc("The mixed-precision model stops moving layers to float once its top-1 accuracy is within this many points of FP32."),
+            ParamSpec::int("batch_size", "Batch size", 64, 1, 65_536),
+        ]
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![
+            PortSpec::new("fp32", PortType::Model),
+            PortSpec::new("qdq", PortType::Model),
+            PortSpec::new("dataset", PortType::Dataset),
+        ]
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        vec![PortSpec::new("report", PortType::Table), PortSpec::new("model", PortType::Model)]
+    }
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let r = ParamReader::new(params, self.params());
+        let fp32 = inputs.model("fp32")?;
+        let qdq = inputs.model("qdq")?;
+        let dataset = inputs.dataset("dataset")?;
+        let batch = r.usize("batch_size")?.max(1);
+        let tolerance = r.f64("tolerance_pt")? / 100.0;
+        if dataset.is_empty() {
+            return Err(NodeError::input("dataset", "expected at least one sample, found none"));
+        }
+        let fp32_proto = proto::decode_model(&fp32.bytes).map_err(|e| NodeError::file(e, &fp32.path))?;
+        let qdq_proto = proto::decode_model(&qdq.bytes).map_err(|e| NodeError::file(e, &qdq.path))?;
+        let (groups, mut notes) = groups(&qdq_proto, &fp32_proto, r.str("grouping")? == "layer")
+            .map_err(|e| NodeError::input("qdq", format!("{e} ({})", qdq.path)))?;
+        if groups.is_empty() {
+            return Err(NodeError::input(
+                "qdq",
+                format!("expected a QDQ model with QuantizeLinear/DequantizeLinear pairs, found none ({})", qdq.path),
+            ));
+        }
+        let feed_a = probe::feed_with(fp32, &fp32_proto, dataset, None)?;
+        let feed_b = probe::feed_with(qdq, &qdq_proto, dataset, None)?;
+        let input_b = probe::input_digest(dataset, &feed_b);
+        let labels = dataset.labels.clone();
+
+        // FP32: the reference outputs and predictions.
+        ctx.progress(0.0, "FP32 reference");
+        let (fp32_out, reference) = run(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32.threads, None, true)?;
+        let total = 2 * groups.len() + 1;
+        let mut done = 0usize;
+        let mut reused = 0usize;
+        let mut variant = |removed: &[&Group], what: &str, done: &mut usize| -> Result<(Outcome, Vec<u8>), NodeError> {
+            let bytes = without(&qdq.bytes, removed)
+                .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
+            let key = (xxhash_rust::xxh3::xxh3_64(&bytes), input_b, batch);
+            *done += 1;
+            ctx.progress(*done as f32 / total as f32, &format!("{what} ({}/{total})", *done));
+            if let Some(o) = memo_get(&key) {
+                reused += 1;
+                return Ok((o, bytes));
+            }
+            let (o, _) = run(ctx, &bytes, &feed_b, dataset, batch, qdq.threads, Some(&reference), false)?;
+            memo_put(key, o.clone());
+            Ok((o, bytes))
+        };
+        let (full, _) = variant(&[], "full INT8", &mut done)?;
+        let n = groups.len();
+        let mut rows: Vec<(usize, Outcome, Outcome)> = Vec::new();
+        for (k, g) in groups.iter().enumerate() {
+            let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
+            let (only, _) =
+                variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name), &mut done)?;
+            let (all_but, _) = variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name), &mut done)?;
+            rows.push((k, only, all_but));
+        }
+        let acc_fp32 = fp32_out.accuracy(&labels);
+        let acc_full = full.accuracy(&labels);
+        rows.sort_by(|x, y| {
+            let gain = |o: &Outcome| o.accuracy(&labels) - acc_full;
+            gain(&y.2).total_cmp(&gain(&x.2)).then(y.2.sqnr_db().total_cmp(&x.2.sqnr_db())).then(x.0.cmp(&y.0))
+        });
+        let mut table = Table {
+            name: "sensitivity".into(),
+            columns: [
+                "layer",
+                "op",
+                "quantizers",
+                "only_acc_pct",
+                "only_agree_pct",
+                "only_sqnr_db",
+                "all_but_acc_pct",
+                "all_but_agree_pct",
+                "all_but_sqnr_db",
+                "all_but_gain_pt",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+            rows: Vec::new(),
+        };
+        let pct = |x: f64| Cell::Num((x * 10000.0).round() / 100.0);
+        for (k, only, all_but) in &rows {
+            let g = &groups[*k];
+            table.rows.push(vec![
+                Cell::Text(g.name.clone()),
+                Cell::Text(g.op_type.clone()),
+                Cell::Text(g.quantizers.join(", ")),
+                pct(only.accuracy(&labels)),
+                pct(only.agreement(&fp32_out.top1)),
+                Cell::Num(only.sqnr_db()),
+                pct(all_but.accuracy(&labels)),
+                pct(all_but.agreement(&fp32_out.top1)),
+                Cell::Num(all_but.sqnr_db()),
+                Cell::Num(((all_but.accuracy(&labels) - acc_full) * 10000.0).round() / 100.0),
+            ]);
+        }
+
+        // Mixed precision: move groups to float, largest gain first, until within tolerance.
+        let mut mixed = Table {
+            name: "mixed_precision".into(),
+            columns: ["step", "in_float", "accuracy_pct", "agreement_pct", "output_sqnr_db"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            rows: vec![vec![
+                Cell::Int(0),
+                Cell::Text(String::new()),
+                pct(acc_full),
+                pct(full.agreement(&fp32_out.top1)),
+                Cell::Num(full.sqnr_db()),
+            ]],
+        };
+        let mut in_float: Vec<&Group> = Vec::new();
+        let mut best_bytes: Option<Vec<u8>> = None;
+        let mut acc = acc_full;
+        for (step, (k, _, _)) in rows.iter().enumerate() {
+            if acc + 1e-12 >= acc_fp32 - tolerance {
+                break;
+            }
+            in_float.push(&groups[*k]);
+            let (o, bytes) = variant(&in_float, &format!("mixed precision: step {}", step + 1), &mut done)?;
+            acc = o.accuracy(&labels);
+            mixed.rows.push(vec![
+                Cell::Int(step as i64 + 1),
+                Cell::Text(groups[*k].name.clone()),
+                pct(acc),
+                pct(o.agreement(&fp32_out.top1)),
+                Cell::Num(o.sqnr_db()),
+            ]);
+            best_bytes = Some(bytes);
+        }
+        let within = acc + 1e-12 >= acc_fp32 - tolerance;
+        let out_model = match best_bytes {
+            None => qdq.clone(),
+            Some(bytes) => {
+                let mut v = model::model_value(
+                    &format!("{} (mixed precision: {} in float)", qdq.name, in_float.len()),
+                    &qdq.path,
+                    bytes,
+                    qdq.threads,
+                )?;
+                v.changes = qdq.changes.clone();
+                Arc::new(v)
+            }
+        };
+        let mut report = Report {
+            headline: Some(format!(
+                "FP32 {:.2} % · INT8 {:.2} % · mixed precision {:.2} % with {} of {n} {} in float{}",
+                100.0 * acc_fp32,
+                100.0 * acc_full,
+                100.0 * acc,
+                in_float.len(),
+                if r.str("grouping")? == "layer" { "layers" } else { "tensors" },
+                if within { "" } else { " (not within the tolerance even with every group in float)" }
+            )),
+            ..Report::default()
+        };
+        report.summary.insert("accuracy_fp32".into(), acc_fp32);
+        report.summary.insert("accuracy_int8".into(), acc_full);
+        report.summary.insert("accuracy_mixed".into(), acc);
+        report.summary.insert("groups_in_float".into(), in_float.len() as f64);
+        report.summary.insert("samples".into(), dataset.len() as f64);
+        notes.push(format!(
+            "{done} variants over {} samples; {reused} remembered from earlier runs (same model bytes and images)",
+            dataset.len()
+        ));
+        report.notes = notes;
+        report.tables = vec![table, mixed];
+        let mut out = Outputs::new();
+        out.insert("report".into(), Value::Table(Arc::new(report)));
+        out.insert("model".into(), Value::Model(out_model));
+        Ok(out)
+    }
+}

@@ -1,0 +1,156 @@
+//! The Sensitivity Sweep on the project's ResNet8: every layer's two variants, a sorted
+//! table, and a mixed-precision model that really has the accuracy the table claims.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use quantgraph_nodes::graph::{Graph, NodeId, PortRef};
+use quantgraph_nodes::value::{Cell, Report};
+use quantgraph_nodes::{Scheduler, Value};
+use quantgraph_onnx::{proto, sensitivity};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cifar_dir() -> PathBuf {
+    std::env::var_os("QUANTGRAPH_CIFAR10").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data/cifar10"))
+}
+
+fn model(g: &mut Graph, registry: &quantgraph_nodes::NodeRegistry, path: &std::path::Path) -> NodeId {
+    let m = g.add_node(registry, "onnx.model", [0.0, 0.0]).unwrap();
+    g.set_param(m, "path", path.to_string_lossy().as_ref().into()).unwrap();
+    m
+}
+
+fn dataset(g: &mut Graph, registry: &quantgraph_nodes::NodeRegistry, n: usize) -> NodeId {
+    let ds = g.add_node(registry, "dataset.cifar10", [0.0, 0.0]).unwrap();
+    g.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into()).unwrap();
+    g.set_param(ds, "count", n.into()).unwrap();
+    ds
+}
+
+fn num(r: &Report, table: &str, row: &[Cell], col: &str) -> f64 {
+    row[r.table(table).unwrap().column(col).unwrap()].as_f64().unwrap()
+}
+
+/// Every quantizer group removed: the model computes what the FP32 model does (float
+/// weights from it, activations unquantized).
+#[test]
+fn removing_every_group_gives_the_fp32_model() {
+    let fp32 = proto::decode_model(&std::fs::read(repo().join("models/resnet8_fp32.onnx")).unwrap()).unwrap();
+    let qdq_bytes = std::fs::read(repo().join("models/resnet8_int8_qdq.onnx")).unwrap();
+    let qdq = proto::decode_model(&qdq_bytes).unwrap();
+    let (groups, notes) = sensitivity::groups(&qdq, &fp32, true).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert!(groups.len() >= 12, "{}", groups.len());
+    let convs = groups.iter().filter(|g| g.op_type == "Conv").count();
+    assert_eq!(convs, 9);
+    let all: Vec<&sensitivity::Group> = groups.iter().collect();
+    let float = sensitivity::without(&qdq_bytes, &all).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("float.onnx"), &float).unwrap();
+
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let mut g = Graph::new();
+    let ds = dataset(&mut g, &registry, 64);
+    let mut probes = Vec::new();
+    for path in [repo().join("models/resnet8_fp32.onnx"), dir.path().join("float.onnx")] {
+        let m = model(&mut g, &registry, &path);
+        let p = g.add_node(&registry, "onnx.layer_probe", [0.0, 0.0]).unwrap();
+        g.set_param(p, "capture", "outputs".into()).unwrap();
+        g.connect(&registry, PortRef::new(m, "model"), PortRef::new(p, "model")).unwrap();
+        g.connect(&registry, PortRef::new(ds, "dataset"), PortRef::new(p, "dataset")).unwrap();
+        probes.push(p);
+    }
+    let e = Scheduler::new(registry).evaluate(&g, &probes);
+    let logits: Vec<Vec<f32>> = probes
+        .iter()
+        .map(|p| match e.outputs(*p).and_then(|o| o.get("activations")) {
+            Some(Value::Activations(a)) => a.tensors["logits"].tensor.data.clone(),
+            other => panic!("{other:?} {:?}", e.outcomes.get(p)),
+        })
+        .collect();
+    let max = logits[0].iter().zip(&logits[1]).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-3, "max |FP32 − all groups in float| = {max}");
+}
+
+/// The sweep: a row per layer with both variants, sorted by what removing it gains; the
+/// mixed-precision model reaches the tolerance (or has every layer in float), and probing it
+/// gives exactly the accuracy the last step of the table reports.
+#[test]
+fn sweep_ranks_layers_and_its_mixed_precision_model_has_the_reported_accuracy() {
+    sensitivity::clear();
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let mut g = Graph::new();
+    let ds = dataset(&mut g, &registry, 200);
+    let a = model(&mut g, &registry, &repo().join("models/resnet8_fp32.onnx"));
+    let b = model(&mut g, &registry, &repo().join("models/resnet8_int8_qdq.onnx"));
+    let s = g.add_node(&registry, "onnx.sensitivity", [0.0, 0.0]).unwrap();
+    g.set_param(s, "tolerance_pt", 0.0.into()).unwrap();
+    g.connect(&registry, PortRef::new(a, "model"), PortRef::new(s, "fp32")).unwrap();
+    g.connect(&registry, PortRef::new(b, "model"), PortRef::new(s, "qdq")).unwrap();
+    g.connect(&registry, PortRef::new(ds, "dataset"), PortRef::new(s, "dataset")).unwrap();
+    let p = g.add_node(&registry, "onnx.layer_probe", [0.0, 0.0]).unwrap();
+    g.set_param(p, "capture", "outputs".into()).unwrap();
+    g.connect(&registry, PortRef::new(s, "model"), PortRef::new(p, "model")).unwrap();
+    g.connect(&registry, PortRef::new(ds, "dataset"), PortRef::new(p, "dataset")).unwrap();
+    let sched = Scheduler::new(registry);
+    let e = sched.evaluate(&g, &[p]);
+    let Some(Value::Table(r)) = e.outputs(s).and_then(|o| o.get("report")).cloned() else {
+        panic!("{:?}", e.outcomes.get(&s))
+    };
+    let t = r.table("sensitivity").unwrap();
+    assert!(t.rows.len() >= 12);
+    let gains: Vec<f64> = t.rows.iter().map(|row| num(&r, "sensitivity", row, "all_but_gain_pt")).collect();
+    assert!(gains.windows(2).all(|w| w[0] >= w[1]), "sorted by gain: {gains:?}");
+    for row in &t.rows {
+        for col in ["only_acc_pct", "all_but_acc_pct", "only_agree_pct", "all_but_agree_pct"] {
+            let v = num(&r, "sensitivity", row, col);
+            assert!((0.0..=100.0).contains(&v), "{col} {v}");
+        }
+        assert!(num(&r, "sensitivity", row, "only_sqnr_db") > 10.0);
+    }
+    let fp32 = r.summary["accuracy_fp32"];
+    let mixed = r.summary["accuracy_mixed"];
+    let in_float = r.summary["groups_in_float"] as usize;
+    assert!(mixed >= fp32 - 1e-12 || in_float == t.rows.len(), "{:?}", r.summary);
+    let m = r.table("mixed_precision").unwrap();
+    assert_eq!(m.rows.len(), in_float + 1);
+    let Some(Value::Activations(acts)) = e.outputs(p).and_then(|o| o.get("activations")).cloned() else { panic!() };
+    let probed = acts.predictions.as_ref().unwrap().accuracy().unwrap();
+    assert!((probed - mixed).abs() < 1e-12, "probe of the mixed-precision model {probed} vs table {mixed}");
+
+    // A second evaluation after a change elsewhere reruns nothing it remembers.
+    g.set_param(s, "tolerance_pt", 100.0.into()).unwrap();
+    let e = sched.evaluate(&g, &[s]);
+    let Some(Value::Table(r2)) = e.outputs(s).and_then(|o| o.get("report")).cloned() else { panic!() };
+    let note = r2.notes.iter().find(|n| n.contains("remembered")).unwrap();
+    let words: Vec<&str> = note.split_whitespace().collect();
+    let pos = words.iter().position(|w| *w == "remembered").unwrap();
+    assert_eq!(words[pos - 1], words[0].trim_end_matches(';'), "every variant remembered: {note}");
+    assert_eq!(r2.summary["groups_in_float"], 0.0);
+}
+
+/// The example graph `assets/graphs/fix-int8.qgraph` loads without warnings and evaluates
+/// every node on a small slice.
+#[test]
+fn the_fix_int8_example_graph_runs() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let (mut g, report) =
+        quantgraph_nodes::file::load(&repo().join("assets/graphs/fix-int8.qgraph"), &registry).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let ds = g.find_node("cifar10_test").unwrap();
+    g.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into()).unwrap();
+    g.set_param(ds, "per_class", 0.into()).unwrap();
+    g.set_param(ds, "count", 40.into()).unwrap();
+    let e = Scheduler::new(registry.clone()).evaluate(&g, &[]);
+    for (id, o) in &e.outcomes {
+        assert!(
+            matches!(o, quantgraph_nodes::scheduler::NodeOutcome::Ready { .. }),
+            "{}: {o:?}",
+            g.display_name(&registry, *id)
+        );
+    }
+}
