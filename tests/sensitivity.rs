@@ -28,6 +28,7 @@ fn dataset(g: &mut Graph, registry: &quantgraph_nodes::NodeRegistry, n: usize) -
     let ds = g.add_node(registry, "dataset.cifar10", [0.0, 0.0]).unwrap();
     g.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into()).unwrap();
     g.set_param(ds, "count", n.into()).unwrap();
+    g.set_param(ds, "per_class", 0.into()).unwrap();
     ds
 }
 
@@ -76,15 +77,23 @@ fn removing_every_group_gives_the_fp32_model() {
     assert!(max < 1e-3, "max |FP32 − all groups in float| = {max}");
 }
 
-/// The sweep: a row per layer with both variants, sorted by what removing it gains; the
-/// mixed-precision model reaches the tolerance (or has every layer in float), and probing it
-/// gives exactly the accuracy the last step of the table reports.
+/// The sweep: a row per layer with both variants, sorted by what removing it gains; for two
+/// layers, both variants' correct and agreeing counts equal those of the same variants built
+/// by hand with the onnx Python API and run in Python onnxruntime
+/// (tests/fixtures/sensitivity_reference.json, models/sensitivity_reference.py), and their
+/// output SQNR agrees to 1e-4 dB; the mixed-precision model reaches the tolerance (or has
+/// every layer in float), and probing it gives exactly the accuracy the table reports.
 #[test]
 fn sweep_ranks_layers_and_its_mixed_precision_model_has_the_reported_accuracy() {
     sensitivity::clear();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/sensitivity_reference.json")).unwrap(),
+    )
+    .unwrap();
     let registry = Arc::new(quantgraph_app::registry().unwrap());
     let mut g = Graph::new();
-    let ds = dataset(&mut g, &registry, 200);
+    let n = fixture["images"].as_u64().unwrap() as usize;
+    let ds = dataset(&mut g, &registry, n);
     let a = model(&mut g, &registry, &repo().join("models/resnet8_fp32.onnx"));
     let b = model(&mut g, &registry, &repo().join("models/resnet8_int8_qdq.onnx"));
     let s = g.add_node(&registry, "onnx.sensitivity", [0.0, 0.0]).unwrap();
@@ -103,6 +112,29 @@ fn sweep_ranks_layers_and_its_mixed_precision_model_has_the_reported_accuracy() 
     };
     let t = r.table("sensitivity").unwrap();
     assert!(t.rows.len() >= 12);
+    assert_eq!(r.summary["accuracy_fp32"], fixture["fp32"]["correct"].as_f64().unwrap() / n as f64);
+    assert_eq!(r.summary["accuracy_int8"], fixture["int8"]["correct"].as_f64().unwrap() / n as f64);
+    let mut checked = 0;
+    for want in fixture["variants"].as_array().unwrap() {
+        let layer = want["layer"].as_str().unwrap();
+        let prefix = if want["variant"] == "only" { "only" } else { "all_but" };
+        let row = t.rows.iter().find(|row| row[0].to_string() == layer).unwrap();
+        let pct = |x: &serde_json::Value| (x.as_f64().unwrap() / n as f64 * 10000.0).round() / 100.0;
+        assert_eq!(
+            num(&r, "sensitivity", row, &format!("{prefix}_acc_pct")),
+            pct(&want["correct"]),
+            "{layer} {prefix}"
+        );
+        assert_eq!(
+            num(&r, "sensitivity", row, &format!("{prefix}_agree_pct")),
+            pct(&want["agree_with_fp32"]),
+            "{layer} {prefix}"
+        );
+        let sqnr = num(&r, "sensitivity", row, &format!("{prefix}_sqnr_db"));
+        assert!((sqnr - want["output_sqnr_db"].as_f64().unwrap()).abs() < 1e-4, "{layer} {prefix}: {sqnr}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
     let gains: Vec<f64> = t.rows.iter().map(|row| num(&r, "sensitivity", row, "all_but_gain_pt")).collect();
     assert!(gains.windows(2).all(|w| w[0] >= w[1]), "sorted by gain: {gains:?}");
     for row in &t.rows {
