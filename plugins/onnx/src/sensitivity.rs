@@ -14,7 +14,10 @@
 //! largest "all but this" gain first, until top-1 accuracy is within the tolerance of FP32.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
 
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, Dataset, Report, Table};
@@ -437,32 +440,54 @@ impl NodeKind for Sensitivity {
         ctx.progress(0.0, "FP32 reference");
         let (fp32_out, reference) = run(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32.threads, None, true)?;
         let total = 2 * groups.len() + 1;
-        let mut done = 0usize;
-        let mut reused = 0usize;
-        let mut variant = |removed: &[&Group], what: &str, done: &mut usize| -> Result<(Outcome, Vec<u8>), NodeError> {
+        let done = AtomicUsize::new(0);
+        let reused = AtomicUsize::new(0);
+        // Two variants at a time, one ONNX Runtime thread each (a thread per core, no
+        // intra-op synchronisation): the sweep's runs are independent.
+        let parallel = rayon::current_num_threads().max(1);
+        let threads = if qdq.threads > 0 {
+            qdq.threads
+        } else if parallel > 1 {
+            1
+        } else {
+            0
+        };
+        let variant = |removed: &[&Group], what: &str| -> Result<(Outcome, Vec<u8>), NodeError> {
             let bytes = without(&qdq.bytes, removed)
                 .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
             let key = (xxhash_rust::xxh3::xxh3_64(&bytes), input_b, batch);
-            *done += 1;
-            ctx.progress(*done as f32 / total as f32, &format!("{what} ({}/{total})", *done));
-            if let Some(o) = memo_get(&key) {
-                reused += 1;
-                return Ok((o, bytes));
-            }
-            let (o, _) = run(ctx, &bytes, &feed_b, dataset, batch, qdq.threads, Some(&reference), false)?;
-            memo_put(key, o.clone());
-            Ok((o, bytes))
+            let result = match memo_get(&key) {
+                Some(o) => {
+                    reused.fetch_add(1, Ordering::Relaxed);
+                    o
+                }
+                None => {
+                    let (o, _) = run(ctx, &bytes, &feed_b, dataset, batch, threads, Some(&reference), false)?;
+                    memo_put(key, o.clone());
+                    o
+                }
+            };
+            let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+            ctx.progress(k as f32 / total as f32, &format!("{what} ({k}/{total})"));
+            Ok((result, bytes))
         };
-        let (full, _) = variant(&[], "full INT8", &mut done)?;
+        let (full, _) = variant(&[], "full INT8")?;
         let n = groups.len();
-        let mut rows: Vec<(usize, Outcome, Outcome)> = Vec::new();
-        for (k, g) in groups.iter().enumerate() {
-            let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
-            let (only, _) =
-                variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name), &mut done)?;
-            let (all_but, _) = variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name), &mut done)?;
-            rows.push((k, only, all_but));
-        }
+        let jobs: Vec<(usize, bool)> = (0..n).flat_map(|k| [(k, true), (k, false)]).collect();
+        let outcomes: Vec<Outcome> = jobs
+            .par_iter()
+            .map(|(k, only)| {
+                let g = &groups[*k];
+                if *only {
+                    let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
+                    variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name)).map(|v| v.0)
+                } else {
+                    variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name)).map(|v| v.0)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows: Vec<(usize, Outcome, Outcome)> =
+            outcomes.chunks_exact(2).enumerate().map(|(k, pair)| (k, pair[0].clone(), pair[1].clone())).collect();
         let acc_fp32 = fp32_out.accuracy(&labels);
         let acc_full = full.accuracy(&labels);
         rows.sort_by(|x, y| {
@@ -528,7 +553,7 @@ impl NodeKind for Sensitivity {
                 break;
             }
             in_float.push(&groups[*k]);
-            let (o, bytes) = variant(&in_float, &format!("mixed precision: step {}", step + 1), &mut done)?;
+            let (o, bytes) = variant(&in_float, &format!("mixed precision: step {}", step + 1))?;
             acc = o.accuracy(&labels);
             mixed.rows.push(vec![
                 Cell::Int(step as i64 + 1),
@@ -571,8 +596,10 @@ impl NodeKind for Sensitivity {
         report.summary.insert("groups_in_float".into(), in_float.len() as f64);
         report.summary.insert("samples".into(), dataset.len() as f64);
         notes.push(format!(
-            "{done} variants over {} samples; {reused} remembered from earlier runs (same model bytes and images)",
-            dataset.len()
+            "{} variants over {} samples; {} remembered from earlier runs (same model bytes and images)",
+            done.load(Ordering::Relaxed),
+            dataset.len(),
+            reused.load(Ordering::Relaxed)
         ));
         report.notes = notes;
         report.tables = vec![table, mixed];
