@@ -363,6 +363,18 @@ fn export_refuses_to_overwrite_its_source_and_writes_atomically() {
     let out = qg().arg("export").arg(&graph).arg("o").arg(&target).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_ne!(std::fs::read(&target).unwrap(), b"previous export");
+    // The sidecar says how it was made: the graph, the node and its upstream params, what
+    // changed.
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("edited.onnx.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["node"]["label"], "o");
+    assert!(sidecar["graph_file"].as_str().unwrap().ends_with("g.qgraph"));
+    let kinds: Vec<&str> = sidecar["graph"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["onnx.qdq_override", "onnx.model"]);
+    assert_eq!(sidecar["graph"][0]["params"]["edits"][0]["tensor"], "relu1");
+    let changes = &sidecar["results"]["model"]["changes"];
+    assert_eq!(changes[0]["tensor"], "relu1");
+    assert_eq!(changes[0]["new"].as_f64(), Some(0.5));
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -186,3 +186,29 @@ fn the_fix_int8_example_graph_runs() {
         );
     }
 }
+
+/// `quantgraph export` of the sweep's mixed-precision model writes the model and a sidecar
+/// with the accuracy the sweep measured and the dataset slice it used.
+#[test]
+fn exporting_the_mixed_precision_model_writes_a_sidecar_with_its_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mixed.onnx");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_quantgraph"))
+        .arg("export")
+        .arg(repo().join("assets/graphs/fix-int8.qgraph"))
+        .arg("sweep")
+        .arg(&out)
+        .args(["--set", &format!("cifar10_test.path={}", cifar_dir().display())])
+        .args(["--set", "cifar10_test.per_class=0", "--set", "cifar10_test.count=40"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(proto::decode_model(&bytes).is_ok());
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("mixed.onnx.json")).unwrap()).unwrap();
+    let summary = &sidecar["results"]["report"]["summary"];
+    assert!(summary["accuracy_mixed"].as_f64().is_some(), "{sidecar}");
+    let ds = sidecar["graph"].as_array().unwrap().iter().find(|n| n["kind"] == "dataset.cifar10").unwrap();
+    assert_eq!(ds["params"]["count"], 40);
+}

@@ -395,12 +395,25 @@ fn export(
     };
     quantgraph_nodes::fsio::write_atomic(out, model.bytes.as_ref())
         .with_context(|| format!("writing {}", out.display()))?;
+    // How it was made, beside it.
+    let graph_file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let sidecar = quantgraph_nodes::provenance::sidecar(
+        &graph,
+        registry,
+        id,
+        outputs,
+        Some(graph_file.to_string_lossy().as_ref()),
+    );
+    let sidecar_path = quantgraph_nodes::provenance::sidecar_path(out);
+    quantgraph_nodes::fsio::write_atomic(&sidecar_path, serde_json::to_string_pretty(&sidecar)?.as_bytes())
+        .with_context(|| format!("writing {}", sidecar_path.display()))?;
     eprintln!(
-        "wrote {} ({} bytes, {} changed values) to {}",
+        "wrote {} ({} bytes, {} changed values) to {}, and how it was made to {}",
         model.name,
         model.bytes.len(),
         model.changes.len(),
-        out.display()
+        out.display(),
+        sidecar_path.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,7 @@ pub mod fuzz;
 pub mod graph;
 pub mod kind;
 pub mod param;
+pub mod provenance;
 pub mod registry;
 pub mod scheduler;
 pub mod stats;

@@ -1,0 +1,101 @@
+//! How an exported model was made: the JSON sidecar written beside every exported model
+//! (`quantgraph export`, the editor's Export action).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use serde_json::{json, Value as Json};
+
+use crate::graph::{Graph, NodeId};
+use crate::kind::Outputs;
+use crate::registry::NodeRegistry;
+use crate::value::Value;
+
+/// The sidecar of a model exported from `node`: the graph file, the node and every node it
+/// depends on (kind, label, params, wires: the dataset slice among them), what its outputs
+/// say (a report's headline and summary, e.g. the accuracy a sweep measured; the values a
+/// QDQ Override changed), the QuantGraph version and when.
+pub fn sidecar(
+    graph: &Graph,
+    registry: &NodeRegistry,
+    node: NodeId,
+    outputs: &Outputs,
+    graph_file: Option<&str>,
+) -> Json {
+    // The node and everything upstream of it, nearest first.
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from([node]);
+    while let Some(id) = queue.pop_front() {
+        if !seen.insert(id) {
+            continue;
+        }
+        order.push(id);
+        for (_, from) in graph.inputs_of(id) {
+            queue.push_back(from.node);
+        }
+    }
+    let nodes: Vec<Json> = order
+        .iter()
+        .filter_map(|id| graph.node(*id))
+        .map(|n| {
+            let inputs: serde_json::Map<String, Json> = graph
+                .inputs_of(n.id)
+                .into_iter()
+                .map(|(port, from)| {
+                    (port, json!({ "node": from.node.0, "name": graph.display_name(registry, from.node), "port": from.port }))
+                })
+                .collect();
+            json!({
+                "id": n.id.0,
+                "label": n.label,
+                "name": graph.display_name(registry, n.id),
+                "kind": n.kind,
+                "kind_version": n.kind_version,
+                "params": n.params,
+                "inputs": inputs,
+            })
+        })
+        .collect();
+    let mut results = serde_json::Map::new();
+    for (port, value) in outputs {
+        match value {
+            Value::Table(r) => {
+                results.insert(port.clone(), json!({ "headline": r.headline, "summary": r.summary, "notes": r.notes }));
+            }
+            Value::Model(m) => {
+                results.insert(
+                    port.clone(),
+                    json!({
+                        "name": m.name,
+                        "source": m.path,
+                        "size_bytes": m.bytes.len(),
+                        "changes": m.changes,
+                    }),
+                );
+            }
+            _ => {}
+        }
+    }
+    json!({
+        "made_by": format!("QuantGraph {}", env!("CARGO_PKG_VERSION")),
+        "exported_at_unix_s": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "graph_file": graph_file,
+        "node": {
+            "id": node.0,
+            "label": graph.node(node).and_then(|n| n.label.clone()),
+            "name": graph.display_name(registry, node),
+        },
+        "graph": nodes,
+        "results": results,
+    })
+}
+
+/// Where a model exported to `out` gets its sidecar: `out` with `.json` appended.
+pub fn sidecar_path(out: &std::path::Path) -> std::path::PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".json");
+    std::path::PathBuf::from(s)
+}
