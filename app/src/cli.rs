@@ -65,6 +65,20 @@ pub enum Command {
         /// the nodes it ran are listed (under "evaluations" with --json).
         #[arg(long = "then", value_name = "NODE.PARAM=VALUE")]
         thens: Vec<String>,
+        /// Evaluate only the K-th (from 0) of N slices of every dataset, and add mergeable
+        /// partial results to every comparator's report, for `quantgraph merge` (one job of
+        /// an array: Slurm's $SLURM_ARRAY_TASK_ID, a Kubernetes indexed Job's
+        /// $JOB_COMPLETION_INDEX).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+    },
+    /// Combine the results of `run --shard K/N --json` (or `--out DIR`'s results.json) for
+    /// K = 0..N-1 into the results one run over the whole dataset gives, and write them to
+    /// OUT as JSON (the merged reports are printed too).
+    Merge {
+        out: PathBuf,
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
     },
     /// Validate a graph file: kinds known, params valid, wires type-correct, no cycles.
     Check { file: PathBuf },
@@ -135,9 +149,14 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Some(Command::Run { file, sets, json, out, thens }) => {
-            run(&registry, &file, &sets, &thens, json, out.as_deref())
+        Some(Command::Run { file, sets, json, out, thens, shard }) => {
+            let mut sets = sets;
+            if let Some(shard) = &shard {
+                sets.splice(0..0, shard_sets(&file, &registry, shard)?);
+            }
+            run(&registry, &file, &sets, &thens, json, out.as_deref(), shard.as_deref())
         }
+        Some(Command::Merge { out, parts }) => merge(&out, &parts),
         Some(Command::Export { file, node, out, sets, force }) => export(&registry, &file, &node, &out, &sets, force),
     }
 }
@@ -267,6 +286,100 @@ fn evaluation_line(e: &serde_json::Value, index: usize) -> String {
     )
 }
 
+/// The `--set`s a shard run applies: the shard on every dataset node, mergeable partial
+/// results on every comparator.
+fn shard_sets(path: &Path, registry: &NodeRegistry, shard: &str) -> anyhow::Result<Vec<String>> {
+    let Some((k, n)) =
+        shard.split_once('/').and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+    else {
+        bail!("--shard {shard}: expected K/N with 0 ≤ K < N, e.g. 0/4");
+    };
+    if n == 0 || k >= n {
+        bail!("--shard {shard}: expected K/N with 0 ≤ K < N, e.g. 0/4");
+    }
+    let (graph, _) = file::load(path, registry)?;
+    let mut sets = Vec::new();
+    for node in graph.nodes() {
+        let has = |param: &str| registry.get(&node.kind).is_some_and(|k| k.params().iter().any(|p| p.name == param));
+        if node.kind.starts_with("dataset.") && has("shard") {
+            sets.push(format!("{}.shard={k}/{n}", node.id.0));
+        }
+        if has("partials") {
+            sets.push(format!("{}.partials=true", node.id.0));
+        }
+    }
+    if !sets.iter().any(|s| s.contains(".shard=")) {
+        bail!("--shard {shard}: {} has no dataset node to shard", path.display());
+    }
+    Ok(sets)
+}
+
+/// `quantgraph merge OUT PART...`.
+fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    // Each part: its shard, and its comparators' partial results by node id.
+    let mut shards: Vec<(usize, usize, PathBuf, serde_json::Value)> = Vec::new();
+    for p in parts {
+        let text = quantgraph_nodes::fsio::read_regular_file(p, 1 << 30)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
+        let json: serde_json::Value = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not the JSON of a quantgraph run", p.display()))?;
+        let shard = json["shard"].as_str().unwrap_or_default().to_owned();
+        let Some((k, n)) = shard.split_once('/').and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?))) else {
+            bail!("{} is not the result of `quantgraph run --shard K/N` (it has no \"shard\")", p.display());
+        };
+        shards.push((k, n, p.clone(), json));
+    }
+    shards.sort_by_key(|s| s.0);
+    let n = shards[0].1;
+    let ks: Vec<usize> = shards.iter().map(|s| s.0).collect();
+    if shards.iter().any(|s| s.1 != n) || ks != (0..n).collect::<Vec<_>>() {
+        bail!(
+            "expected the shards 0/{n} … {}/{n} once each, found {:?}",
+            n.saturating_sub(1),
+            shards.iter().map(|s| format!("{}/{}", s.0, s.1)).collect::<Vec<_>>()
+        );
+    }
+    let mut merged = serde_json::Map::new();
+    let ids: Vec<String> = shards[0].3["nodes"]
+        .as_object()
+        .map(|o| {
+            o.iter().filter(|(_, v)| !v["outputs"]["report"]["partial"].is_null()).map(|(k, _)| k.clone()).collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() {
+        bail!("{} has no comparator with partial results", shards[0].2.display());
+    }
+    let mut text = String::new();
+    for id in ids {
+        let mut partials = Vec::new();
+        for (_, _, path, json) in &shards {
+            let value = json["nodes"][&id]["outputs"]["report"]["partial"].clone();
+            let partial: quantgraph_compare::Partial = serde_json::from_value(value)
+                .with_context(|| format!("node {id} of {}: not a comparator's partial results", path.display()))?;
+            partials.push(partial);
+        }
+        let all = quantgraph_compare::merge(&partials).map_err(|e| anyhow::anyhow!("node {id}: {e}"))?;
+        let report = quantgraph_compare::report_from(&all);
+        let name = shards[0].3["nodes"][&id]["label"].as_str().unwrap_or(&id).to_owned();
+        text.push_str(&format!("{name} [merged {n} shards] {}\n", report.headline.clone().unwrap_or_default()));
+        for (k, v) in &report.summary {
+            text.push_str(&format!("  {k}: {v}\n"));
+        }
+        let kind = shards[0].3["nodes"][&id]["kind"].clone();
+        let report = quantgraph_nodes::Value::Table(Arc::new(report)).to_json();
+        merged.insert(
+            id,
+            serde_json::json!({ "kind": kind, "label": name, "status": "ok", "outputs": { "report": report } }),
+        );
+    }
+    let result = serde_json::json!({ "merged_shards": n, "parts": parts, "nodes": merged });
+    quantgraph_nodes::fsio::write_atomic(out, serde_json::to_string_pretty(&result)?.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    print!("{text}");
+    eprintln!("wrote the merged results of {n} shards to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(
     registry: &Arc<NodeRegistry>,
     path: &Path,
@@ -274,6 +387,7 @@ fn run(
     thens: &[String],
     json: bool,
     out: Option<&Path>,
+    shard: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let (mut graph, report) = file::load(path, registry)?;
     tracing::info!(file = %path.display(), nodes = graph.len(), migrated = report.migrated.len(), "graph loaded");
@@ -311,6 +425,9 @@ fn run(
     let mut results = results_json(&graph, registry, &eval);
     if let Some(obj) = results.as_object_mut() {
         obj.insert("evaluations".into(), serde_json::Value::Array(evaluations.clone()));
+        if let Some(shard) = shard {
+            obj.insert("shard".into(), shard.into());
+        }
     }
     // Results reach standard output even when writing the files fails.
     {

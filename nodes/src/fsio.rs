@@ -34,16 +34,22 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Write `bytes` to `path` atomically: readers see the old content or the new, never half.
-/// An existing file keeps its permissions.
+/// An existing file keeps its permissions; a new one is readable by all (0644 on Unix).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(&dir)?;
     tmp.write_all(bytes)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.is_file() {
-            tmp.as_file().set_permissions(meta.permissions())?;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => tmp.as_file().set_permissions(meta.permissions())?,
+        // A new file: readable by others like any file the user's tools write (the temporary
+        // file is created private, 0600).
+        #[cfg(unix)]
+        Err(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
+        _ => {}
     }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -685,6 +685,10 @@ pub struct Report {
     pub summary: BTreeMap<String, f64>,
     pub tables: Vec<Table>,
     pub notes: Vec<String>,
+    /// The raw, mergeable content behind the figures (a comparator's per-sample outcomes and
+    /// per-pair sums), when asked for: what `quantgraph merge` combines across shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<serde_json::Value>,
 }
 
 impl Report {

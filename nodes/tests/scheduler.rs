@@ -244,7 +244,14 @@ fn stop_cancels_the_request() {
     let sink = add(&mut g, &r, slow, None);
     let s = Scheduler::new(r);
     let h = s.request(&g, &[]);
-    std::thread::sleep(Duration::from_millis(100));
+    // Cancel once the slow node is running (an event, not a guess at timing).
+    loop {
+        match h.next_event(Duration::from_secs(5)) {
+            Some(Event::Started { node }) if node == slow => break,
+            Some(_) => {}
+            None => panic!("slow node never started"),
+        }
+    }
     s.cancel();
     let e = h.wait();
     assert!(matches!(e.outcomes[&slow], NodeOutcome::Cancelled));

@@ -21,6 +21,7 @@ use quantgraph_nodes::{
     EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
 };
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use metrics::ErrorStats;
 
@@ -59,12 +60,19 @@ impl NodeKind for Comparator {
          differs from ONNX Runtime's qdq_loss_debug figure."
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::choice("classification", "Classification metrics", "auto", &["auto", "always", "never"])
-            .with_doc(
-                "auto: accuracy, agreement, confusion and flips only when the model output is [N, C] with C the \
+        vec![
+            ParamSpec::choice("classification", "Classification metrics", "auto", &["auto", "always", "never"])
+                .with_doc(
+                    "auto: accuracy, agreement, confusion and flips only when the model output is [N, C] with C the \
                  dataset's number of classes; always: for any output with one score axis; never: per-layer \
                  and per-output errors only.",
-            )]
+                ),
+            ParamSpec::bool("partials", "Mergeable partial results", false).with_doc(
+                "Add the report's raw sums and per-sample outcomes (its 'partial' field in JSON) so that runs over \
+                 shards of a dataset can be merged into the report of one run (quantgraph run --shard K/N, \
+                 quantgraph merge). Set by --shard.",
+            ),
+        ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![
@@ -91,22 +99,128 @@ impl NodeKind for Comparator {
                 a.predictions.as_ref().map_or(0, |p| p.class_names.len()),
             ),
         };
-        let mut report = Report::default();
-        let classifier = match classifier_outputs(a, b, classes, &mode) {
-            Ok(classes) => {
-                classification(a, b, labels.as_deref(), classes, &mut report)?;
-                true
-            }
-            Err(why) => {
-                report.notes.push(format!("no accuracy or agreement: {why}; the outputs are compared per layer only"));
-                report.headline = Some("not a classifier: per-layer errors only".into());
-                false
-            }
-        };
+        let o = outcomes(a, b, labels, classifier_outputs(a, b, classes, &mode))?;
         ctx.check_cancelled()?;
-        per_layer(a, b, classifier, &mut report, ctx)?;
+        let layers = layer_pass(a, b, &drill_from(&o), ctx)?;
+        let partial = Partial { version: PARTIAL_VERSION, outcomes: o, layers };
+        let mut report = report_from(&partial);
+        let (reused, total) = (partial.layers.reused, partial.layers.pairs.len());
+        if reused > 0 {
+            report.notes.push(format!(
+                "{reused} of {total} pairs reused from an earlier evaluation (their tensors do not depend on what \
+                 changed); {} measured in this pass",
+                total - reused
+            ));
+        }
+        if r.bool("partials")? {
+            report.partial = Some(
+                serde_json::to_value(&partial)
+                    .map_err(|e| NodeError::failed(format!("writing the partial results failed: {e}")))?,
+            );
+        }
         Ok(single("report", Value::Table(Arc::new(report))))
     }
+}
+
+/// Version of [`Partial`]'s JSON form.
+pub const PARTIAL_VERSION: u32 = 1;
+
+/// A comparison's mergeable content: what one shard of a dataset gives, and what
+/// [`merge`] combines into what one run over all of it would give.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    pub version: u32,
+    pub outcomes: Outcomes,
+    pub layers: Layers,
+}
+
+/// The report of a comparison (or of merged shards).
+pub fn report_from(p: &Partial) -> Report {
+    let mut report = Report::default();
+    match (p.outcomes.classes, &p.outcomes.not_classifier) {
+        (Some(classes), _) => classification_report(&p.outcomes, classes, &mut report),
+        (None, why) => {
+            report.notes.push(format!(
+                "no accuracy or agreement: {}; the outputs are compared per layer only",
+                why.clone().unwrap_or_default()
+            ));
+            report.headline = Some("not a classifier: per-layer errors only".into());
+        }
+    }
+    layers_report(&p.outcomes, &p.layers, &mut report);
+    report
+}
+
+/// Combine the partial results of shards, in shard order, into those of one run over all
+/// their samples: per-sample outcomes are concatenated, each pair's sums added (its
+/// verification holds if it held on every shard's first batch; its check cosine is the
+/// smallest). Fails when the shards did not compare the same things.
+pub fn merge(parts: &[Partial]) -> Result<Partial, String> {
+    let Some(first) = parts.first() else { return Err("no partial results to merge".into()) };
+    let mut out = first.clone();
+    for (k, p) in parts.iter().enumerate().skip(1) {
+        if p.version != first.version {
+            return Err(format!("part {k} has partial format {}, part 0 has {}", p.version, first.version));
+        }
+        let (o, q) = (&mut out.outcomes, &p.outcomes);
+        if q.class_names != o.class_names || q.classes != o.classes {
+            return Err(format!("part {k} has other classes than part 0"));
+        }
+        if q.labels.is_some() != o.labels.is_some() {
+            return Err(format!("part {k} has labels where part 0 has none, or the other way round"));
+        }
+        let offset = o.samples;
+        o.samples += q.samples;
+        o.source_indices.extend(&q.source_indices);
+        if let (Some(x), Some(y)) = (&mut o.labels, &q.labels) {
+            x.extend(y);
+        }
+        o.top1_a.extend(&q.top1_a);
+        o.top1_b.extend(&q.top1_b);
+        if o.p_a.len() + o.p_b.len() > 0 || q.p_a.len() + q.p_b.len() > 0 {
+            o.p_a.resize(offset, None);
+            o.p_b.resize(offset, None);
+            o.p_a.extend(q.p_a.iter().copied().chain(std::iter::repeat(None)).take(q.samples));
+            o.p_b.extend(q.p_b.iter().copied().chain(std::iter::repeat(None)).take(q.samples));
+        }
+        if o.out_err.len() == offset && q.out_err.len() == q.samples {
+            o.out_err.extend(&q.out_err);
+        } else {
+            o.out_err.clear();
+        }
+        let (l, m) = (&mut out.layers, &p.layers);
+        if l.pairs.len() != m.pairs.len()
+            || l.pairs.iter().zip(&m.pairs).any(|(x, y)| (&x.pair.a, &x.pair.b) != (&y.pair.a, &y.pair.b))
+        {
+            return Err(format!("part {k} paired other tensors than part 0 (different models or graphs?)"));
+        }
+        for (x, y) in l.pairs.iter_mut().zip(&m.pairs) {
+            x.verdict = match (x.verdict.take(), &y.verdict) {
+                (Some(pairing::Verdict::Rejected(why)), _) => Some(pairing::Verdict::Rejected(why)),
+                (_, Some(pairing::Verdict::Rejected(why))) => {
+                    Some(pairing::Verdict::Rejected(format!("{why} (in part {k})")))
+                }
+                (
+                    Some(pairing::Verdict::Verified { layout, cosine }),
+                    Some(pairing::Verdict::Verified { layout: l2, cosine: c2 }),
+                ) => {
+                    if layout != *l2 {
+                        Some(pairing::Verdict::Rejected(format!(
+                            "the parts disagree on its layout ({} vs {})",
+                            layout.describe(),
+                            l2.describe()
+                        )))
+                    } else {
+                        Some(pairing::Verdict::Verified { layout, cosine: cosine.min(*c2) })
+                    }
+                }
+                (Some(v), None) => Some(v),
+                (None, v) => v.clone(),
+            };
+            x.sums.merge(&y.sums, offset);
+        }
+    }
+    Ok(out)
 }
 
 fn pct(x: f64) -> Cell {
@@ -154,18 +268,47 @@ fn classifier_outputs(a: &Activations, b: &Activations, classes: usize, mode: &s
     Ok(width.unwrap_or(classes).max(classes))
 }
 
-/// Accuracy, agreement, per-class accuracy, confusion matrices and flips, over `classes`
-/// classes (predicted indices are below it: it is the output's width).
-fn classification(
+/// Everything per sample the report needs (mergeable across shards by concatenation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcomes {
+    pub samples: usize,
+    /// Each sample's index in its source (file record, folder order).
+    pub source_indices: Vec<usize>,
+    pub class_names: Vec<String>,
+    /// The number of classes, when the outputs are a classifier's scores.
+    pub classes: Option<usize>,
+    /// Why accuracy is not computed, when it is not.
+    pub not_classifier: Option<String>,
+    pub labels: Option<Vec<u32>>,
+    pub top1_a: Vec<u32>,
+    pub top1_b: Vec<u32>,
+    /// Each model's softmax probability of its own top-1 (empty when outputs are not kept).
+    pub p_a: Vec<Option<f64>>,
+    pub p_b: Vec<Option<f64>>,
+    /// Each sample's squared output error ‖A − B‖² (empty when outputs are not kept).
+    pub out_err: Vec<f64>,
+}
+
+/// Gather the per-sample outcomes, checking that A and B (and the labels) cover the same
+/// samples.
+fn outcomes(
     a: &Activations,
     b: &Activations,
-    labels: Option<&[u32]>,
-    classes: usize,
-    report: &mut Report,
-) -> Result<(), NodeError> {
-    let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) else {
-        report.notes.push("no predictions in A or B: classification metrics skipped".into());
-        return Ok(());
+    labels: Option<Vec<u32>>,
+    classes: Result<usize, String>,
+) -> Result<Outcomes, NodeError> {
+    let n = samples_of(a);
+    if samples_of(b) != n {
+        return Err(NodeError::input("b", format!("expected the {n} samples of A, found {}", samples_of(b))));
+    }
+    let mut o = Outcomes { samples: n, ..Outcomes::default() };
+    o.source_indices = a.dataset.as_ref().map(|d| d.source_indices.clone()).unwrap_or_else(|| (0..n).collect());
+    let (pa, pb) = match (&a.predictions, &b.predictions) {
+        (Some(pa), Some(pb)) => (pa, pb),
+        _ => {
+            o.not_classifier = Some(classes.err().unwrap_or_else(|| "A or B has no predictions".into()));
+            return Ok(o);
+        }
     };
     if pa.top1.len() != pb.top1.len() {
         return Err(NodeError::input(
@@ -173,22 +316,61 @@ fn classification(
             format!("expected the same samples as A ({} predictions), found {}", pa.top1.len(), pb.top1.len()),
         ));
     }
-    let n = pa.top1.len();
-    let class_name = |c: usize| pa.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
-    let agree = pa.top1.iter().zip(&pb.top1).filter(|(x, y)| x == y).count();
+    o.class_names = pa.class_names.clone();
+    o.top1_a = pa.top1.clone();
+    o.top1_b = pb.top1.clone();
+    match classes {
+        Ok(c) => o.classes = Some(c),
+        Err(why) => o.not_classifier = Some(why),
+    }
+    if let Some(labels) = labels {
+        if labels.len() != pa.top1.len() {
+            return Err(NodeError::input(
+                "dataset",
+                format!("expected {} labels (one per prediction), found {}", pa.top1.len(), labels.len()),
+            ));
+        }
+        o.labels = Some(labels);
+    }
+    let (out_a, out_b) = (kept_output(a), kept_output(b));
+    let prob = |out: Option<&quantgraph_nodes::value::Tensor>, i: usize, k: u32| -> Option<f64> {
+        let t = out?;
+        let item = t.item_len();
+        softmax_at(t.data.get(i * item..(i + 1) * item)?, k as usize)
+    };
+    if out_a.is_some() || out_b.is_some() {
+        o.p_a = (0..pa.top1.len()).map(|i| prob(out_a, i, pa.top1[i])).collect();
+        o.p_b = (0..pb.top1.len()).map(|i| prob(out_b, i, pb.top1[i])).collect();
+    }
+    if let (Some(ta), Some(tb)) = (out_a, out_b) {
+        let item = ta.item_len();
+        if item > 0 && item == tb.item_len() {
+            o.out_err = ta
+                .data
+                .chunks_exact(item)
+                .zip(tb.data.chunks_exact(item))
+                .map(|(x, y)| x.iter().zip(y).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>())
+                .collect();
+        }
+    }
+    Ok(o)
+}
+
+/// Accuracy, agreement, per-class accuracy, confusion matrices and flips, over `classes`
+/// classes (predicted indices are below it: it is the output's width).
+fn classification_report(o: &Outcomes, classes: usize, report: &mut Report) {
+    let (top1_a, top1_b) = (&o.top1_a, &o.top1_b);
+    let labels = o.labels.as_deref();
+    let n = top1_a.len();
+    let class_name = |c: usize| o.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let agree = top1_a.iter().zip(top1_b).filter(|(x, y)| x == y).count();
     report.summary.insert("samples".into(), n as f64);
     report.summary.insert("agreement".into(), agree as f64 / n.max(1) as f64);
     report.summary.insert("flips".into(), (n - agree) as f64);
     let mut headline = format!("agree {:.1} %", 100.0 * agree as f64 / n.max(1) as f64);
     if let Some(labels) = labels {
-        if labels.len() != n {
-            return Err(NodeError::input(
-                "dataset",
-                format!("expected {n} labels (one per prediction), found {}", labels.len()),
-            ));
-        }
-        let a_right: Vec<bool> = pa.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
-        let b_right: Vec<bool> = pb.top1.iter().zip(labels).map(|(p, l)| p == l).collect();
+        let a_right: Vec<bool> = top1_a.iter().zip(labels).map(|(p, l)| p == l).collect();
+        let b_right: Vec<bool> = top1_b.iter().zip(labels).map(|(p, l)| p == l).collect();
         let correct_a = a_right.iter().filter(|x| **x).count();
         let correct_b = b_right.iter().filter(|x| **x).count();
         report.summary.insert("correct_a".into(), correct_a as f64);
@@ -238,7 +420,7 @@ fn classification(
         if classes <= MAX_CONFUSION_CLASSES {
             counts.extend((0..classes).map(|c| (c, (0, 0, 0))));
         }
-        for ((l, a), b) in labels.iter().zip(&pa.top1).zip(&pb.top1) {
+        for ((l, a), b) in labels.iter().zip(top1_a).zip(top1_b) {
             let l = *l as usize;
             let e = counts.entry(l).or_default();
             e.0 += 1;
@@ -261,11 +443,11 @@ fn classification(
                 "confusion matrices skipped: {classes} classes (they are built for up to {MAX_CONFUSION_CLASSES})"
             ));
         }
-        for (name, p) in
-            [("confusion_a", pa), ("confusion_b", pb)].into_iter().filter(|_| classes <= MAX_CONFUSION_CLASSES)
+        for (name, top1) in
+            [("confusion_a", top1_a), ("confusion_b", top1_b)].into_iter().filter(|_| classes <= MAX_CONFUSION_CLASSES)
         {
             let mut m = vec![vec![0i64; classes]; classes];
-            for (pred, l) in p.top1.iter().zip(labels) {
+            for (pred, l) in top1.iter().zip(labels) {
                 if let Some(row) = m.get_mut(*l as usize) {
                     if let Some(cell) = row.get_mut(*pred as usize) {
                         *cell += 1;
@@ -287,7 +469,6 @@ fn classification(
             });
         }
     }
-    let indices = a.dataset.as_ref().map(|d| d.source_indices.clone());
     let mut flips = Table {
         name: "flips".into(),
         columns: ["sample", "source_index", "label", "a", "b", "p_a_pct", "p_b_pct"]
@@ -296,32 +477,24 @@ fn classification(
             .collect(),
         rows: Vec::new(),
     };
-    // Each model's softmax probability of its own top-1, from the kept outputs.
-    let (out_a, out_b) = (kept_output(a), kept_output(b));
-    let prob = |out: Option<&quantgraph_nodes::value::Tensor>, i: usize, k: u32| -> Cell {
-        out.and_then(|t| {
-            let item = t.item_len();
-            let row = t.data.get(i * item..(i + 1) * item)?;
-            softmax_at(row, k as usize).map(|p| Cell::Num((p * 10000.0).round() / 100.0))
-        })
-        .unwrap_or(Cell::Text(String::new()))
+    let prob = |p: &[Option<f64>], i: usize| -> Cell {
+        p.get(i).copied().flatten().map_or(Cell::Text(String::new()), |x| Cell::Num((x * 10000.0).round() / 100.0))
     };
     for i in 0..n {
-        if pa.top1[i] != pb.top1[i] {
+        if top1_a[i] != top1_b[i] {
             flips.rows.push(vec![
                 Cell::Int(i as i64),
-                Cell::Int(indices.as_ref().and_then(|v| v.get(i)).copied().unwrap_or(i) as i64),
+                Cell::Int(o.source_indices.get(i).copied().unwrap_or(i) as i64),
                 Cell::Text(labels.and_then(|l| l.get(i)).map(|l| class_name(*l as usize)).unwrap_or_default()),
-                Cell::Text(class_name(pa.top1[i] as usize)),
-                Cell::Text(class_name(pb.top1[i] as usize)),
-                prob(out_a, i, pa.top1[i]),
-                prob(out_b, i, pb.top1[i]),
+                Cell::Text(class_name(top1_a[i] as usize)),
+                Cell::Text(class_name(top1_b[i] as usize)),
+                prob(&o.p_a, i),
+                prob(&o.p_b, i),
             ]);
         }
     }
     report.tables.push(flips);
     report.headline = Some(headline);
-    Ok(())
 }
 
 /// The model output kept in full by a probe (a classifier's scores), if any.
@@ -386,8 +559,8 @@ fn open_side<'a>(acts: &'a Activations, names: Vec<String>, batch: usize) -> Res
 
 /// Running sums of one pair: the error, ORT's pairing where it differs, the Q/DQ pair's own
 /// error, and per drill-down sample.
-#[derive(Clone, Default)]
-pub(crate) struct PairSums {
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PairSums {
     e: ErrorStats,
     ort: Option<ErrorStats>,
     qdq: Option<ErrorStats>,
@@ -406,6 +579,32 @@ fn slice<'b>(batch: &'b Batch, name: &str) -> Option<(&'b [usize], &'b [f32])> {
 }
 
 impl PairSums {
+    /// Add the sums of the next shard (whose first sample is sample `offset` here).
+    fn merge(&mut self, o: &PairSums, offset: usize) {
+        self.e.merge(&o.e);
+        for (x, y) in [(&mut self.ort, &o.ort), (&mut self.qdq, &o.qdq), (&mut self.qdq_ort, &o.qdq_ort)] {
+            match (x.as_mut(), y) {
+                (Some(x), Some(y)) => x.merge(y),
+                (None, Some(y)) => *x = Some(y.clone()),
+                _ => {}
+            }
+        }
+        for (s, e) in &o.per_sample {
+            self.per_sample.insert(s + offset, e.clone());
+        }
+        match (&mut self.samples, &o.samples) {
+            (Some(x), Some(y)) => {
+                x.resize(offset, [0.0; 2]);
+                x.extend(y);
+            }
+            _ => self.samples = None,
+        }
+        if self.shape_note.is_none() {
+            self.shape_note.clone_from(&o.shape_note);
+        }
+        self.rows += o.rows;
+    }
+
     /// Add one batch (the same samples on both sides); B's tensors are first put in A's
     /// layout.
     fn add(&mut self, p: &pairing::Pair, layout: pairing::Layout, ba: &Batch, bb: &Batch, drill: &BTreeSet<usize>) {
@@ -495,52 +694,57 @@ pub const MAX_ALL_SAMPLES: usize = 100_000;
 /// largest output error, with why.
 pub const MAX_DRILL_FLIPS: usize = 500;
 
-fn drill_samples(a: &Activations, b: &Activations, classifier: bool) -> BTreeMap<usize, &'static str> {
+fn drill_from(o: &Outcomes) -> BTreeMap<usize, &'static str> {
     let mut out = BTreeMap::new();
-    if let (true, Some(pa), Some(pb)) = (classifier, &a.predictions, &b.predictions) {
-        for (i, (x, y)) in pa.top1.iter().zip(&pb.top1).enumerate() {
+    if o.classes.is_some() {
+        for (i, (x, y)) in o.top1_a.iter().zip(&o.top1_b).enumerate() {
             if x != y && out.len() < MAX_DRILL_FLIPS {
                 out.insert(i, "flip");
             }
         }
     }
-    if let (Some(ta), Some(tb)) = (kept_output(a), kept_output(b)) {
-        let item = ta.item_len();
-        if item > 0 && item == tb.item_len() {
-            let mut errs: Vec<(f64, usize)> = ta
-                .data
-                .chunks_exact(item)
-                .zip(tb.data.chunks_exact(item))
-                .enumerate()
-                .map(|(i, (x, y))| {
-                    (x.iter().zip(y).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>(), i)
-                })
-                .collect();
-            errs.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)));
-            for (_, i) in errs.into_iter().take(20) {
-                out.entry(i).or_insert("top-20 output error");
-            }
-        }
+    let mut errs: Vec<(f64, usize)> = o.out_err.iter().copied().enumerate().map(|(i, e)| (e, i)).collect();
+    errs.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)));
+    for (_, i) in errs.into_iter().take(20) {
+        out.entry(i).or_insert("top-20 output error");
     }
     out
 }
 
-/// Per-layer errors between paired tensors, over every sample, streamed batch by batch from
+/// One pair with its verdict and sums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerPair {
+    pub pair: pairing::Pair,
+    pub verdict: Option<pairing::Verdict>,
+    pub sums: PairSums,
+}
+
+/// The per-layer part of a comparison: every pair's sums (mergeable across shards).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Layers {
+    pub batch: usize,
+    pub pairs: Vec<LayerPair>,
+    pub unpaired_a: Vec<pairing::Unpaired>,
+    pub unpaired_b: Vec<pairing::Unpaired>,
+    /// Pairs whose figures came from an earlier evaluation (not merged: a run's own).
+    #[serde(skip)]
+    pub reused: usize,
+}
+
+/// Per-layer sums between paired tensors, over every sample, streamed batch by batch from
 /// both probes in lockstep (each pair's sums are fed per batch, so memory stays that of one
-/// batch), with per-layer SQNR for the drill-down samples.
-fn per_layer(
+/// batch), with every sample's figures (or the drill-down samples' on huge datasets).
+fn layer_pass(
     a: &Activations,
     b: &Activations,
-    classifier: bool,
-    report: &mut Report,
+    drill: &BTreeMap<usize, &'static str>,
     ctx: &EvalContext,
-) -> Result<(), NodeError> {
+) -> Result<Layers, NodeError> {
     let pairs = pairing::pair(a, b);
     let n = samples_of(a);
     if samples_of(b) != n {
         return Err(NodeError::input("b", format!("expected the {n} samples of A, found {}", samples_of(b))));
     }
-    let drill = drill_samples(a, b, classifier);
     let drill_set: BTreeSet<usize> = drill.keys().copied().collect();
     let batch = match (&a.stream, &b.stream) {
         (Some(x), Some(y)) => x.0.batch_size().min(y.0.batch_size()),
@@ -612,14 +816,26 @@ fn per_layer(
             }
         }
     }
-    if reused > 0 {
-        report.notes.push(format!(
-            "{reused} of {} pairs reused from an earlier evaluation (their tensors do not depend on what changed); {} \
-             measured in this pass",
-            pairs.pairs.len(),
-            pairs.pairs.len() - reused
-        ));
-    }
+    Ok(Layers {
+        batch,
+        pairs: pairs
+            .pairs
+            .into_iter()
+            .zip(verdicts)
+            .zip(sums)
+            .map(|((pair, verdict), sums)| LayerPair { pair, verdict, sums })
+            .collect(),
+        unpaired_a: pairs.unpaired_a,
+        unpaired_b: pairs.unpaired_b,
+        reused,
+    })
+}
+
+/// The per-layer table, drill-down and unpaired tables from the pairs' sums.
+fn layers_report(o: &Outcomes, l: &Layers, report: &mut Report) {
+    let n = o.samples;
+    let batch = l.batch;
+    let drill = drill_from(o);
     let mut table = Table {
         name: "per_layer".into(),
         columns: [
@@ -646,7 +862,7 @@ fn per_layer(
     let mut min_sqnr = f64::INFINITY;
     let mut dataset_sqnr: BTreeMap<String, f64> = BTreeMap::new();
     let mut rejected: Vec<(String, String, String)> = Vec::new();
-    for ((p, s), v) in pairs.pairs.iter().zip(&sums).zip(&verdicts) {
+    for LayerPair { pair: p, verdict: v, sums: s } in &l.pairs {
         let (layout, check) = match v {
             Some(pairing::Verdict::Verified { layout, cosine }) => (*layout, *cosine),
             Some(pairing::Verdict::Rejected(why)) => {
@@ -663,8 +879,7 @@ fn per_layer(
             continue;
         }
         let sqnr = s.e.sqnr_db();
-        let role = a.tensors.get(&p.a).map(|t| t.role);
-        if role != Some(TensorRole::Output) {
+        if !p.how.starts_with("model output") {
             min_sqnr = min_sqnr.min(sqnr);
         }
         dataset_sqnr.insert(p.a.clone(), sqnr);
@@ -698,7 +913,6 @@ fn per_layer(
     }
     report.notes.push(format!("per-layer errors over all {n} samples, streamed in batches of {batch}"));
     // Drill-down: each chosen sample's per-layer SQNR beside the dataset-wide figure.
-    let indices = a.dataset.as_ref().map(|d| d.source_indices.clone());
     let mut drill_table = Table {
         name: "sample_layers".into(),
         columns: ["sample", "source_index", "why", "tensor", "op", "sqnr_db", "dataset_sqnr_db"]
@@ -708,7 +922,7 @@ fn per_layer(
         rows: Vec::new(),
     };
     for (sample, why) in &drill {
-        for (p, s) in pairs.pairs.iter().zip(&sums) {
+        for LayerPair { pair: p, sums: s, .. } in &l.pairs {
             let from_all = s.samples.as_ref().and_then(|v| v.get(*sample)).map(|[x2, d2]| ErrorStats {
                 sum_x2: *x2,
                 sum_d2: *d2,
@@ -720,7 +934,7 @@ fn per_layer(
             }
             drill_table.rows.push(vec![
                 Cell::Int(*sample as i64),
-                Cell::Int(indices.as_ref().and_then(|v| v.get(*sample)).copied().unwrap_or(*sample) as i64),
+                Cell::Int(o.source_indices.get(*sample).copied().unwrap_or(*sample) as i64),
                 Cell::Text((*why).into()),
                 Cell::Text(p.a.clone()),
                 Cell::Text(p.op.clone()),
@@ -741,10 +955,10 @@ fn per_layer(
         unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(a_name.clone()), Cell::Text(why.clone())]);
         unpaired.rows.push(vec![Cell::Text("B".into()), Cell::Text(b_name.clone()), Cell::Text(why.clone())]);
     }
-    for u in &pairs.unpaired_a {
+    for u in &l.unpaired_a {
         unpaired.rows.push(vec![Cell::Text("A".into()), Cell::Text(u.tensor.clone()), Cell::Text(u.reason.clone())]);
     }
-    for u in &pairs.unpaired_b {
+    for u in &l.unpaired_b {
         unpaired.rows.push(vec![Cell::Text("B".into()), Cell::Text(u.tensor.clone()), Cell::Text(u.reason.clone())]);
     }
     if !rejected.is_empty() {
@@ -757,7 +971,7 @@ fn per_layer(
         ));
     }
     let mut by_how: BTreeMap<String, usize> = BTreeMap::new();
-    for (p, v) in pairs.pairs.iter().zip(&verdicts) {
+    for LayerPair { pair: p, verdict: v, .. } in &l.pairs {
         if matches!(v, Some(pairing::Verdict::Verified { .. })) {
             *by_how.entry(p.how.clone()).or_default() += 1;
         }
@@ -765,7 +979,7 @@ fn per_layer(
     for (how, count) in by_how {
         report.notes.push(format!("{count} pair(s) by {how}"));
     }
-    if pairs.pairs.iter().any(|p| p.relu_removed) {
+    if l.pairs.iter().any(|p| p.pair.relu_removed) {
         report.notes.push(
             "Where the quantizer removed a Relu, B's Q/DQ pair does the Relu's clipping and B's pre-quantization tensor holds \
              pre-Relu values: qdq_err_db compares Relu(pre) with the dequantized tensor, so it measures rounding only. \
@@ -777,5 +991,4 @@ fn per_layer(
     report.tables.insert(0, table);
     report.tables.push(unpaired);
     report.tables.push(drill_table);
-    Ok(())
 }

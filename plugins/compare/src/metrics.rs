@@ -7,7 +7,7 @@
 //! batch by batch, so memory does not grow with the number of samples.
 
 /// Running sums for the metrics.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorStats {
     pub sum_x2: f64,
     pub sum_y2: f64,
@@ -57,6 +57,17 @@ impl ErrorStats {
         self.dot += sum(4);
         self.max_abs = acc[5].iter().copied().fold(self.max_abs, f64::max);
         self.count += n;
+    }
+
+    /// Add another part's sums (the same pair over other samples).
+    pub fn merge(&mut self, o: &ErrorStats) {
+        self.sum_x2 += o.sum_x2;
+        self.sum_y2 += o.sum_y2;
+        self.sum_d2 += o.sum_d2;
+        self.sum_abs += o.sum_abs;
+        self.dot += o.dot;
+        self.max_abs = self.max_abs.max(o.max_abs);
+        self.count += o.count;
     }
 
     pub fn sqnr_db(&self) -> f64 {

@@ -46,7 +46,7 @@ pub const DATAFLOW: &str = "dataflow";
 pub const MIN_COSINE: f64 = 0.9;
 
 /// One pair of tensors.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pair {
     pub a: String,
     pub b: String,
@@ -62,7 +62,7 @@ pub struct Pair {
 }
 
 /// A tensor left without a partner, and why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Unpaired {
     pub tensor: String,
     pub reason: String,
@@ -558,7 +558,7 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
 }
 
 /// How B's tensor is laid out relative to A's, per sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Layout {
     /// Same element order (shapes equal up to dims of size 1).
     Same,
@@ -637,7 +637,7 @@ pub fn layouts(a: &[usize], b: &[usize]) -> Vec<Layout> {
 }
 
 /// The verdict on one pair from its first batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     Verified { layout: Layout, cosine: f64 },
     Rejected(String),

@@ -91,6 +91,29 @@ pub struct Selection {
     pub offset: usize,
     pub shuffle: bool,
     pub seed: u64,
+    /// `(k, n)`: only the k-th (from 0) of n contiguous, near-equal slices of the selection.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Parse a shard `K/N` (0 ≤ K < N); empty: none.
+pub fn parse_shard(text: &str) -> Result<Option<(usize, usize)>, NodeError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || NodeError::param("shard", format!("expected K/N with 0 ≤ K < N (e.g. 0/4), found '{text}'"));
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || k >= n {
+        return Err(bad());
+    }
+    Ok(Some((k, n)))
+}
+
+/// The k-th of n contiguous slices of `m` items: `[k·m/n, (k+1)·m/n)`.
+pub fn shard_range(m: usize, k: usize, n: usize) -> std::ops::Range<usize> {
+    let at = |i: usize| ((i as u128 * m as u128) / n.max(1) as u128) as usize;
+    at(k)..at(k + 1)
 }
 
 /// Decoded 8-bit images, planar RGB (CHW) per image.
@@ -433,6 +456,14 @@ fn shuffle(items: &mut [usize], seed: u64) {
 
 /// The indices chosen by a selection.
 pub fn select(labels: &[u32], classes: usize, s: &Selection) -> Result<Vec<usize>, NodeError> {
+    let chosen = select_all(labels, classes, s)?;
+    Ok(match s.shard {
+        Some((k, n)) => chosen[shard_range(chosen.len(), k, n)].to_vec(),
+        None => chosen,
+    })
+}
+
+fn select_all(labels: &[u32], classes: usize, s: &Selection) -> Result<Vec<usize>, NodeError> {
     let mut order: Vec<usize> = (0..labels.len()).collect();
     if s.shuffle {
         shuffle(&mut order, s.seed);

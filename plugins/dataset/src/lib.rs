@@ -99,6 +99,10 @@ impl NodeKind for Cifar10Loader {
             ParamSpec::text("std", "Std (per channel)", "")
                 .with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
             ParamSpec::choice("layout", "Layout", "NCHW", &["NCHW", "NHWC"]),
+            ParamSpec::text("shard", "Shard (K/N, empty: all)", "").with_doc(
+                "Only the K-th (from 0) of N contiguous slices of the selected images, for running one dataset \
+                 as N jobs (quantgraph run --shard K/N sets it; quantgraph merge combines the results).",
+            ),
         ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
@@ -117,6 +121,7 @@ impl NodeKind for Cifar10Loader {
             offset: r.usize("offset")?,
             shuffle: r.bool("shuffle")?,
             seed: r.i64("seed")? as u64,
+            shard: formats::parse_shard(&r.str("shard")?)?,
         };
         // Bad preprocessing params fail before anything is read.
         let pre = Preprocess::from_params(&r.str("scale")?, &r.str("mean")?, &r.str("std")?, &r.str("layout")?)?;

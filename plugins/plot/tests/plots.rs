@@ -82,8 +82,7 @@ fn chart_bars_heatmaps_and_bad_columns() {
     let err = eval(&Chart, with("table", Value::Table(report())), serde_json::json!({"table": "x"})).unwrap_err();
     assert!(err.to_string().contains("expected one of per_layer, flips, confusion_b"), "{err}");
     for p in [bar, heat] {
-        let png = render_png(&p, 640, 360).unwrap();
-        assert_eq!(&png[1..4], b"PNG");
+        assert_drawn_png(&render_png(&p, 640, 360).unwrap(), 640, 360);
     }
 }
 
@@ -122,7 +121,7 @@ fn sample_grid_shows_flipped_samples_or_the_first_ones() {
     assert_eq!(flips.images.len(), 1);
     assert_eq!(flips.images[0].0.index, 11);
     assert_eq!(flips.images[0].1, "cat: A cat / B dog");
-    assert_eq!(&render_png(&flips, 320, 200).unwrap()[1..4], b"PNG");
+    assert_drawn_png(&render_png(&flips, 320, 200).unwrap(), 320, 200);
     let _ = BTreeMap::<u8, u8>::new();
 }
 
@@ -141,4 +140,16 @@ fn csv_exports_quote_commas_and_quotes() {
         rows: vec![vec![Cell::Text("a,b".into()), Cell::Num(1.5)]],
     };
     assert_eq!(t.to_csv(), "tensor,sqnr_db\n\"a,b\",1.5\n");
+}
+
+/// A PNG that decodes, has the size asked for, and shows something: many pixels differ
+/// from the background (the top-left pixel) and there are more than a few colours.
+fn assert_drawn_png(png: &[u8], width: u32, height: u32) {
+    let img = image::load_from_memory_with_format(png, image::ImageFormat::Png).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (width, height));
+    let background = *img.get_pixel(0, 0);
+    let drawn = img.pixels().filter(|p| **p != background).count();
+    let colours: std::collections::BTreeSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert!(drawn > (width * height / 100) as usize, "only {drawn} pixels differ from the background");
+    assert!(colours.len() > 4, "only {} colours", colours.len());
 }
