@@ -401,5 +401,12 @@ fn an_edit_recomputes_only_what_it_reaches_and_equals_a_fresh_evaluation() {
         let f = &fresh_acts.tensors[name];
         assert!((t.stats.mean - f.stats.mean).abs() <= 1e-6 * f.stats.mean.abs().max(1e-9), "{name}");
         assert_eq!(t.stats.histogram.counts.len(), f.stats.histogram.counts.len(), "{name}");
+        // The histogram's range follows the (edited) Q/DQ pair that reads the tensor.
+        assert_eq!(
+            (t.stats.histogram.lo, t.stats.histogram.hi),
+            (f.stats.histogram.lo, f.stats.histogram.hi),
+            "{name}"
+        );
+        assert_eq!(t.stats.histogram.counts, f.stats.histogram.counts, "{name}");
     }
 }

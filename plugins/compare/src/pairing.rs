@@ -286,9 +286,11 @@ fn walk(m: &ModelInfo, from: &str) -> Vec<(String, Option<String>)> {
             m.nodes.iter().filter(|n| n.inputs.first() == Some(&t)).collect();
         let next = match readers.as_slice() {
             [one] => *one,
-            many => match many.iter().filter(|n| n.op_type == "QuantizeLinear").collect::<Vec<_>>().as_slice() {
-                [q] => *q,
-                _ => break,
+            // Several readers: follow the QuantizeLinear (the first, when a quantizer gave each
+            // reader a pair of its own: they share their scale and zero point).
+            many => match many.iter().find(|n| n.op_type == "QuantizeLinear") {
+                Some(q) => *q,
+                None => break,
             },
         };
         let Some(out) = next.outputs.first() else { break };
@@ -420,9 +422,10 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         };
         paired_b_ops.insert(kb);
         let y = &cb.ops[kb];
-        let a_relu = x.folded.iter().any(|f| f == "Relu" || f == "Clip");
-        let b_relu = y.folded.iter().any(|f| f == "Relu" || f == "Clip");
-        let Some((tb, b_pre)) = represent(b, &y.out, &y.base_out, a_relu && !b_relu) else {
+        // An activation counts where the tensor compared is the one after it.
+        let a_relu = ta == x.out && x.folded.iter().any(|f| f == "Relu" || f == "Clip");
+        let b_relu_folded = y.folded.iter().any(|f| f == "Relu" || f == "Clip");
+        let Some((tb, b_pre)) = represent(b, &y.out, &y.base_out, a_relu && !b_relu_folded) else {
             out.unpaired_a
                 .push(Unpaired { tensor: ta, reason: format!("its partner in B ({}) was not captured", y.out) });
             continue;
@@ -430,8 +433,27 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         used_a.insert(ta.clone());
         used_b.insert(tb.clone());
         used_b.extend(b_pre.clone());
+        // B's compared tensor is after its folded activation unless it fell back to the op's
+        // own output.
+        let b_relu = b_relu_folded && tb != y.base_out;
         let clips_at_zero = qdq_of(b, &tb).and_then(|q| q.real_range()).is_some_and(|(lo, _)| lo == 0.0);
         let relu_removed = a_relu && !b_relu && b_pre.is_some() && clips_at_zero;
+        // One side applies an activation the other does not: not the same quantity, unless
+        // B's quantization range does the clipping (a quantizer removed the Relu, or fused it
+        // into a QOperator op whose output range starts at 0).
+        if a_relu != b_relu && !(a_relu && clips_at_zero) {
+            out.unpaired_a.push(Unpaired {
+                tensor: ta.clone(),
+                reason: format!(
+                    "{} applies a Relu/Clip after this op and {} does not ({} vs {}); not the same quantity",
+                    if a_relu { "A" } else { "B" },
+                    if a_relu { "B" } else { "A" },
+                    ta,
+                    tb
+                ),
+            });
+            continue;
+        }
         let ort_name = |t: &str| format!("{t}_DequantizeLinear_Output");
         let before_relu = x.owned.iter().find(|t| ort_name(t) == tb && **t != ta && a.tensors.contains_key(*t));
         let (how, ort_a) = if is_output(a, &ta) {
@@ -480,13 +502,20 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         } else {
             continue;
         };
-        // Consistent with the dataflow when both tensors belong to ops paired together.
+        // Consistent with the dataflow when both tensors belong to ops paired together; never
+        // against it (A's op aligned with another op of B, or B's op taken by another of A).
         let agrees = match (ca.owner.get(name), cb.owner.get(&tb)) {
             (Some(Src::Op(ka)), Some(Src::Op(kb))) => aligned.get(*ka) == Some(&Ok(*kb)),
             (Some(Src::Input(i)), Some(Src::Input(j))) => i == j,
             _ => false,
         };
         if !agrees {
+            let a_aligned_elsewhere =
+                matches!(ca.owner.get(name), Some(Src::Op(ka)) if aligned.get(*ka).is_some_and(|r| r.is_ok()));
+            let b_taken = matches!(cb.owner.get(&tb), Some(Src::Op(kb)) if paired_b_ops.contains(kb));
+            if a_aligned_elsewhere || b_taken {
+                continue;
+            }
             how.push_str(" (not paired by dataflow)");
         }
         let (tb, b_pre) = if tb == *name {
@@ -512,20 +541,26 @@ pub fn pair(a: &Activations, b: &Activations) -> Pairing {
         });
     }
     // Model outputs not paired by dataflow pair by position.
-    let outs_a: Vec<&String> = a
-        .tensors
-        .values()
-        .filter(|t| t.role == TensorRole::Output && !used_a.contains(&t.name))
-        .map(|t| &t.name)
-        .collect();
-    let outs_b: Vec<&String> = b
-        .tensors
-        .values()
-        .filter(|t| t.role == TensorRole::Output && !used_b.contains(&t.name))
-        .map(|t| &t.name)
-        .collect();
+    // In the order the models declare their outputs (else by name).
+    let declared = |acts: &Activations, used: &BTreeSet<String>| -> Vec<String> {
+        let mut names: Vec<String> = acts
+            .model
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .filter(|n| acts.tensors.get(n).is_some_and(|t| t.role == TensorRole::Output))
+            .collect();
+        for t in acts.tensors.values().filter(|t| t.role == TensorRole::Output) {
+            if !names.contains(&t.name) {
+                names.push(t.name.clone());
+            }
+        }
+        names.retain(|n| !used.contains(n));
+        names
+    };
+    let (outs_a, outs_b) = (declared(a, &used_a), declared(b, &used_b));
     for (ta, tb) in outs_a.iter().zip(&outs_b) {
-        out.unpaired_a.retain(|u| &&u.tensor != ta);
+        out.unpaired_a.retain(|u| &u.tensor != ta);
         used_a.insert((*ta).clone());
         used_b.insert((*tb).clone());
         output_pairs.push(Pair {

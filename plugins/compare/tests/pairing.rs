@@ -347,3 +347,21 @@ fn non_classifier_outputs_get_no_accuracy_and_say_why() {
     assert_eq!(r.summary.get("accuracy_b"), Some(&(2.0 / 3.0)));
     assert!(r.tables.iter().any(|t| t.name == "confusion_a"));
 }
+
+/// A pairs its Relu output; B has the same Conv and no Relu, and nothing in B's quantization
+/// does the Relu's clipping: not the same quantity, so unpaired with the reason (comparing
+/// post-Relu with pre-Relu values would pass a cosine check when most values are positive).
+#[test]
+fn an_activation_on_one_side_only_is_not_paired() {
+    let x = vec![1.0f32, 2.0, -0.1];
+    let a = acts(
+        vec![op("Conv", &["in"], &["c"]), op("Relu", &["c"], &["r"])],
+        vec![tensor("c", x.clone(), None), tensor("r", vec![1.0, 2.0, 0.0], None)],
+        vec![0, 1, 1],
+    );
+    let b = acts(vec![op("Conv", &["in"], &["c2"])], vec![tensor("c2", x, None)], vec![0, 1, 1]);
+    let p = pair(&a, &b);
+    assert!(p.pairs.iter().all(|x| x.a != "r"), "{p:?}");
+    let u = p.unpaired_a.iter().find(|u| u.tensor == "r").expect("r is unpaired");
+    assert!(u.reason.contains("applies a Relu/Clip"), "{}", u.reason);
+}

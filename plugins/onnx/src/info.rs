@@ -201,16 +201,17 @@ pub fn tensor_types(model: &ModelProto) -> BTreeMap<String, i32> {
             "QLinearConv" | "QLinearMatMul" | "QLinearAdd" | "QLinearMul" => input_ty(7),
             "QLinearGlobalAveragePool" | "QLinearAveragePool" | "QLinearSigmoid" | "QLinearLeakyRelu" => input_ty(4),
             "QGemm" => input_ty(8).or(Some(proto::FLOAT)),
-            "Equal" | "Less" | "Greater" | "And" | "Or" | "Not" => Some(9),
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Not"
+            | "IsNaN" | "IsInf" => Some(9),
             "Constant" => {
                 node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()).map(|t| t.data_type)
             }
             _ => node.input.iter().filter_map(|i| ty.get(i)).copied().next(),
         };
-        if let Some(t) = out_ty {
-            for o in &node.output {
-                ty.entry(o.clone()).or_insert(t);
-            }
+        // The rule types the first output only: other outputs (TopK's and MaxPool's indices,
+        // Dropout's mask, ...) have types of their own and stay untyped unless declared.
+        if let (Some(t), Some(o)) = (out_ty, node.output.first()) {
+            ty.entry(o.clone()).or_insert(t);
         }
     }
     ty
@@ -360,6 +361,7 @@ pub fn tensor_digests(model: &ModelProto) -> BTreeMap<String, u64> {
         let mut h = Xxh3::new();
         h.update(b"init");
         h.update(&t.data_type.to_le_bytes());
+        h.update(&(t.dims.len() as u64).to_le_bytes());
         for x in &t.dims {
             h.update(&x.to_le_bytes());
         }
@@ -380,6 +382,7 @@ pub fn tensor_digests(model: &ModelProto) -> BTreeMap<String, u64> {
             h.update(&x.to_le_bytes());
         }
         for s in &t.string_data {
+            h.update(&(s.len() as u64).to_le_bytes());
             h.update(s);
         }
         for e in &t.external_data {
@@ -391,11 +394,17 @@ pub fn tensor_digests(model: &ModelProto) -> BTreeMap<String, u64> {
     for (i, input) in graph.input.iter().enumerate() {
         d.entry(input.name.clone()).or_insert_with(|| xxhash_rust::xxh3::xxh3_64(format!("input {i}").as_bytes()));
     }
+    // Op semantics depend on the opset (defaults change between versions).
+    let opsets: BTreeMap<&str, i64> = model.opset_import.iter().map(|o| (o.domain.as_str(), o.version)).collect();
     for node in &graph.node {
         let mut h = Xxh3::new();
         h.update(node.op_type.as_bytes());
         h.update(b"\0");
         h.update(node.domain.as_bytes());
+        h.update(b"\0");
+        let domain = if node.domain == "ai.onnx" { "" } else { node.domain.as_str() };
+        h.update(&opsets.get(domain).copied().unwrap_or(0).to_le_bytes());
+        h.update(&(node.attribute.len() as u64).to_le_bytes());
         for a in &node.attribute {
             // FLOAT, INT, STRING, TENSOR, FLOATS, INTS are fully decoded; anything else (a
             // subgraph, strings, ...) is not, so such an op gets a digest no other run shares.
@@ -405,7 +414,9 @@ pub fn tensor_digests(model: &ModelProto) -> BTreeMap<String, u64> {
                 h.update(&NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
                 h.update(&std::process::id().to_le_bytes());
             }
-            h.update(&a.encode_to_vec());
+            let bytes = a.encode_to_vec();
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
         }
         for i in &node.input {
             // An input nobody makes (a malformed model) hashes its name.

@@ -243,8 +243,19 @@ impl NodeKind for LayerProbe {
         let digests = info::tensor_digests(&proto_model);
         let input = input_digest(dataset, &feed);
         let digest_of = |t: &str| digests.get(t).map_or(0, |d| reuse::combine(*d, input));
+        // A tensor's histogram range depends on the Q/DQ pair that reads it (downstream of the
+        // tensor, so not in its digest): that range is part of the statistics' key.
+        let stats_key = |t: &str| {
+            let d = digest_of(t);
+            match qdq_for(&model.info.qdq, t).and_then(|q| q.real_range()) {
+                Some((lo, hi)) if d != 0 => {
+                    reuse::combine(d, (u64::from(lo.to_bits()) << 32) | u64::from(hi.to_bits()))
+                }
+                _ => d,
+            }
+        };
         let reused: BTreeMap<String, reuse::CachedStats> =
-            extra.iter().filter_map(|t| Some((t.clone(), reuse::get_stats(digest_of(t), batch)?))).collect();
+            extra.iter().filter_map(|t| Some((t.clone(), reuse::get_stats(stats_key(t), batch)?))).collect();
         let pass_extra: Vec<String> = extra.iter().filter(|t| !reused.contains_key(*t)).cloned().collect();
         let probed_bytes = if pass_extra.is_empty() {
             model.bytes.clone()
@@ -379,7 +390,7 @@ impl NodeKind for LayerProbe {
         notes.extend(feed_notes(&feed));
         for (name, (item_shape, a)) in &acc {
             reuse::put_stats(
-                digest_of(name),
+                stats_key(name),
                 batch,
                 reuse::CachedStats {
                     item_shape: item_shape.clone(),

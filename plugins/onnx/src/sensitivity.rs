@@ -43,8 +43,8 @@ pub struct Group {
     pub rewires: Vec<(String, usize, String)>,
     /// Float weights it needs (copied from the FP32 model under new names).
     pub weights: Vec<proto::TensorProto>,
-    /// Relu nodes it needs: where the quantizer removed a Relu, the Q/DQ pair's range starts
-    /// at 0 and did the Relu's clipping; without the pair, a Relu must do it.
+    /// Activations it restores: where the quantizer removed a Relu or Clip (the Q/DQ pair
+    /// did its clipping), the FP32 model's activation, copied after the float tensor.
     pub relus: Vec<proto::NodeProto>,
     /// DequantizeLinear nodes that make a model output, replaced by an Identity of the float
     /// value when the group is removed.
@@ -77,6 +77,26 @@ pub fn groups(
     let mut out: Vec<Group> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut notes = Vec::new();
+    // Every name in the model, so that restored activations get names of their own.
+    let mut taken: BTreeSet<String> =
+        g.node.iter().flat_map(|n| n.output.iter().cloned().chain([n.name.clone()])).collect();
+    taken.extend(g.initializer.iter().map(|t| t.name.clone()));
+    taken.extend(g.input.iter().map(|t| t.name.clone()));
+    // The activation to restore after each quantized tensor, decided once per tensor.
+    let fp32_graph = fp32.graph.clone().unwrap_or_default();
+    let mut acts: BTreeMap<String, (proto::NodeProto, Vec<proto::TensorProto>)> = BTreeMap::new();
+    for q in g.node.iter().filter(|n| n.op_type == "QuantizeLinear") {
+        let Some(x) = q.input.first() else { continue };
+        if acts.contains_key(x) {
+            continue;
+        }
+        if let Some((node, extra)) = restore_activation(x, q, &inits, &fp32_graph, &taken) {
+            taken.insert(node.name.clone());
+            taken.extend(node.output.iter().cloned());
+            taken.extend(extra.iter().map(|t| t.name.clone()));
+            acts.insert(x.clone(), (node, extra));
+        }
+    }
     for n in &g.node {
         if matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear") {
             continue;
@@ -87,19 +107,13 @@ pub fn groups(
             let mut relu = None;
             let (float, weight) = match producer.get(q_in.as_str()) {
                 Some(q) if q.op_type == "QuantizeLinear" => match q.input.first() {
-                    Some(x) if clips_at_zero(q, &inits) => {
-                        let out = format!("{x}__relu");
-                        relu = Some(proto::NodeProto {
-                            input: vec![x.clone()],
-                            output: vec![out.clone()],
-                            name: format!("{x}__relu_node"),
-                            op_type: "Relu".into(),
-                            attribute: Vec::new(),
-                            domain: String::new(),
-                        });
-                        (out, None)
-                    }
-                    Some(x) => (x.clone(), None),
+                    Some(x) => match acts.get(x.as_str()) {
+                        Some((node, _)) => {
+                            relu = acts.get(x.as_str()).cloned();
+                            (node.output[0].clone(), None)
+                        }
+                        None => (x.clone(), None),
+                    },
                     None => continue,
                 },
                 _ if inits.contains_key(q_in.as_str()) => {
@@ -149,9 +163,14 @@ pub fn groups(
                     grp.weights.push(w);
                 }
             }
-            if let Some(r) = relu {
+            if let Some((r, bounds)) = relu {
                 if !grp.relus.iter().any(|x| x.name == r.name) {
                     grp.relus.push(r);
+                    for b in bounds {
+                        if !grp.weights.iter().any(|w| w.name == b.name) {
+                            grp.weights.push(b);
+                        }
+                    }
                 }
             }
         }
@@ -188,17 +207,11 @@ pub fn groups(
             grp.quantizers.push(x.clone());
         }
         let mut input = x.clone();
-        if clips_at_zero(q, &inits) {
-            input = format!("{x}__relu");
-            if !grp.relus.iter().any(|r| r.output[0] == input) {
-                grp.relus.push(proto::NodeProto {
-                    input: vec![x.clone()],
-                    output: vec![input.clone()],
-                    name: format!("{x}__relu_node"),
-                    op_type: "Relu".into(),
-                    attribute: Vec::new(),
-                    domain: String::new(),
-                });
+        if let Some((node, bounds)) = acts.get(x.as_str()) {
+            input = node.output[0].clone();
+            if !grp.relus.iter().any(|r| r.name == node.name) {
+                grp.relus.push(node.clone());
+                grp.weights.extend(bounds.iter().cloned());
             }
         }
         grp.replace.push(proto::NodeProto {
@@ -211,6 +224,65 @@ pub fn groups(
         });
     }
     Ok((out, notes))
+}
+
+/// The activation a quantizer removed after `x`, to restore when its Q/DQ pair goes: the
+/// FP32 model's Relu or Clip that makes the tensor of that name (ONNX Runtime gives the op
+/// before it the activation's output name), copied with its constant bounds; without such
+/// a tensor in the FP32 model (other names), a Relu where the pair's range starts at 0.
+fn restore_activation(
+    x: &str,
+    q: &proto::NodeProto,
+    inits: &BTreeMap<&str, &proto::TensorProto>,
+    fp32: &proto::GraphProto,
+    taken: &BTreeSet<String>,
+) -> Option<(proto::NodeProto, Vec<proto::TensorProto>)> {
+    let fp32_inits: BTreeMap<&str, &proto::TensorProto> =
+        fp32.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let maker = fp32.node.iter().find(|n| n.output.first().is_some_and(|o| o == x));
+    let unique = |base: String| -> String {
+        let mut name = base.clone();
+        let mut k = 1;
+        while taken.contains(&name) {
+            name = format!("{base}{k}");
+            k += 1;
+        }
+        name
+    };
+    let out = unique(format!("{x}__act"));
+    let node = |op: &str, inputs: Vec<String>, attribute: Vec<proto::AttributeProto>| proto::NodeProto {
+        input: inputs,
+        output: vec![out.clone()],
+        name: unique(format!("{x}__act_node")),
+        op_type: op.into(),
+        attribute,
+        domain: String::new(),
+    };
+    match maker {
+        Some(m) if m.op_type == "Relu" => Some((node("Relu", vec![x.to_owned()], Vec::new()), Vec::new())),
+        Some(m) if m.op_type == "Clip" => {
+            // Clip's bounds: attributes (opset < 11) or constant inputs, copied under new names.
+            let mut inputs = vec![x.to_owned()];
+            let mut extra = Vec::new();
+            for bound in m.input.iter().skip(1) {
+                if bound.is_empty() {
+                    inputs.push(String::new());
+                    continue;
+                }
+                let t = fp32_inits.get(bound.as_str())?;
+                let mut t = (*t).clone();
+                t.name = unique(format!("{x}__act_{bound}"));
+                inputs.push(t.name.clone());
+                extra.push(t);
+            }
+            Some((node("Clip", inputs, m.attribute.clone()), extra))
+        }
+        // The FP32 model has this tensor and no activation makes it: nothing was removed.
+        Some(_) => None,
+        None if fp32.input.iter().any(|i| i.name == x) => None,
+        None if clips_at_zero(q, inits) => Some((node("Relu", vec![x.to_owned()], Vec::new()), Vec::new())),
+        None => None,
+    }
 }
 
 /// Whether a QuantizeLinear's range starts at 0 (its zero point is the type's minimum).
@@ -433,7 +505,15 @@ impl NodeKind for Sensitivity {
         }
         let feed_a = probe::feed_with(fp32, &fp32_proto, dataset, None)?;
         let feed_b = probe::feed_with(qdq, &qdq_proto, dataset, None)?;
-        let input_b = probe::input_digest(dataset, &feed_b);
+        // Outcomes depend on the variant's bytes and images, and (through the SQNR against
+        // the FP32 outputs) on the FP32 model and its images.
+        let reference_id = {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&probe::input_digest(dataset, &feed_b).to_le_bytes());
+            h.update(&probe::input_digest(dataset, &feed_a).to_le_bytes());
+            h.update(&xxhash_rust::xxh3::xxh3_64(&fp32.bytes).to_le_bytes());
+            h.digest()
+        };
         let labels = dataset.labels.clone();
 
         // FP32: the reference outputs and predictions.
@@ -455,7 +535,7 @@ impl NodeKind for Sensitivity {
         let variant = |removed: &[&Group], what: &str| -> Result<(Outcome, Vec<u8>), NodeError> {
             let bytes = without(&qdq.bytes, removed)
                 .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
-            let key = (xxhash_rust::xxh3::xxh3_64(&bytes), input_b, batch);
+            let key = (xxhash_rust::xxh3::xxh3_64(&bytes), reference_id, batch);
             let result = match memo_get(&key) {
                 Some(o) => {
                     reused.fetch_add(1, Ordering::Relaxed);
