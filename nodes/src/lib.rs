@@ -25,6 +25,7 @@ pub mod fsio;
 pub mod fuzz;
 pub mod graph;
 pub mod kind;
+pub mod memo;
 pub mod param;
 pub mod provenance;
 pub mod registry;

@@ -3,9 +3,7 @@
 //! of one Q/DQ pair, the pairs upstream of it are not measured again. Memoisation only: a
 //! hit gives exactly what measuring again would.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
-
+use quantgraph_nodes::memo::Memo;
 use quantgraph_nodes::value::Activations;
 
 use crate::pairing::{Pair, Verdict};
@@ -29,44 +27,22 @@ pub(crate) fn key(a: &Activations, b: &Activations, p: &Pair, batch: usize, n: u
 /// The cache holds at most this many bytes of per-sample figures.
 const MAX_BYTES: usize = 256 << 20;
 
-#[derive(Default)]
-struct Lru {
-    map: BTreeMap<PairKey, (Verdict, PairSums)>,
-    order: VecDeque<PairKey>,
-    bytes: usize,
-}
-
-static CACHE: Mutex<Option<Lru>> = Mutex::new(None);
-
-fn size(s: &PairSums) -> usize {
+fn size(v: &(Verdict, PairSums)) -> usize {
+    let s = &v.1;
     256 + s.samples.as_ref().map_or(0, |v| v.len() * 16) + s.per_sample.len() * 80
 }
 
+static CACHE: Memo<PairKey, (Verdict, PairSums)> = Memo::new(usize::MAX, MAX_BYTES, size);
+
 pub(crate) fn get(k: &PairKey) -> Option<(Verdict, PairSums)> {
-    let guard = CACHE.lock().ok()?;
-    guard.as_ref()?.map.get(k).cloned()
+    CACHE.get(k)
 }
 
 pub(crate) fn put(k: PairKey, v: Verdict, s: PairSums) {
-    let Ok(mut guard) = CACHE.lock() else { return };
-    let lru = guard.get_or_insert_with(Lru::default);
-    lru.bytes += size(&s);
-    if let Some(old) = lru.map.insert(k, (v, s)) {
-        lru.bytes = lru.bytes.saturating_sub(size(&old.1));
-    } else {
-        lru.order.push_back(k);
-    }
-    while lru.bytes > MAX_BYTES {
-        let Some(oldest) = lru.order.pop_front() else { break };
-        if let Some((_, s)) = lru.map.remove(&oldest) {
-            lru.bytes = lru.bytes.saturating_sub(size(&s));
-        }
-    }
+    CACHE.put(k, (v, s));
 }
 
 /// Forget everything (tests that compare an incremental evaluation with a fresh one).
 pub fn clear() {
-    if let Ok(mut guard) = CACHE.lock() {
-        *guard = None;
-    }
+    CACHE.clear();
 }

@@ -13,12 +13,13 @@
 //! The mixed-precision model starts from the full QDQ model and removes groups greedily,
 //! largest "all but this" gain first, until top-1 accuracy is within the tolerance of FP32.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use quantgraph_nodes::memo::Memo;
 use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, Dataset, Report, Table};
 use quantgraph_nodes::{
@@ -138,22 +139,7 @@ pub fn groups(
             };
             let label = float.trim_end_matches("__float").trim_end_matches("__relu").to_owned();
             let key = if per_layer { n.name.clone() } else { label.clone() };
-            let k = *index.entry(key.clone()).or_insert_with(|| {
-                out.push(Group {
-                    name: key.clone(),
-                    op_type: if per_layer { n.op_type.clone() } else { String::new() },
-                    quantizers: Vec::new(),
-                    rewires: Vec::new(),
-                    weights: Vec::new(),
-                    relus: Vec::new(),
-                    replace: Vec::new(),
-                });
-                out.len() - 1
-            });
-            let grp = &mut out[k];
-            if !grp.quantizers.contains(&label) {
-                grp.quantizers.push(label);
-            }
+            let grp = group_for(&mut out, &mut index, &key, if per_layer { &n.op_type } else { "" }, &label);
             if !per_layer && grp.op_type.is_empty() {
                 grp.op_type = n.op_type.clone();
             }
@@ -190,22 +176,8 @@ pub fn groups(
             (Some((name, _)), true) => name.clone(),
             _ => x.clone(),
         };
-        let k = *index.entry(key.clone()).or_insert_with(|| {
-            out.push(Group {
-                name: key.clone(),
-                op_type: maker.as_ref().map(|m| m.1.clone()).unwrap_or_default(),
-                quantizers: Vec::new(),
-                rewires: Vec::new(),
-                weights: Vec::new(),
-                relus: Vec::new(),
-                replace: Vec::new(),
-            });
-            out.len() - 1
-        });
-        let grp = &mut out[k];
-        if !grp.quantizers.contains(x) {
-            grp.quantizers.push(x.clone());
-        }
+        let op_type = maker.as_ref().map(|m| m.1.clone()).unwrap_or_default();
+        let grp = group_for(&mut out, &mut index, &key, &op_type, x);
         let mut input = x.clone();
         if let Some((node, bounds)) = acts.get(x.as_str()) {
             input = node.output[0].clone();
@@ -292,6 +264,34 @@ fn clips_at_zero(q: &proto::NodeProto, inits: &BTreeMap<&str, &proto::TensorProt
     z == quantgraph_nodes::value::qrange(proto::dtype_name(zp.data_type)).0
 }
 
+/// The group named `key` (made empty, with `op_type`, on first use), with `quantizer`
+/// listed in it.
+fn group_for<'g>(
+    groups: &'g mut Vec<Group>,
+    index: &mut BTreeMap<String, usize>,
+    key: &str,
+    op_type: &str,
+    quantizer: &str,
+) -> &'g mut Group {
+    let k = *index.entry(key.to_owned()).or_insert_with(|| {
+        groups.push(Group {
+            name: key.to_owned(),
+            op_type: op_type.to_owned(),
+            quantizers: Vec::new(),
+            rewires: Vec::new(),
+            weights: Vec::new(),
+            relus: Vec::new(),
+            replace: Vec::new(),
+        });
+        groups.len() - 1
+    });
+    let grp = &mut groups[k];
+    if !grp.quantizers.iter().any(|q| q == quantizer) {
+        grp.quantizers.push(quantizer.to_owned());
+    }
+    grp
+}
+
 /// The QDQ model with the given groups removed (their ops read float values).
 pub fn without(qdq_bytes: &[u8], groups: &[&Group]) -> Result<Vec<u8>, String> {
     let mut node_inputs: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
@@ -354,39 +354,12 @@ impl Outcome {
     }
 }
 
-type Key = (u64, u64, usize);
-
-#[derive(Default)]
-struct Memo {
-    map: BTreeMap<Key, Outcome>,
-    order: VecDeque<Key>,
-}
-
-static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
-const MAX_MEMO: usize = 4096;
-
-fn memo_get(k: &Key) -> Option<Outcome> {
-    MEMO.lock().ok()?.as_ref()?.map.get(k).cloned()
-}
-
-fn memo_put(k: Key, v: Outcome) {
-    let Ok(mut guard) = MEMO.lock() else { return };
-    let m = guard.get_or_insert_with(Memo::default);
-    if m.map.insert(k, v).is_none() {
-        m.order.push_back(k);
-    }
-    while m.order.len() > MAX_MEMO {
-        if let Some(old) = m.order.pop_front() {
-            m.map.remove(&old);
-        }
-    }
-}
+/// Variants' outcomes by (variant bytes digest, FP32 reference and images digest, batch).
+static MEMO: Memo<(u64, u64, usize), Outcome> = Memo::new(4096, usize::MAX, |_| 0);
 
 /// Forget memoised variants (tests that time or compare fresh runs).
 pub fn clear() {
-    if let Ok(mut guard) = MEMO.lock() {
-        *guard = None;
-    }
+    MEMO.clear();
 }
 
 /// Run a model over the dataset: top-1 per sample and, against `reference` outputs (all
@@ -536,14 +509,14 @@ impl NodeKind for Sensitivity {
             let bytes = without(&qdq.bytes, removed)
                 .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
             let key = (xxhash_rust::xxh3::xxh3_64(&bytes), reference_id, batch);
-            let result = match memo_get(&key) {
+            let result = match MEMO.get(&key) {
                 Some(o) => {
                     reused.fetch_add(1, Ordering::Relaxed);
                     o
                 }
                 None => {
                     let (o, _) = run(ctx, &bytes, &feed_b, dataset, batch, threads, Some(&reference), false)?;
-                    memo_put(key, o.clone());
+                    MEMO.put(key, o.clone());
                     o
                 }
             };

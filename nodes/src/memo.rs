@@ -1,0 +1,78 @@
+//! A bounded, process-wide memo table: figures computed once for a content key (a digest)
+//! and returned again while they fit. Memoisation only: a hit must give exactly what
+//! computing again would, so keys must cover everything a value depends on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+/// Entries in insertion order; the oldest go first once there are more than `max_entries`
+/// or their sizes (by `size`) add up to more than `max_bytes`.
+pub struct Memo<K, V> {
+    inner: Mutex<Option<Table<K, V>>>,
+    max_entries: usize,
+    max_bytes: usize,
+    size: fn(&V) -> usize,
+}
+
+struct Table<K, V> {
+    map: BTreeMap<K, V>,
+    order: VecDeque<K>,
+    bytes: usize,
+}
+
+impl<K: Ord + Clone, V: Clone> Memo<K, V> {
+    /// An empty table (usable in a `static`).
+    pub const fn new(max_entries: usize, max_bytes: usize, size: fn(&V) -> usize) -> Self {
+        Memo { inner: Mutex::new(None), max_entries, max_bytes, size }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.inner.lock().ok()?.as_ref()?.map.get(key).cloned()
+    }
+
+    pub fn put(&self, key: K, value: V) {
+        let Ok(mut guard) = self.inner.lock() else { return };
+        let t = guard.get_or_insert_with(|| Table { map: BTreeMap::new(), order: VecDeque::new(), bytes: 0 });
+        t.bytes += (self.size)(&value);
+        match t.map.insert(key.clone(), value) {
+            Some(old) => t.bytes = t.bytes.saturating_sub((self.size)(&old)),
+            None => t.order.push_back(key),
+        }
+        while t.order.len() > self.max_entries || t.bytes > self.max_bytes {
+            let Some(oldest) = t.order.pop_front() else { break };
+            if let Some(v) = t.map.remove(&oldest) {
+                t.bytes = t.bytes.saturating_sub((self.size)(&v));
+            }
+        }
+    }
+
+    /// Forget everything.
+    pub fn clear(&self) {
+        if let Ok(mut guard) = self.inner.lock() {
+            *guard = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Memo;
+
+    #[test]
+    fn oldest_entries_go_first_by_count_and_by_size() {
+        static M: Memo<u32, Vec<u8>> = Memo::new(3, 10, |v| v.len());
+        for k in 0..4 {
+            M.put(k, vec![0; 2]);
+        }
+        assert_eq!(M.get(&0), None);
+        assert_eq!(M.get(&3), Some(vec![0; 2]));
+        // 6 bytes held; 8 more: the oldest go until 10 bytes or fewer remain.
+        M.put(9, vec![0; 8]);
+        assert_eq!(
+            (M.get(&1), M.get(&2), M.get(&3).is_some(), M.get(&9).map(|v| v.len())),
+            (None, None, true, Some(8))
+        );
+        M.clear();
+        assert_eq!(M.get(&9), None);
+    }
+}
