@@ -24,6 +24,7 @@ pub mod file;
 pub mod fsio;
 pub mod fuzz;
 pub mod graph;
+pub mod images;
 pub mod kind;
 pub mod memo;
 pub mod param;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::images::{ImageSource, Images};
+
 /// The type of a port. A wire may only join ports of the same type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PortType {
@@ -108,7 +110,12 @@ impl Value {
             Value::Scalar(_) => 8,
             Value::Text(t) => t.len(),
             Value::Tensor(t) => t.size_bytes(),
-            Value::Dataset(d) => d.images.size_bytes() + d.labels.len() * 4 + d.preview.len() * 3072,
+            Value::Dataset(d) => {
+                d.images.size_bytes()
+                    + d.labels.len() * 4
+                    + d.preview.len() * 3072
+                    + d.thumbnails.iter().map(|t| t.rgb.len()).sum::<usize>()
+            }
             Value::Model(m) => m.bytes.len() + m.info.nodes.len() * 128,
             Value::Activations(a) => a.tensors.values().map(|t| t.tensor.size_bytes()).sum::<usize>() + 1024,
             Value::Predictions(p) => p.top1.len() * 4 + 64,
@@ -204,11 +211,11 @@ pub struct PreviewImage {
     pub rgb: Vec<u8>,
 }
 
-/// A labelled image dataset, already preprocessed into a float tensor.
+/// A labelled image dataset: preprocessed samples, in memory or decoded batch by batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// `[N, C, H, W]` or `[N, H, W, C]` (see `layout`).
-    pub images: Tensor,
+    pub images: Images,
     pub layout: Layout,
     pub labels: Vec<u32>,
     pub class_names: Vec<String>,
@@ -220,8 +227,13 @@ pub struct Dataset {
     pub preprocessing: String,
     /// The first few samples as thumbnails.
     pub preview: Vec<PreviewImage>,
-    /// Thumbnails of every sample (32×32 for CIFAR), for showing a flipped sample.
+    /// Thumbnails of every sample (32×32 for CIFAR), for showing a flipped sample. Empty
+    /// for a streamed dataset, whose thumbnails are decoded on demand (see
+    /// [`Dataset::thumbnail`]).
     pub thumbnails: Arc<Vec<PreviewImage>>,
+    /// One sample before and after preprocessing (the "after" drawn back to 0–255), for the
+    /// inspector; `None` where preprocessing is only a scale.
+    pub before_after: Option<(PreviewImage, PreviewImage)>,
 }
 
 impl Dataset {
@@ -230,6 +242,16 @@ impl Dataset {
     }
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+    /// Sample `i` as a thumbnail: kept in memory, or decoded from a streamed source.
+    pub fn thumbnail(&self, i: usize) -> Option<PreviewImage> {
+        if let Some(t) = self.thumbnails.get(i) {
+            return Some(t.clone());
+        }
+        match &self.images {
+            Images::Stream(s) if i < s.len() => s.thumbnail(i),
+            _ => None,
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 # Progress goes to stderr; the only thing on stdout is the venv's python.
 set -euo pipefail
 
-PACKAGES=(numpy==2.1.3 onnx==1.17.0 onnxruntime==1.31.1 ml_dtypes==0.6.0)
+PACKAGES=(numpy==2.1.3 onnx==1.17.0 onnxruntime==1.31.1 ml_dtypes==0.6.0 pillow==11.0.0)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$repo/.cache/bench-venv"

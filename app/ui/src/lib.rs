@@ -611,6 +611,21 @@ impl Editor {
         self.snarl_ids = ids;
     }
 
+    /// A texture made by `make` only when `key` is not cached yet (for images decoded on
+    /// demand, which must not be decoded every frame).
+    fn texture_with(
+        &mut self,
+        ctx: &egui::Context,
+        key: &str,
+        make: impl FnOnce() -> Option<quantgraph_nodes::value::PreviewImage>,
+    ) -> Option<egui::TextureHandle> {
+        if let Some(t) = self.textures.get(key) {
+            return Some(t.clone());
+        }
+        let image = make()?;
+        Some(self.texture(ctx, key, &image))
+    }
+
     fn texture(
         &mut self,
         ctx: &egui::Context,

@@ -73,6 +73,22 @@ pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str
 fn dataset_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, d: &Dataset) {
     ui.label(format!("{} images · {} classes · {}", d.len(), d.class_names.len(), d.preprocessing));
     ui.label(egui::RichText::new(&d.source).weak().small());
+    if let Some((before, after)) = &d.before_after {
+        ui.horizontal(|ui| {
+            for (name, img) in [("before", before), ("after", after)] {
+                let sum: u64 = img.rgb.iter().map(|b| u64::from(*b)).sum();
+                let tex =
+                    editor.texture(ui.ctx(), &format!("ds{}-{name}-{}x{}-{sum}", node.0, img.width, img.height), img);
+                ui.vertical(|ui| {
+                    let scale = 120.0 / img.width.max(img.height).max(1) as f32;
+                    ui.image((tex.id(), egui::vec2(img.width as f32 * scale, img.height as f32 * scale)));
+                    ui.label(egui::RichText::new(format!("{name}: {}×{}", img.width, img.height)).small());
+                });
+            }
+        })
+        .response
+        .on_hover_text("The first image as read, and after resizing and cropping (before normalization).");
+    }
     ui.horizontal_wrapped(|ui| {
         for (i, p) in d.preview.iter().enumerate() {
             let tex = editor.texture(ui.ctx(), &format!("ds{}-{}-{}", node.0, i, p.index), p);
@@ -352,8 +368,8 @@ fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table
     // The dataset feeding the comparator.
     let Some(src) = editor.graph.source_of(&PortRef::new(node, "dataset")).cloned() else { return };
     let Some(Value::Dataset(d)) = editor.outputs(src.node).and_then(|o| o.get(&src.port)).cloned() else { return };
-    let Some(img) = d.thumbnails.get(sample).cloned() else { return };
-    let tex = editor.texture(ui.ctx(), &format!("flip{}-{}", src.node.0, sample), &img);
+    let key = format!("flip{}-{}-{}", src.node.0, sample, d.images.len());
+    let Some(tex) = editor.texture_with(ui.ctx(), &key, || d.thumbnail(sample)) else { return };
     ui.horizontal(|ui| {
         ui.image((tex.id(), egui::vec2(96.0, 96.0)));
         if let Some(r) = t.rows.get(row) {

@@ -89,7 +89,8 @@ fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
     let before = h.state().history.can_undo();
     assert!(before);
     h.get_by_label("Label").hover();
-    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(2).expect("the Mean text field");
+    // Text fields in order: Label, Folder, Class list, Labels CSV, Resize to, Center crop, Mean.
+    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(6).expect("the Mean text field");
     field.focus();
     field.type_text("0.5");
     settle(&mut h);

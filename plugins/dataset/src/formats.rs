@@ -54,7 +54,7 @@ impl Source {
     }
 
     /// The folder that holds the files: `dir`, or the official archive's subfolder in it.
-    fn folder(&self, dir: &Path) -> PathBuf {
+    pub fn folder(&self, dir: &Path) -> PathBuf {
         let sub = match self {
             Source::CifarBinary { .. } => "cifar-10-batches-bin",
             Source::CifarPython { .. } => "cifar-10-batches-py",
@@ -175,7 +175,9 @@ pub fn load(source: Source, dir: &Path, selection: &Selection, ctx: &EvalContext
     let split = match source {
         Source::CifarBinary { .. } => read_cifar_binary(&folder, &source.file_names(), ctx)?,
         Source::CifarPython { .. } => read_cifar_python(&folder, &source.file_names(), ctx)?,
-        Source::ImageFolder { .. } => read_image_folder(&folder, ctx)?,
+        Source::ImageFolder { .. } => {
+            return Err(NodeError::failed("image folders are listed with list_image_folder, not loaded"))
+        }
     };
     let chosen = select(&split.labels, split.class_names.len(), selection)?;
     let item = 3 * split.width * split.height;
@@ -194,7 +196,7 @@ pub fn load(source: Source, dir: &Path, selection: &Selection, ctx: &EvalContext
     })
 }
 
-fn expected(source: Source) -> &'static str {
+pub fn expected(source: Source) -> &'static str {
     match source {
         Source::CifarBinary { .. } => {
             "CIFAR-10 in the binary layout: test_batch.bin, data_batch_1.bin … data_batch_5.bin"
@@ -365,77 +367,191 @@ fn read_cifar_python(folder: &Path, files: &[String], ctx: &EvalContext) -> Resu
     Ok(Split { width: 32, height: 32, pixels, labels, class_names })
 }
 
-fn read_image_folder(folder: &Path, ctx: &EvalContext) -> Result<Split, NodeError> {
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(folder)
-        .map_err(|e| NodeError::file(format!("cannot list the folder ({e})"), folder))?
+/// How image-folder labels are found.
+#[derive(Debug, Clone, Default)]
+pub struct LabelOptions {
+    /// A class list (one class per line, in the model's output-index order; a line may be
+    /// `id name…`, e.g. `n01440764 tench`): folders are matched by id.
+    pub classes_file: Option<PathBuf>,
+    /// A CSV of `filename,label` (filename relative to the folder; label an output index or a
+    /// class id from the class list): the images are the rows, not the subfolders.
+    pub csv_file: Option<PathBuf>,
+    /// Skip class folders missing from the class list (they are named in the dataset's
+    /// source line) instead of failing.
+    pub skip_unmapped: bool,
+}
+
+/// The images of a folder, listed but not decoded.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub files: Vec<PathBuf>,
+    pub labels: Vec<u32>,
+    pub class_names: Vec<String>,
+    /// Remarks for the user (skipped folders).
+    pub notes: Vec<String>,
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .is_some_and(|e| matches!(e.as_str(), "png" | "jpg" | "jpeg"))
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, NodeError> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| NodeError::file(format!("cannot list the folder ({e})"), dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
         .collect();
-    classes.sort();
+    out.sort();
+    Ok(out)
+}
+
+/// A class list: per line, the id folders are matched by, and the name shown.
+fn read_classes(path: &Path) -> Result<Vec<(String, String)>, NodeError> {
+    let bytes = read_data_file(path, 16 << 20, "a class list, one class per line in output-index order")?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| NodeError::file("expected a UTF-8 text file with one class per line", path))?;
+    let classes: Vec<(String, String)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once(char::is_whitespace) {
+            Some((id, name)) => (id.to_owned(), format!("{id} {}", name.trim())),
+            None => (l.to_owned(), l.to_owned()),
+        })
+        .collect();
     if classes.is_empty() {
+        return Err(NodeError::file("expected one class per line, found no lines", path));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some((id, _)) = classes.iter().find(|(id, _)| !seen.insert(id.as_str())) {
+        return Err(NodeError::file(
+            format!("class '{id}' is listed twice; each line must be a different class"),
+            path,
+        ));
+    }
+    Ok(classes)
+}
+
+/// List an image folder: one subfolder per class (labels from the class list, else sorted
+/// folder names), or the rows of a `filename,label` CSV.
+pub fn list_image_folder(folder: &Path, opts: &LabelOptions, ctx: &EvalContext) -> Result<Listing, NodeError> {
+    let classes = opts.classes_file.as_deref().map(read_classes).transpose()?;
+    if let Some(csv) = &opts.csv_file {
+        return list_csv(folder, csv, classes.as_deref());
+    }
+    let dirs: Vec<PathBuf> = list_dir(folder)?.into_iter().filter(|p| p.is_dir()).collect();
+    if dirs.is_empty() {
         return Err(NodeError::file(
             format!("no class subfolders (expected {})", expected(Source::ImageFolder { train: false })),
             folder,
         ));
     }
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    let mut size: Option<(u32, u32, PathBuf)> = None;
-    let class_names: Vec<String> =
-        classes.iter().map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
-    for (label, class_dir) in classes.iter().enumerate() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
-            .map_err(|e| NodeError::file(format!("cannot list the folder ({e})"), class_dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .map(|e| e.to_string_lossy().to_lowercase())
-                    .is_some_and(|e| matches!(e.as_str(), "png" | "jpg" | "jpeg"))
-            })
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(NodeError::file("class folder has no PNG or JPEG images", class_dir));
+    let dir_name = |d: &PathBuf| d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut listing = Listing::default();
+    // Which label each folder gets.
+    let mut labelled: Vec<(PathBuf, u32)> = Vec::new();
+    match &classes {
+        None => {
+            listing.class_names = dirs.iter().map(dir_name).collect();
+            labelled = dirs.iter().cloned().zip(0u32..).collect();
         }
-        for f in files {
-            ctx.check_cancelled()?;
-            let bytes = read_data_file(&f, MAX_IMAGE_FILE_BYTES, "a PNG or JPEG image")?;
-            // The image crate's default limits (512 MiB per decode) refuse decompression bombs.
-            let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(|e| NodeError::file(format!("cannot read the image ({e})"), &f))?
-                .decode()
-                .map_err(|e| NodeError::file(format!("cannot decode the image ({e})"), &f))?
-                .to_rgb8();
-            let (w, h) = img.dimensions();
-            match &size {
-                None => size = Some((w, h, f.clone())),
-                Some((sw, sh, first)) if (*sw, *sh) != (w, h) => {
+        Some(classes) => {
+            listing.class_names = classes.iter().map(|(_, name)| name.clone()).collect();
+            let index: std::collections::HashMap<&str, u32> =
+                classes.iter().zip(0u32..).map(|((id, _), k)| (id.as_str(), k)).collect();
+            let mut unmapped = Vec::new();
+            for d in &dirs {
+                match index.get(dir_name(d).as_str()) {
+                    Some(k) => labelled.push((d.clone(), *k)),
+                    None => unmapped.push(dir_name(d)),
+                }
+            }
+            if !unmapped.is_empty() {
+                let shown = unmapped.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+                let more = if unmapped.len() > 8 { format!(" and {} more", unmapped.len() - 8) } else { String::new() };
+                let what = format!(
+                    "{} class folder(s) are not in the class list {}: {shown}{more}",
+                    unmapped.len(),
+                    opts.classes_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                );
+                if !opts.skip_unmapped {
                     return Err(NodeError::file(
-                        format!("expected {sw}×{sh} pixels like {}, found {w}×{h}", first.display()),
-                        &f,
-                    ))
+                        format!("{what}; add them to the list, or turn on 'Skip folders not in the list'"),
+                        folder,
+                    ));
                 }
-                Some(_) => {}
+                listing.notes.push(format!("skipped {what}"));
             }
-            let plane = (w * h) as usize;
-            let raw = img.into_raw();
-            let start = pixels.len();
-            pixels.resize(start + 3 * plane, 0);
-            for p in 0..plane {
-                for c in 0..3 {
-                    pixels[start + c * plane + p] = raw[p * 3 + c];
-                }
-            }
-            labels.push(label as u32);
         }
-        ctx.progress(
-            0.1 + 0.5 * (label + 1) as f32 / classes.len() as f32,
-            &format!("read class {}", class_names[label]),
-        );
     }
-    let (w, h, _) = size.unwrap_or((0, 0, PathBuf::new()));
-    Ok(Split { width: w as usize, height: h as usize, pixels, labels, class_names })
+    for (k, (dir, label)) in labelled.iter().enumerate() {
+        ctx.check_cancelled()?;
+        let files: Vec<PathBuf> = list_dir(dir)?.into_iter().filter(|p| is_image(p) && p.is_file()).collect();
+        if files.is_empty() {
+            return Err(NodeError::file("class folder has no PNG or JPEG images", dir));
+        }
+        listing.labels.extend(std::iter::repeat_n(*label, files.len()));
+        listing.files.extend(files);
+        ctx.progress(0.1 + 0.3 * (k + 1) as f32 / labelled.len() as f32, &format!("listed {}", dir_name(dir)));
+    }
+    Ok(listing)
+}
+
+fn list_csv(folder: &Path, csv_path: &Path, classes: Option<&[(String, String)]>) -> Result<Listing, NodeError> {
+    let bytes = read_data_file(csv_path, 256 << 20, "a CSV of filename,label rows")?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes.as_slice());
+    let index: std::collections::HashMap<&str, u32> =
+        classes.unwrap_or_default().iter().zip(0u32..).map(|((id, _), k)| (id.as_str(), k)).collect();
+    let mut listing = Listing::default();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| NodeError::file(format!("row {}: {e}", row + 1), csv_path))?;
+        let (Some(file), Some(label)) = (record.get(0).map(str::trim), record.get(1).map(str::trim)) else {
+            return Err(NodeError::file(format!("row {}: expected filename,label", row + 1), csv_path));
+        };
+        // A header row.
+        if row == 0 && !is_image(Path::new(file)) {
+            continue;
+        }
+        let label: u32 = match (label.parse::<u32>(), index.get(label)) {
+            (_, Some(k)) => *k,
+            (Ok(k), None) => k,
+            (Err(_), None) => {
+                return Err(NodeError::file(
+                    format!(
+                        "row {}: label '{label}' is neither an output index nor a class in the class list",
+                        row + 1
+                    ),
+                    csv_path,
+                ))
+            }
+        };
+        if let Some(c) = classes {
+            if label as usize >= c.len() {
+                return Err(NodeError::file(
+                    format!("row {}: label {label} is past the {} classes of the class list", row + 1, c.len()),
+                    csv_path,
+                ));
+            }
+        }
+        let path = folder.join(file);
+        if !path.starts_with(folder) || file.split(['/', '\\']).any(|part| part == "..") {
+            return Err(NodeError::file(format!("row {}: '{file}' is outside the folder", row + 1), csv_path));
+        }
+        listing.files.push(path);
+        listing.labels.push(label);
+    }
+    if listing.files.is_empty() {
+        return Err(NodeError::file("expected filename,label rows, found none", csv_path));
+    }
+    listing.class_names = match classes {
+        Some(c) => c.iter().map(|(_, name)| name.clone()).collect(),
+        None => {
+            let k = listing.labels.iter().max().map_or(0, |m| *m as usize + 1);
+            (0..k).map(|i| i.to_string()).collect()
+        }
+    };
+    Ok(listing)
 }
 
 /// Deterministic shuffle (splitmix64 + Fisher–Yates), so a seed always picks the same images.

@@ -12,19 +12,22 @@
 pub mod formats;
 pub mod pickle_scan;
 pub mod preprocess;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::{file_identity, single};
 use quantgraph_nodes::param::ParamReader;
-use quantgraph_nodes::value::{Dataset, Layout, PreviewImage};
+use quantgraph_nodes::value::{Dataset, Images, Layout, PreviewImage};
 use quantgraph_nodes::{
     EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
 };
 
 pub use formats::{RawImages, Source};
-pub use preprocess::Preprocess;
+pub use preprocess::{Preprocess, PreprocessParams};
+use quantgraph_nodes::value::ImageSource;
+use stream::{Items, StreamSource};
 
 /// Environment variable naming the CIFAR-10 folder.
 pub const CIFAR10_ENV: &str = "QUANTGRAPH_CIFAR10";
@@ -92,12 +95,43 @@ impl NodeKind for Cifar10Loader {
             ParamSpec::int("offset", "Offset", 0, 0, 10_000_000),
             ParamSpec::bool("shuffle", "Shuffle", false),
             ParamSpec::int("seed", "Seed", 0, 0, i64::from(u32::MAX)),
+            ParamSpec::path("classes", "Class list", "", &["txt"], false).with_doc(
+                "Image folders: a text file with one class per line in the model's output-index order \
+                 (a line may be 'id name', e.g. 'n01440764 tench'); class folders are matched by id. \
+                 Empty: sorted folder names.",
+            ),
+            ParamSpec::path("labels_csv", "Labels CSV", "", &["csv"], false).with_doc(
+                "Image folders: a CSV of filename,label rows (filename relative to the folder, label an \
+                 output index or a class id from the class list); the images are its rows.",
+            ),
+            ParamSpec::bool("skip_unmapped", "Skip folders not in the list", false).with_doc(
+                "Skip class folders missing from the class list (named in the source line) instead of failing.",
+            ),
+            ParamSpec::choice("resize", "Resize", "none", &["none", "shorter-side", "exact", "letterbox"]).with_doc(
+                "shorter-side: shorter side to N, the other in proportion (torchvision Resize(N)); exact: W×H; \
+                 letterbox: fit in W×H keeping the aspect, padded with grey 114.",
+            ),
+            ParamSpec::text("resize_to", "Resize to (N or WxH)", "").with_doc("e.g. 256 (shorter side) or 224x224."),
+            ParamSpec::choice("filter", "Resampling", "bilinear", &["bilinear", "bicubic", "nearest"])
+                .with_doc("As PIL's Image.resize does it (antialiased when shrinking)."),
+            ParamSpec::text("crop", "Center crop (N or WxH)", "").with_doc("After resizing; e.g. 224. Empty: none."),
+            ParamSpec::choice(
+                "normalize",
+                "Normalize",
+                "custom",
+                &["custom", "imagenet", "raw", "unit", "minus-one-one"],
+            )
+            .with_doc(
+                "imagenet: /255 then mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]; raw: 0–255; \
+                     unit: /255; minus-one-one: /127.5 − 1; custom: Pixel scale, Mean and Std below.",
+            ),
             ParamSpec::choice("scale", "Pixel scale", "raw", &["raw", "unit"])
-                .with_doc("raw: 0–255; unit: divided by 255."),
+                .with_doc("custom normalization — raw: 0–255; unit: divided by 255."),
             ParamSpec::text("mean", "Mean (per channel)", "")
                 .with_doc("e.g. 0.4914,0.4822,0.4465 — subtracted after scaling."),
             ParamSpec::text("std", "Std (per channel)", "")
                 .with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
+            ParamSpec::choice("channels", "Channel order", "RGB", &["RGB", "BGR"]),
             ParamSpec::choice("layout", "Layout", "NCHW", &["NCHW", "NHWC"]),
             ParamSpec::text("shard", "Shard (K/N, empty: all)", "").with_doc(
                 "Only the K-th (from 0) of N contiguous slices of the selected images, for running one dataset \
@@ -124,22 +158,40 @@ impl NodeKind for Cifar10Loader {
             shard: formats::parse_shard(&r.str("shard")?)?,
         };
         // Bad preprocessing params fail before anything is read.
-        let pre = Preprocess::from_params(&r.str("scale")?, &r.str("mean")?, &r.str("std")?, &r.str("layout")?)?;
+        let text: Vec<String> =
+            ["normalize", "scale", "mean", "std", "layout", "resize", "resize_to", "filter", "crop", "channels"]
+                .iter()
+                .map(|k| r.str(k))
+                .collect::<Result<_, _>>()?;
+        let pre = Preprocess::from_params(&PreprocessParams {
+            normalize: &text[0],
+            scale: &text[1],
+            mean: &text[2],
+            std: &text[3],
+            layout: &text[4],
+            resize: &text[5],
+            resize_to: &text[6],
+            filter: &text[7],
+            crop: &text[8],
+            channels: &text[9],
+        })?;
+        let layout = if pre.layout_nhwc { Layout::Nhwc } else { Layout::Nchw };
         ctx.progress(0.1, "reading");
-        let raw = formats::load(source, &dir, &selection, ctx)?;
-        ctx.progress(0.7, "preprocessing");
-        let images = pre.apply(&raw);
-        let thumbs: Vec<PreviewImage> = (0..raw.len().min(THUMBNAIL_LIMIT)).map(|i| raw.thumbnail(i)).collect();
-        let dataset = Dataset {
-            images,
-            layout: if pre.layout_nhwc { Layout::Nhwc } else { Layout::Nchw },
-            labels: raw.labels.clone(),
-            class_names: raw.class_names.clone(),
-            source_indices: raw.indices.clone(),
-            source: format!("{} ({})", raw.origin, source.describe()),
-            preprocessing: pre.describe(),
-            preview: thumbs.iter().take(PREVIEW_COUNT).cloned().collect(),
-            thumbnails: Arc::new(thumbs),
+        let dataset = if let Source::ImageFolder { .. } = source {
+            let optional_path = |key: &str| -> Result<Option<std::path::PathBuf>, NodeError> {
+                let p = r.str(key)?;
+                Ok((!p.trim().is_empty()).then(|| ctx.resolve_path(&p)))
+            };
+            let opts = formats::LabelOptions {
+                classes_file: optional_path("classes")?,
+                csv_file: optional_path("labels_csv")?,
+                skip_unmapped: r.bool("skip_unmapped")?,
+            };
+            folder_dataset(ctx, source, &dir, &selection, &opts, pre, layout)?
+        } else {
+            let raw = formats::load(source, &dir, &selection, ctx)?;
+            ctx.progress(0.7, "preprocessing");
+            memory_dataset(ctx, source, raw, pre, layout)?
         };
         Ok(single("dataset", Value::Dataset(Arc::new(dataset))))
     }
@@ -149,4 +201,144 @@ impl NodeKind for Cifar10Loader {
         let files = Source::parse(&r.str("format").ok()?, &r.str("split").ok()?).identity_files(&dir);
         Some(files.iter().map(|f| file_identity(f)).collect::<Vec<_>>().join(";"))
     }
+}
+
+/// CIFAR-10: the raw images are in memory; without resizing they become one tensor, with it
+/// they are resized batch by batch (10,000 images at 224×224 would be 6 GB as one tensor).
+fn memory_dataset(
+    ctx: &EvalContext,
+    source: Source,
+    raw: RawImages,
+    pre: Preprocess,
+    layout: Layout,
+) -> Result<Dataset, NodeError> {
+    let thumbs: Vec<PreviewImage> = (0..raw.len().min(THUMBNAIL_LIMIT)).map(|i| raw.thumbnail(i)).collect();
+    let mut dataset = Dataset {
+        images: Images::default(),
+        layout,
+        labels: raw.labels.clone(),
+        class_names: raw.class_names.clone(),
+        source_indices: raw.indices.clone(),
+        source: format!("{} ({})", raw.origin, source.describe()),
+        preprocessing: pre.describe(),
+        preview: thumbs.iter().take(PREVIEW_COUNT).cloned().collect(),
+        thumbnails: Arc::new(thumbs),
+        before_after: None,
+    };
+    if !pre.is_geometric() {
+        dataset.images = Images::Dense(pre.apply(&raw));
+        return Ok(dataset);
+    }
+    let size = pre.output_size(raw.width as u32, raw.height as u32).ok_or_else(|| {
+        NodeError::param(
+            "crop",
+            format!("a {:?} crop does not fit in {}×{} images after resizing", pre.crop, raw.width, raw.height),
+        )
+    })?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&raw.pixels);
+    let identity = format!("memory {:016x} {} {}", h.digest(), raw.len(), pre.describe());
+    let (labels, indices) = (raw.labels.clone(), raw.indices.clone());
+    let src = StreamSource::new(Items::Raw(Arc::new(raw)), labels, indices, pre, size, identity);
+    dataset.before_after = before_after(&src, 0);
+    ctx.progress(0.9, "ready");
+    dataset.images = Images::Stream(Arc::new(src));
+    Ok(dataset)
+}
+
+/// An image folder: listed now, decoded batch by batch as the probes consume it.
+fn folder_dataset(
+    ctx: &EvalContext,
+    source: Source,
+    dir: &Path,
+    selection: &formats::Selection,
+    opts: &formats::LabelOptions,
+    pre: Preprocess,
+    layout: Layout,
+) -> Result<Dataset, NodeError> {
+    let folder = source.folder(dir);
+    if !folder.is_dir() {
+        return Err(NodeError::file(format!("folder not found (expected {})", formats::expected(source)), &folder));
+    }
+    let listing = formats::list_image_folder(&folder, opts, ctx)?;
+    let chosen = formats::select(&listing.labels, listing.class_names.len(), selection)?;
+    let files: Vec<PathBuf> = chosen.iter().map(|&i| listing.files[i].clone()).collect();
+    let labels: Vec<u32> = chosen.iter().map(|&i| listing.labels[i]).collect();
+    // Identity: every chosen file's path, size and time, and the preprocessing.
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for f in &files {
+        h.update(file_identity(f).as_bytes());
+    }
+    let identity = format!("files {:016x} {} {}", h.digest(), files.len(), pre.describe());
+    // The output size: fixed by the resize/crop, else that of the first image (each image is
+    // checked against it as it is decoded; without resizing every header is checked now, so
+    // a folder of mixed sizes fails here, naming the first odd file).
+    let size = match pre.fixed_output_size() {
+        Some(s) => s,
+        None => {
+            let dims = |f: &Path| {
+                image::ImageReader::open(f)
+                    .and_then(|r| r.with_guessed_format())
+                    .map_err(|e| NodeError::file(format!("cannot read the image ({e})"), f))?
+                    .into_dimensions()
+                    .map_err(|e| NodeError::file(format!("cannot read the image's size ({e})"), f))
+            };
+            let first = files.first().ok_or_else(|| NodeError::file("no images selected", &folder))?;
+            let (w, h) = dims(first)?;
+            let want = pre.output_size(w, h).ok_or_else(|| {
+                NodeError::file(format!("a {:?} crop does not fit in this {w}×{h} image", pre.crop), first)
+            })?;
+            if pre.resize == preprocess::Resize::None && pre.crop.is_none() {
+                for (k, f) in files.iter().enumerate() {
+                    if k % 256 == 0 {
+                        ctx.check_cancelled()?;
+                        ctx.progress(0.4 + 0.5 * k as f32 / files.len() as f32, "checking image sizes");
+                    }
+                    let (fw, fh) = dims(f)?;
+                    if (fw, fh) != (w, h) {
+                        return Err(NodeError::file(
+                            format!(
+                                "expected {w}×{h} pixels like {}, found {fw}×{fh}; set Resize (e.g. shorter-side 256) \
+                                 and Center crop (e.g. 224) so images of any size come out the same",
+                                first.display()
+                            ),
+                            f,
+                        ));
+                    }
+                }
+            }
+            want
+        }
+    };
+    let mut notes = listing.notes.clone();
+    notes.insert(0, format!("{} ({})", folder.display(), source.describe()));
+    let src = StreamSource::new(Items::Files(files), labels.clone(), chosen.clone(), pre.clone(), size, identity);
+    let mut preview = Vec::new();
+    for i in 0..labels.len().min(PREVIEW_COUNT) {
+        ctx.check_cancelled()?;
+        if let Some(t) = src.thumbnail(i) {
+            preview.push(t);
+        }
+    }
+    let before_after = before_after(&src, 0);
+    Ok(Dataset {
+        images: Images::Stream(Arc::new(src)),
+        layout,
+        labels,
+        class_names: listing.class_names,
+        source_indices: chosen,
+        source: notes.join("; "),
+        preprocessing: pre.describe(),
+        preview,
+        thumbnails: Arc::new(Vec::new()),
+        before_after,
+    })
+}
+
+/// Sample `i` before preprocessing (shrunk for display) and after resizing and cropping.
+fn before_after(src: &StreamSource, i: usize) -> Option<(PreviewImage, PreviewImage)> {
+    let original = src.original(i).ok()?;
+    let prepared = src.prepared(i).ok()?;
+    let label = 0;
+    Some((stream::preview(&original, 160, i, label), stream::preview(&prepared, 160, i, label)))
 }

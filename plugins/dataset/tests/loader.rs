@@ -17,6 +17,11 @@ fn run(params: serde_json::Value) -> Result<std::sync::Arc<Dataset>, NodeError> 
     }
 }
 
+/// Every sample's floats.
+fn pixels(d: &Dataset) -> Vec<f32> {
+    d.images.batch(0, d.len(), &|| false).unwrap().into_owned()
+}
+
 /// A CIFAR-10 binary batch of `n` records: record k has label k % 10 and pixel bytes
 /// (k + i) % 251.
 fn binary_batch(n: usize) -> Vec<u8> {
@@ -43,13 +48,13 @@ fn binary_layout_reads_labels_pixels_and_selection() {
     let dir = binary_dir(40);
     let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0})).unwrap();
     assert_eq!(d.len(), 40);
-    assert_eq!(d.images.shape, vec![40, 3, 32, 32]);
+    assert_eq!(d.images.shape(), vec![40, 3, 32, 32]);
     assert_eq!(d.labels[..12], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
     assert_eq!(d.class_names[3], "cat");
     // Raw 0–255, planar: element (k, c, y, x) is byte 1 + c·1024 + y·32 + x of record k.
     let k = 7;
     let i = 2 * 1024 + 5 * 32 + 9;
-    assert_eq!(d.images.data[k * 3072 + i], ((k + i) % 251) as f32);
+    assert_eq!(pixels(&d)[k * 3072 + i], ((k + i) % 251) as f32);
     // Per class with an offset: 2 of each class starting at record 10.
     let d = run(serde_json::json!({"path": path_of(dir.path()), "per_class": 2, "offset": 10})).unwrap();
     assert_eq!(d.len(), 20);
@@ -71,10 +76,10 @@ fn preprocessing_scales_normalises_and_lays_out() {
     let raw = run(serde_json::json!({"path": path_of(dir.path()), "count": 0})).unwrap();
     let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0, "scale": "unit", "mean": "0.5,0.25,0", "std": "0.5", "layout": "NHWC"})).unwrap();
     assert_eq!(d.layout, Layout::Nhwc);
-    assert_eq!(d.images.shape, vec![3, 32, 32, 3]);
+    assert_eq!(d.images.shape(), vec![3, 32, 32, 3]);
     for (k, y, x, c) in [(0, 0, 0, 0), (1, 3, 4, 1), (2, 31, 31, 2)] {
-        let nchw = raw.images.data[k * 3072 + c * 1024 + y * 32 + x];
-        let nhwc = d.images.data[k * 3072 + (y * 32 + x) * 3 + c];
+        let nchw = pixels(&raw)[k * 3072 + c * 1024 + y * 32 + x];
+        let nhwc = pixels(&d)[k * 3072 + (y * 32 + x) * 3 + c];
         let mean = [0.5, 0.25, 0.0][c];
         assert!((nhwc - (nchw / 255.0 - mean) / 0.5).abs() < 1e-6);
     }
@@ -228,8 +233,8 @@ fn image_folders_one_subfolder_per_class() {
     let d = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0})).unwrap();
     assert_eq!(d.class_names, vec!["a_cat", "b_dog"]);
     assert_eq!(d.labels, vec![0, 0, 1, 1]);
-    assert_eq!(d.images.shape, vec![4, 3, 8, 8]);
-    assert_eq!(d.images.data[0], 50.0, "a_cat's first image has red 50");
+    assert_eq!(d.images.shape(), vec![4, 3, 8, 8]);
+    assert_eq!(pixels(&d)[0], 50.0, "a_cat's first image has red 50");
     // A class with no images.
     std::fs::create_dir_all(dir.path().join("c_empty")).unwrap();
     let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder"})).unwrap_err().to_string();
@@ -240,6 +245,138 @@ fn image_folders_one_subfolder_per_class() {
     let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder"})).unwrap_err().to_string();
     assert!(err.starts_with("expected 8×8 pixels like"), "{err}");
     assert!(err.ends_with("odd.png"), "{err}");
+}
+
+/// A folder of photos of different sizes, labelled by a class list (WordNet-style ids in
+/// output order), resized and cropped; streamed batch by batch.
+fn photo_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (c, class) in ["n02", "n01", "n03"].iter().enumerate() {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+        for i in 0..3u32 {
+            let (w, h) = (40 + 7 * i + c as u32, 30 + 5 * i);
+            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 5) as u8, (y * 7) as u8, (c * 60) as u8]))
+                .save(dir.path().join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("classes.txt"), "n03 third class\nn01 first\nn02\nn04 unused\n").unwrap();
+    dir
+}
+
+#[test]
+fn photos_of_any_size_are_resized_cropped_and_streamed() {
+    let dir = photo_folder();
+    let base = serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0,
+        "classes": path_of(&dir.path().join("classes.txt")), "resize": "shorter-side", "resize_to": "24",
+        "crop": "20", "normalize": "imagenet"});
+    let d = run(base.clone()).unwrap();
+    // Labels follow the class list, not the sorted folder names.
+    assert_eq!(d.class_names, vec!["n03 third class", "n01 first", "n02", "n04 unused"]);
+    assert_eq!(d.labels, vec![1, 1, 1, 2, 2, 2, 0, 0, 0]);
+    assert!(matches!(d.images, quantgraph_nodes::value::Images::Stream(_)), "an image folder is streamed");
+    assert_eq!(d.images.shape(), vec![9, 3, 20, 20]);
+    // Any batch equals the same samples of one full pass, whatever the batch boundaries.
+    let all = pixels(&d);
+    let item = 3 * 20 * 20;
+    let part = d.images.batch(4, 7, &|| false).unwrap();
+    assert_eq!(&all[4 * item..7 * item], &part[..]);
+    // Sample 0 is n01/0.png (41×30): shorter side 24 → 32×24, crop 20×20, ImageNet
+    // normalization; the same steps on the file directly give the same floats.
+    let img = image::open(dir.path().join("n01/0.png")).unwrap().to_rgb8();
+    let pre = quantgraph_dataset::Preprocess::from_params(&quantgraph_dataset::PreprocessParams {
+        normalize: "imagenet",
+        resize: "shorter-side",
+        resize_to: "24",
+        crop: "20",
+        layout: "NCHW",
+        channels: "RGB",
+        ..Default::default()
+    })
+    .unwrap();
+    let prepared = pre.geometry(img).unwrap();
+    assert_eq!(prepared.dimensions(), (20, 20));
+    let mut want = vec![0f32; item];
+    pre.write_floats(prepared.as_raw(), 20, 20, &mut want);
+    assert_eq!(&all[..item], &want[..]);
+    // Before/after for the inspector; thumbnails decoded on demand.
+    let (before, after) = d.before_after.clone().unwrap();
+    assert_eq!((before.width, before.height, after.width, after.height), (41, 30, 20, 20));
+    assert_eq!(d.thumbnail(8).unwrap().label, 0);
+    assert_eq!(d.preview.len(), 9);
+    // Cancelling stops decoding.
+    assert!(matches!(d.images.batch(1, 9, &|| true), Err(NodeError::Cancelled)));
+    // Without resizing, mixed sizes are refused up front, naming the file and the fix.
+    let mut plain = base.clone();
+    plain["resize"] = "none".into();
+    plain["crop"] = "".into();
+    let err = run(plain).unwrap_err().to_string();
+    assert!(err.starts_with("expected 41×30 pixels like") && err.contains("found 48×35"), "{err}");
+    assert!(err.contains("set Resize"), "{err}");
+}
+
+#[test]
+fn class_folders_missing_from_the_class_list_are_reported() {
+    let dir = photo_folder();
+    std::fs::write(dir.path().join("short.txt"), "n01\nn02\n").unwrap();
+    let params = serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0,
+        "classes": path_of(&dir.path().join("short.txt")), "resize": "exact", "resize_to": "16x16"});
+    let err = run(params.clone()).unwrap_err().to_string();
+    assert!(err.contains("1 class folder(s) are not in the class list") && err.contains("n03"), "{err}");
+    let mut skip = params;
+    skip["skip_unmapped"] = true.into();
+    let d = run(skip).unwrap();
+    assert_eq!(d.len(), 6);
+    assert_eq!(d.class_names, vec!["n01", "n02"]);
+    assert!(d.source.contains("skipped 1 class folder(s)") && d.source.contains("n03"), "{}", d.source);
+    // A class list naming one class twice is an error on the file.
+    std::fs::write(dir.path().join("twice.txt"), "n01\nn01\n").unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder",
+        "classes": path_of(&dir.path().join("twice.txt"))}))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("listed twice"), "{err}");
+}
+
+#[test]
+fn a_labels_csv_lists_the_images_and_their_labels() {
+    let dir = photo_folder();
+    std::fs::write(dir.path().join("labels.csv"), "filename,label\nn02/1.png,2\nn01/0.png,n03\n\"n03/2.png\",0\n")
+        .unwrap();
+    let params = serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0,
+        "classes": path_of(&dir.path().join("classes.txt")), "labels_csv": path_of(&dir.path().join("labels.csv")),
+        "resize": "exact", "resize_to": "16x16"});
+    let d = run(params.clone()).unwrap();
+    assert_eq!(d.labels, vec![2, 0, 0]);
+    assert_eq!(d.images.shape(), vec![3, 3, 16, 16]);
+    // A label that is neither an index nor a class, and a path out of the folder.
+    std::fs::write(dir.path().join("bad.csv"), "n02/1.png,zebra\n").unwrap();
+    let mut bad = params.clone();
+    bad["labels_csv"] = path_of(&dir.path().join("bad.csv")).into();
+    let err = run(bad.clone()).unwrap_err().to_string();
+    assert!(err.contains("row 1: label 'zebra'"), "{err}");
+    std::fs::write(dir.path().join("bad.csv"), "../n02/1.png,1\n").unwrap();
+    let err = run(bad).unwrap_err().to_string();
+    assert!(err.contains("outside the folder"), "{err}");
+}
+
+/// CIFAR-10 upscaled for an ImageNet-size model is resized batch by batch, not held whole.
+#[test]
+fn binary_layout_resized_is_streamed() {
+    let dir = binary_dir(12);
+    let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0, "resize": "exact", "resize_to": "64x64",
+        "normalize": "unit", "layout": "NHWC", "channels": "BGR"}))
+    .unwrap();
+    assert_eq!(d.images.shape(), vec![12, 64, 64, 3]);
+    assert!(matches!(d.images, quantgraph_nodes::value::Images::Stream(_)));
+    assert_eq!(d.thumbnails.len(), 12, "CIFAR thumbnails stay in memory");
+    let data = d.images.batch(11, 12, &|| false).unwrap();
+    // Record 11's pixel (c, y, x) is (11 + c·1024 + y·32 + x) % 251; a 2× bilinear upscale of a
+    // smooth ramp keeps pixel (0, 0)'s value within a level of the source.
+    let red00 = 11.0 / 255.0;
+    let blue00 = ((11 + 2 * 1024) % 251) as f32 / 255.0;
+    assert!((data[2] - red00).abs() < 2.0 / 255.0, "BGR: red is the last channel: {}", data[2]);
+    assert!((data[0] - blue00).abs() < 2.0 / 255.0, "{}", data[0]);
 }
 
 fn cifar_dir() -> PathBuf {
@@ -265,13 +402,11 @@ fn the_real_cifar10_test_batch() {
     let all = run(serde_json::json!({"path": path_of(&dir), "count": 0})).unwrap();
     assert_eq!(all.len(), 10_000);
     let plane = 1024;
+    let data = pixels(&all);
     for (c, want) in [125.99, 123.69, 114.85].iter().enumerate() {
         let mut sum = 0f64;
         for k in 0..all.len() {
-            sum += all.images.data[k * 3072 + c * plane..k * 3072 + (c + 1) * plane]
-                .iter()
-                .map(|v| f64::from(*v))
-                .sum::<f64>();
+            sum += data[k * 3072 + c * plane..k * 3072 + (c + 1) * plane].iter().map(|v| f64::from(*v)).sum::<f64>();
         }
         let mean = sum / (all.len() * plane) as f64;
         assert!((mean - want).abs() < 0.01, "channel {c}: mean {mean}");

@@ -570,7 +570,7 @@ pub fn feed_with(
     let Some(input) = model.info.inputs.first() else {
         return Err(NodeError::input("model", "the model has no inputs"));
     };
-    let images = &dataset.images.shape;
+    let images = &dataset.images.shape();
     let layout = format!("{:?}", dataset.layout).to_uppercase();
     let transpose = match check_input_fits(input, images, &layout, &model.path) {
         Ok(()) => None,
@@ -682,11 +682,9 @@ fn feed_notes(feed: &runtime::Feed) -> Vec<String> {
 /// the model's input.
 pub fn input_digest(dataset: &Dataset, feed: &runtime::Feed) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for v in &dataset.images.data {
-        h.update(&v.to_le_bytes());
-    }
+    dataset.images.digest_into(|bytes| h.update(bytes));
     h.update(
-        format!("{:?} {:?} {:?} {:?}", dataset.images.shape, dataset.layout, feed.transpose, feed.quant).as_bytes(),
+        format!("{:?} {:?} {:?} {:?}", dataset.images.shape(), dataset.layout, feed.transpose, feed.quant).as_bytes(),
     );
     h.digest()
 }

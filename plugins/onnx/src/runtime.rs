@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use quantgraph_nodes::value::Tensor;
+use quantgraph_nodes::value::{Images, Tensor};
 use quantgraph_nodes::{EvalContext, NodeError};
 
 /// The ONNX Runtime version this build is made for (ort's `api-31`).
@@ -138,15 +138,16 @@ pub type RunOutputs = BTreeMap<String, Tensor>;
 pub fn for_each_batch(
     session: &mut Session,
     feed: &Feed,
-    images: &Tensor,
+    images: &Images,
     batch_size: usize,
     outputs: &[String],
     ctx: &EvalContext,
     what: &str,
     mut on_batch: impl FnMut(usize, &str, &[usize], &[f32]) -> Result<(), NodeError>,
 ) -> Result<(), NodeError> {
-    let n = images.shape.first().copied().unwrap_or(0);
+    let n = images.len();
     let batch_size = batch_size.max(1);
+    let began = std::time::Instant::now();
     let mut start = 0;
     while start < n {
         ctx.check_cancelled()?;
@@ -158,7 +159,8 @@ pub fn for_each_batch(
             Ok(())
         })?;
         start = end;
-        ctx.progress(end as f32 / n as f32, &format!("{what}: {end}/{n} images"));
+        let rate = end as f64 / began.elapsed().as_secs_f64().max(1e-9);
+        ctx.progress(end as f32 / n as f32, &format!("{what}: {end}/{n} images, {rate:.0} images/s"));
     }
     Ok(())
 }
@@ -172,22 +174,16 @@ pub fn run_batch<R>(
     ctx: &EvalContext,
     session: &mut Session,
     feed: &Feed,
-    images: &Tensor,
+    images: &Images,
     start: usize,
     end: usize,
     outputs: &[String],
     f: impl FnOnce(Vec<(&str, Vec<usize>, &[f32])>) -> Result<R, NodeError>,
 ) -> Result<R, NodeError> {
-    let item = images.item_len();
-    let mut shape: Vec<usize> = images.shape.clone();
-    let Some(first) = shape.first_mut() else {
-        return Err(NodeError::failed("the input has no sample axis"));
-    };
-    *first = end - start;
-    let Some(data) = images.data.get(start * item..end * item) else {
-        return Err(NodeError::failed(format!("samples {start}..{end} are out of range")));
-    };
-    let (shape, data) = feed.layout_batch(shape, data);
+    let mut shape: Vec<usize> = vec![end.saturating_sub(start)];
+    shape.extend(images.item_shape());
+    let data = images.batch(start, end, &|| ctx.is_cancelled())?;
+    let (shape, data) = feed.layout_batch(shape, &data);
     let shape: Vec<i64> = shape.iter().map(|d| *d as i64).collect();
     let input: ort::value::DynValue = match &feed.quant {
         None => ort::value::Tensor::from_array((shape, data.into_owned()))
@@ -356,13 +352,13 @@ impl Feed {
 pub fn run_batches(
     session: &mut Session,
     feed: &Feed,
-    images: &Tensor,
+    images: &Images,
     batch_size: usize,
     outputs: &[String],
     ctx: &EvalContext,
     what: &str,
 ) -> Result<RunOutputs, NodeError> {
-    let n = images.shape.first().copied().unwrap_or(0);
+    let n = images.len();
     let mut collected: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     for_each_batch(session, feed, images, batch_size, outputs, ctx, what, |_, name, item_shape, data| {
         let entry = collected.entry(name.to_owned()).or_insert_with(|| (item_shape.to_vec(), Vec::new()));

@@ -86,7 +86,7 @@ fn tensor(name: &str, data_type: i32, dims: &[i64]) -> TensorProto {
 fn run_probe(m: &Arc<ModelValue>, rows: &[[f32; 4]]) -> Vec<f32> {
     let n = rows.len();
     let dataset = Arc::new(Dataset {
-        images: Tensor::new(vec![n, 4], rows.iter().flatten().copied().collect()),
+        images: Tensor::new(vec![n, 4], rows.iter().flatten().copied().collect()).into(),
         layout: Layout::Nchw,
         labels: vec![0; n],
         class_names: (0..4).map(|i| format!("c{i}")).collect(),
@@ -95,6 +95,7 @@ fn run_probe(m: &Arc<ModelValue>, rows: &[[f32; 4]]) -> Vec<f32> {
         preprocessing: "raw".into(),
         preview: Vec::new(),
         thumbnails: Arc::new(Vec::new()),
+        before_after: None,
     });
     let mut inputs = Inputs::default();
     inputs.0.insert("model".into(), Value::Model(m.clone()));

@@ -35,7 +35,7 @@ fn dataset(n: usize) -> Arc<Dataset> {
         })
         .collect();
     Arc::new(Dataset {
-        images: Tensor::new(vec![n, 3, 32, 32], data),
+        images: Tensor::new(vec![n, 3, 32, 32], data).into(),
         layout: Layout::Nchw,
         labels: (0..n as u32).map(|i| i % 10).collect(),
         class_names: (0..10).map(|i| format!("c{i}")).collect(),
@@ -44,6 +44,7 @@ fn dataset(n: usize) -> Arc<Dataset> {
         preprocessing: "raw".into(),
         preview: Vec::new(),
         thumbnails: Arc::new(Vec::new()),
+        before_after: None,
     })
 }
 
@@ -246,7 +247,7 @@ fn probe_refuses_a_dataset_that_does_not_fit_the_model() {
     let f = load("tiny_fp32.onnx").unwrap();
     let ds = dataset(4);
     let mut small = (*ds).clone();
-    small.images = Tensor::new(vec![4, 16, 16, 12], ds.images.data.clone());
+    small.images = Tensor::new(vec![4, 16, 16, 12], ds.images.dense().unwrap().data.clone()).into();
     small.layout = Layout::Nhwc;
     let err = probe(&f, Arc::new(small), "outputs").unwrap_err().to_string();
     assert!(
@@ -264,15 +265,17 @@ fn probe_transposes_a_dataset_of_the_other_layout() {
     let f = load("tiny_fp32.onnx").unwrap();
     let ds = dataset(4);
     let mut nhwc = (*ds).clone();
-    nhwc.images.shape = vec![4, 32, 32, 3];
     nhwc.layout = Layout::Nhwc;
-    for (n, img) in ds.images.data.chunks_exact(3 * 32 * 32).enumerate() {
+    let src = ds.images.dense().unwrap();
+    let mut data = vec![0f32; src.data.len()];
+    for (n, img) in src.data.chunks_exact(3 * 32 * 32).enumerate() {
         for c in 0..3 {
             for p in 0..32 * 32 {
-                nhwc.images.data[n * 3072 + p * 3 + c] = img[c * 1024 + p];
+                data[n * 3072 + p * 3 + c] = img[c * 1024 + p];
             }
         }
     }
+    nhwc.images = Tensor::new(vec![4, 32, 32, 3], data).into();
     let a = probe(&f, ds, "outputs").unwrap();
     let b = probe(&f, Arc::new(nhwc), "outputs").unwrap();
     assert_eq!(a.tensors["logits"].tensor.data, b.tensors["logits"].tensor.data);

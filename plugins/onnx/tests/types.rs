@@ -53,7 +53,7 @@ fn a_probe_captures_and_dequantizes_int8_activations() {
         })
         .collect();
     let dataset = Arc::new(Dataset {
-        images: Tensor::new(vec![n, 3, 32, 32], data),
+        images: Tensor::new(vec![n, 3, 32, 32], data).into(),
         layout: Layout::Nchw,
         labels: vec![0; n],
         class_names: (0..10).map(|i| format!("c{i}")).collect(),
@@ -62,6 +62,7 @@ fn a_probe_captures_and_dequantizes_int8_activations() {
         preprocessing: "raw".into(),
         preview: Vec::new(),
         thumbnails: Arc::new(Vec::new()),
+        before_after: None,
     });
     let mut inputs = Inputs::default();
     inputs.0.insert("model".into(), Value::Model(model.clone()));

@@ -262,15 +262,16 @@ impl NodeKind for SampleGrid {
                     else {
                         continue;
                     };
-                    let Some(img) = d.thumbnails.get(i) else { continue };
+                    let Some(img) = d.thumbnail(i) else { continue };
                     let text = |n: &str| col(n).and_then(|c| row.get(c)).map(ToString::to_string).unwrap_or_default();
-                    p.images.push((img.clone(), format!("{}: A {} / B {}", text("label"), text("a"), text("b"))));
+                    p.images.push((img, format!("{}: A {} / B {}", text("label"), text("a"), text("b"))));
                 }
             }
             _ => {
                 p.title = format!("first {} of {} samples", max.min(d.len()), d.len());
-                for img in d.thumbnails.iter().take(max) {
-                    p.images.push((img.clone(), class(img.label)));
+                for img in (0..max.min(d.len())).filter_map(|i| d.thumbnail(i)) {
+                    let caption = class(img.label);
+                    p.images.push((img, caption));
                 }
             }
         }

@@ -97,7 +97,7 @@ fn dataset() -> Arc<Dataset> {
         })
         .collect();
     Arc::new(Dataset {
-        images: Tensor::new(vec![3, 3, 2, 2], vec![0.0; 36]),
+        images: Tensor::new(vec![3, 3, 2, 2], vec![0.0; 36]).into(),
         layout: Layout::Nchw,
         labels: vec![0, 1, 0],
         class_names: vec!["cat".into(), "dog".into()],
@@ -106,6 +106,7 @@ fn dataset() -> Arc<Dataset> {
         preprocessing: "raw".into(),
         preview: thumbs.clone(),
         thumbnails: Arc::new(thumbs),
+        before_after: None,
     })
 }
 
