@@ -42,6 +42,12 @@ fn committed_models_match_the_manifest() {
         let top1 = manifest["models"][name]["top1"].as_f64().unwrap();
         assert!(top1 >= 0.80, "{name}: top-1 {top1} is below the 80 % target");
     }
+    for name in ["mobilenetv2_fp32.onnx", "mobilenetv2_int8_qdq.onnx"] {
+        let bytes = std::fs::read(repo().join("models").join(name)).unwrap();
+        let entry = &manifest["mobilenetv2"]["models"][name];
+        assert_eq!(entry["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)), "{name}");
+        assert_eq!(entry["size_bytes"], bytes.len(), "{name}");
+    }
     let fp32 = manifest["models"]["resnet8_fp32.onnx"]["top1"].as_f64().unwrap();
     for q in &MODELS[1..] {
         let t = manifest["models"][q]["top1"].as_f64().unwrap();
