@@ -177,6 +177,9 @@ fn the_fix_int8_example_graph_runs() {
     g.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into()).unwrap();
     g.set_param(ds, "per_class", 0.into()).unwrap();
     g.set_param(ds, "count", 40.into()).unwrap();
+    let cal = g.find_node("calibration").unwrap();
+    g.set_param(cal, "path", cifar_dir().to_string_lossy().as_ref().into()).unwrap();
+    g.set_param(cal, "count", 32.into()).unwrap();
     let e = Scheduler::new(registry.clone()).evaluate(&g, &[]);
     for (id, o) in &e.outcomes {
         assert!(
@@ -185,6 +188,13 @@ fn the_fix_int8_example_graph_runs() {
             g.display_name(&registry, *id)
         );
     }
+    // Sweep → scale search → override → probe: the override applied the search's edits.
+    let over = g.find_node("override").unwrap();
+    let Some(Value::Table(c)) = e.outputs(over).and_then(|o| o.get("changes")) else { panic!() };
+    let search = g.find_node("scale_search").unwrap();
+    let Some(Value::Table(s)) = e.outputs(search).and_then(|o| o.get("edits")) else { panic!() };
+    let edited = s.table("edits").unwrap().rows.len();
+    assert_eq!(c.table("changes").unwrap().rows.iter().filter(|r| r[2].to_string() == "scale").count(), edited);
 }
 
 /// `quantgraph export` of the sweep's mixed-precision model writes the model and a sidecar

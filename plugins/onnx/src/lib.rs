@@ -5,6 +5,8 @@
 //! * `onnx.model` ([`model::OnnxModel`]) — load and describe an ONNX file, with its Q/DQ table.
 //! * `onnx.qdq_override` ([`qdq_override::QdqOverride`]) — edit Q/DQ scales and zero-points.
 //! * `onnx.layer_probe` ([`probe::LayerProbe`]) — run a model on a dataset, capture tensors.
+//! * `onnx.sensitivity` ([`sensitivity::Sensitivity`]) — per-layer sensitivity sweep, mixed-precision model.
+//! * `onnx.scale_search` ([`scale_search::ScaleSearch`]) — clip-range search per activation pair.
 //!
 //! [`proto`] reads ONNX protobufs and edits them without losing unknown fields;
 //! [`runtime`] finds and loads the ONNX Runtime library.
@@ -16,6 +18,7 @@ pub mod proto;
 pub mod qdq_override;
 pub mod reuse;
 pub mod runtime;
+pub mod scale_search;
 pub mod sensitivity;
 
 use quantgraph_nodes::NodeRegistry;
@@ -26,5 +29,6 @@ pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<(
     registry.register::<qdq_override::QdqOverride>()?;
     registry.register::<probe::LayerProbe>()?;
     registry.register::<sensitivity::Sensitivity>()?;
+    registry.register::<scale_search::ScaleSearch>()?;
     Ok(())
 }

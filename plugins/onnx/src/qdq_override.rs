@@ -103,6 +103,51 @@ fn edits(r: &ParamReader<'_>) -> Result<Vec<Edit>, NodeError> {
     Ok(out)
 }
 
+/// Edits arriving on the `edits` input: the report's `edits` table with columns `tensor`,
+/// `scale` and `zero_point` (and optionally `channel`); any other column is an error, so a
+/// misspelt field is never ignored.
+fn wired_edits(report: &Report) -> Result<Vec<Edit>, NodeError> {
+    let Some(t) = report.table("edits") else {
+        return Err(NodeError::input(
+            "edits",
+            "expected a report with an 'edits' table (tensor, scale, zero_point), e.g. from a Scale Search",
+        ));
+    };
+    if let Some(c) = t.columns.iter().find(|c| !matches!(c.as_str(), "tensor" | "scale" | "zero_point" | "channel")) {
+        return Err(NodeError::input(
+            "edits",
+            format!("unknown column '{c}' in the edits table (expected tensor, scale, zero_point, channel)"),
+        ));
+    }
+    let col = |name: &str| t.column(name);
+    let Some(tc) = col("tensor") else {
+        return Err(NodeError::input("edits", "the edits table has no 'tensor' column"));
+    };
+    let mut out = Vec::new();
+    for (i, row) in t.rows.iter().enumerate() {
+        let num = |name: &str| col(name).and_then(|c| row.get(c)).and_then(Cell::as_f64);
+        let tensor = row.get(tc).map(ToString::to_string).unwrap_or_default();
+        if tensor.is_empty() {
+            return Err(NodeError::input("edits", format!("row {}: no tensor", i + 1)));
+        }
+        let zero_point = match num("zero_point") {
+            Some(z) if z.fract() != 0.0 || !z.is_finite() => {
+                return Err(NodeError::input("edits", format!("tensor '{tensor}': zero-point {z} is not an integer")))
+            }
+            z => z.map(|z| z as i32),
+        };
+        out.push(Edit {
+            tensor,
+            scale: num("scale").map(|s| s as f32),
+            factor: None,
+            zero_point,
+            channel: num("channel").map(|c| c as usize),
+            target: Target::Pair,
+        });
+    }
+    Ok(out)
+}
+
 /// An edit of one node only: it gets its own copies of the scale / zero-point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitEdit {
@@ -443,7 +488,7 @@ impl NodeKind for QdqOverride {
         ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
-        vec![PortSpec::new("model", PortType::Model)]
+        vec![PortSpec::new("model", PortType::Model), PortSpec::optional("edits", PortType::Table)]
     }
     fn outputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("changes", PortType::Table)]
@@ -460,7 +505,13 @@ impl NodeKind for QdqOverride {
                 ),
             ));
         }
-        let edits = edits(&r)?;
+        // Edits from a wire (a Scale Search) first; the node's own edits after, so they win.
+        let mut edits = match inputs.optional("edits") {
+            Some(Value::Table(report)) => wired_edits(report)?,
+            Some(_) => return Err(NodeError::input("edits", "expected a table of edits")),
+            None => Vec::new(),
+        };
+        edits.extend(self::edits(&r)?);
         let pattern_text = r.str("rule_pattern")?;
         let pattern = regex::Regex::new(&pattern_text)
             .map_err(|e| NodeError::param("rule_pattern", format!("not a valid regular expression: {e}")))?;
