@@ -23,7 +23,8 @@ low-amplitude, low-frequency sinusoid; no pixel noise, so the PNGs stay small). 
   loader order), labels (index in classes.txt), predictions_fp32 / predictions_int8 (top-1 of
   the augmented runs), predictions_int8_plain (top-1 of the un-augmented INT8 model: onnxruntime's
   fused integer kernels), agreement (predictions_fp32 == predictions_int8), input0_head (the
-  first 16 values of image 0's [3, 224, 224] input tensor) and input0_sum (its float64 sum), and
+  first 16 values of image 0's [3, 224, 224] input tensor), input0_sum (its float64 sum) and
+  input0_sha256 (sha256 of all its float32 values, little-endian), and
   layers: per matched pair in FP32 graph order, a (FP32 tensor), b (INT8 tensor), sqnr_db,
   mse, mae, max_abs, cosine and count (elements over all images).
   The sums here are float64 end to end (each batch's tensors converted to float64 before any
@@ -32,6 +33,7 @@ low-amplitude, low-frequency sinusoid; no pixel noise, so the PNGs stay small). 
 Deterministic for a given numpy / Pillow / onnxruntime build (and CPU).
 """
 import importlib.util
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -177,6 +179,7 @@ def main():
         "agreement": agreement,
         "input0_head": [float(v) for v in input0.reshape(-1)[:16]],
         "input0_sum": float(input0.astype(np.float64).sum()),
+        "input0_sha256": hashlib.sha256(np.ascontiguousarray(input0, dtype="<f4").tobytes()).hexdigest(),
         "layers": layers,
     }
     (OUT / "reference.json").write_text(json.dumps(doc, indent=1) + "\n")

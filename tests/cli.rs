@@ -558,3 +558,36 @@ fn shards_merged_equal_a_single_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `quantgraph diff` prints the accuracy and per-layer deltas of two `run --json` results
+/// (as JSON with --json) and says what is wrong with files that are not such results.
+#[test]
+fn diff_prints_before_after_deltas_of_two_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |acc: f64, sqnr: [f64; 2]| {
+        serde_json::json!({"nodes": {"7": {"kind": "compare.comparator", "label": "compare", "outputs": {"report": {
+            "headline": "x", "summary": {"accuracy_b": acc, "agreement": 0.9, "min_sqnr_db": sqnr[1]},
+            "tables": [{"name": "per_layer", "columns": ["tensor", "sqnr_db"],
+                        "rows": [["conv1", sqnr[0]], ["conv2", sqnr[1]]]}]}}}}})
+    };
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&a, run(0.80, [30.0, 20.0]).to_string()).unwrap();
+    std::fs::write(&b, run(0.815, [30.0, 23.5]).to_string()).unwrap();
+    let out = qg().arg("diff").arg(&a).arg(&b).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("accuracy_b   80.00 % → 81.50 % (+1.50 pt)"), "{text}");
+    assert!(text.contains("largest per-layer change: conv2 +3.50 dB"), "{text}");
+    let conv2 = text.lines().find(|l| l.trim_start().starts_with("conv2")).unwrap();
+    assert!(conv2.contains("20.00") && conv2.contains("23.50") && conv2.contains("+3.50"), "{conv2}");
+    let out = qg().arg("diff").arg(&a).arg(&b).arg("--json").output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = json["compare"]["tables"][1]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // Not a run's JSON.
+    std::fs::write(&b, "{\"hello\": 1}").unwrap();
+    let out = qg().arg("diff").arg(&a).arg(&b).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not the JSON of `quantgraph run --json`"), "{err}");
+}

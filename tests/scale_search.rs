@@ -1,6 +1,7 @@
 //! Scale Search on the project's ResNet8: no activation pair's local quantization MSE gets
 //! worse, the figures it reports are the exact ones (recomputed here from the tensors the
-//! probe streams), and its edits reach a QDQ Override through a wire.
+//! probe streams, and from ONNX Runtime running the edited model), and its edits reach a QDQ
+//! Override through a wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ fn scale_search_never_worsens_a_tensor_and_feeds_an_override() {
     let probe = g.add_node(&registry, "onnx.layer_probe", [0.0, 0.0]).unwrap();
     g.connect(&registry, PortRef::new(m, "model"), PortRef::new(probe, "model")).unwrap();
     g.connect(&registry, PortRef::new(ds, "dataset"), PortRef::new(probe, "dataset")).unwrap();
-    let e = Scheduler::new(registry).evaluate(&g, &[over, probe]);
+    let e = Scheduler::new(registry.clone()).evaluate(&g, &[over, probe]);
 
     let Some(Value::Table(r)) = e.outputs(search).and_then(|o| o.get("edits")) else {
         panic!("{:?}", e.outcomes.get(&search))
@@ -91,6 +92,47 @@ fn scale_search_never_worsens_a_tensor_and_feeds_an_override() {
             assert!((got - want).abs() <= 1e-9 * want.max(1e-30), "{tensor}: table {got} vs recomputed {want}");
         }
     }
+
+    // ONNX Runtime agrees: one changed pair edited alone (so its input is unchanged), the
+    // edited model's dequantized tensor against the original pre-quantization tensor gives
+    // the search's mse_after.
+    let row = changed[0];
+    let tensor = row[0].to_string();
+    let (s1, z1) = (num(t, row, "scale_after"), num(t, row, "zero_point_after"));
+    let q = a.model.qdq.iter().find(|q| q.op_type == "QuantizeLinear" && q.float_tensor == tensor).unwrap();
+    let dq_out =
+        a.model.qdq.iter().find(|d| d.op_type == "DequantizeLinear" && d.input == q.output).unwrap().output.clone();
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let alone = g.add_node(&registry, "onnx.qdq_override", [0.0, 0.0]).unwrap();
+    g.set_param(alone, "edits", serde_json::json!([{"tensor": tensor, "scale": s1, "zero_point": format!("{z1}")}]))
+        .unwrap();
+    g.connect(&registry, PortRef::new(m, "model"), PortRef::new(alone, "model")).unwrap();
+    let probe2 = g.add_node(&registry, "onnx.layer_probe", [0.0, 0.0]).unwrap();
+    g.connect(&registry, PortRef::new(alone, "model"), PortRef::new(probe2, "model")).unwrap();
+    g.connect(&registry, PortRef::new(ds, "dataset"), PortRef::new(probe2, "dataset")).unwrap();
+    let e2 = Scheduler::new(registry).evaluate(&g, &[probe2]);
+    let Some(Value::Activations(a2)) = e2.outputs(probe2).and_then(|o| o.get("activations")) else {
+        panic!("{:?}", e2.outcomes.get(&probe2))
+    };
+    let one_sided = q.zero_points[0] == q.qrange().0;
+    let mut orig = stream.0.open(std::slice::from_ref(&tensor), 50).unwrap();
+    let mut edited = a2.stream.as_ref().unwrap().0.open(std::slice::from_ref(&dq_out), 50).unwrap();
+    let ctx = EvalContext::detached(None);
+    let (mut sse, mut n) = (0f64, 0usize);
+    while let (Some(x), Some(y)) = (orig.next_batch(&ctx).unwrap(), edited.next_batch(&ctx).unwrap()) {
+        for (&pre, &dq) in x.tensors[&tensor].1.iter().zip(&y.tensors[&dq_out].1) {
+            let reference = if one_sided { pre.max(0.0) } else { pre };
+            sse += f64::from(reference - dq).powi(2);
+            n += 1;
+        }
+    }
+    let want = num(t, row, "mse_after");
+    assert!(n >= 128, "{n} values compared");
+    assert!(
+        (sse / n as f64 - want).abs() <= 1e-6 * want,
+        "{tensor}: ONNX Runtime {} vs the search's {want}",
+        sse / n as f64
+    );
 
     // The override applied them: its changes list each searched tensor's new scale.
     let Some(Value::Table(c)) = e.outputs(over).and_then(|o| o.get("changes")) else {

@@ -80,6 +80,19 @@ pub enum Command {
         #[arg(required = true)]
         parts: Vec<PathBuf>,
     },
+    /// Compare two results of `quantgraph run --json` (before and after a change): for every
+    /// comparator in both (matched by label), the accuracy, agreement and per-layer SQNR,
+    /// qdq_err, MSE and cosine before, after and their deltas.
+    Diff {
+        before: PathBuf,
+        after: PathBuf,
+        /// Print the deltas as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show every layer (default: the 15 with the largest SQNR change).
+        #[arg(long)]
+        all: bool,
+    },
     /// Validate a graph file: kinds known, params valid, wires type-correct, no cycles.
     Check { file: PathBuf },
     /// Evaluate a node and write the ONNX model on its output (e.g. a QDQ Override's
@@ -157,6 +170,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             run(&registry, &file, &sets, &thens, json, out.as_deref(), shard.as_deref())
         }
         Some(Command::Merge { out, parts }) => merge(&out, &parts),
+        Some(Command::Diff { before, after, json, all }) => diff(&before, &after, json, all),
         Some(Command::Export { file, node, out, sets, force }) => export(&registry, &file, &node, &out, &sets, force),
     }
 }
@@ -377,6 +391,141 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", out.display()))?;
     print!("{text}");
     eprintln!("wrote the merged results of {n} shards to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A report as `run --json` writes it, read leniently (a NaN figure is written as null).
+fn report_from_json(v: &serde_json::Value) -> Report {
+    let cell = |c: &serde_json::Value| match c {
+        serde_json::Value::Number(n) => n.as_i64().map_or_else(|| Cell::Num(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
+        serde_json::Value::String(s) => Cell::Text(s.clone()),
+        serde_json::Value::Null => Cell::Num(f64::NAN),
+        other => Cell::Text(other.to_string()),
+    };
+    Report {
+        headline: v["headline"].as_str().map(str::to_owned),
+        summary: v["summary"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, x)| (k.clone(), x.as_f64().unwrap_or(f64::NAN))).collect())
+            .unwrap_or_default(),
+        tables: v["tables"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| quantgraph_nodes::value::Table {
+                        name: t["name"].as_str().unwrap_or_default().to_owned(),
+                        columns: t["columns"]
+                            .as_array()
+                            .map(|c| c.iter().map(|x| x.as_str().unwrap_or_default().to_owned()).collect())
+                            .unwrap_or_default(),
+                        rows: t["rows"]
+                            .as_array()
+                            .map(|rows| {
+                                rows.iter()
+                                    .map(|r| r.as_array().map(|r| r.iter().map(cell).collect()).unwrap_or_default())
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        notes: Vec::new(),
+        partial: None,
+    }
+}
+
+/// The comparators of a run's JSON: label → report.
+fn comparators(path: &Path) -> anyhow::Result<BTreeMap<String, Report>> {
+    let text = quantgraph_nodes::fsio::read_regular_file(path, 1 << 30)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not the JSON of `quantgraph run --json`", path.display()))?;
+    let Some(nodes) = json["nodes"].as_object() else {
+        bail!("{} is not the JSON of `quantgraph run --json` (it has no \"nodes\")", path.display());
+    };
+    Ok(nodes
+        .iter()
+        .filter(|(_, n)| n["kind"] == "compare.comparator" && n["outputs"]["report"].is_object())
+        .map(|(id, n)| (n["label"].as_str().unwrap_or(id).to_owned(), report_from_json(&n["outputs"]["report"])))
+        .collect())
+}
+
+/// A long tensor name elided in the middle.
+fn elide(name: &str, max: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max {
+        return name.to_owned();
+    }
+    let half = (max - 1) / 2;
+    format!(
+        "{}…{}",
+        chars[..half].iter().collect::<String>(),
+        chars[chars.len() - (max - 1 - half)..].iter().collect::<String>()
+    )
+}
+
+fn diff(before: &Path, after: &Path, json: bool, all: bool) -> anyhow::Result<ExitCode> {
+    let (b, a) = (comparators(before)?, comparators(after)?);
+    let common: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
+    if common.is_empty() {
+        bail!(
+            "no comparator is in both files (before: {:?}; after: {:?})",
+            b.keys().collect::<Vec<_>>(),
+            a.keys().collect::<Vec<_>>()
+        );
+    }
+    let mut out = serde_json::Map::new();
+    for label in common {
+        let d = quantgraph_nodes::diff::diff(&b[label], &a[label]);
+        if json {
+            out.insert(label.clone(), serde_json::to_value(&d)?);
+            continue;
+        }
+        println!("{label}: {}", d.headline.clone().unwrap_or_default());
+        if let Some(t) = d.table("summary") {
+            for row in &t.rows {
+                if let (Some(x), Some(y)) = (row[1].as_f64(), row[2].as_f64()) {
+                    let metric = row[0].to_string();
+                    if ["accuracy_a", "accuracy_b", "agreement", "min_sqnr_db"].contains(&metric.as_str()) {
+                        println!("  {metric:<12} {}", quantgraph_nodes::diff::describe_delta(&metric, x, y));
+                    }
+                }
+            }
+        }
+        let Some(t) = d.table("per_layer") else { continue };
+        let col = |name: &str| t.column(name).unwrap_or(usize::MAX);
+        let (sb, sa, sd, status) = (col("sqnr_db_before"), col("sqnr_db_after"), col("sqnr_db_delta"), col("status"));
+        let mut rows: Vec<&Vec<Cell>> = t.rows.iter().collect();
+        if !all {
+            rows.sort_by(|x, y| {
+                let d = |r: &Vec<Cell>| r.get(sd).and_then(Cell::as_f64).map_or(-1.0, f64::abs);
+                d(y).total_cmp(&d(x))
+            });
+            rows.truncate(15);
+        }
+        println!("  {:<44} {:>9} {:>9} {:>8}", "tensor (SQNR dB)", "before", "after", "delta");
+        let fmt = |c: Option<&Cell>| c.and_then(Cell::as_f64).map_or("—".to_owned(), |v| format!("{v:.2}"));
+        for r in rows {
+            let extra = match r.get(status).map(ToString::to_string).as_deref() {
+                Some("both") | None => String::new(),
+                Some(s) => format!("  ({s})"),
+            };
+            println!(
+                "  {:<44} {:>9} {:>9} {:>8}{extra}",
+                elide(&r[0].to_string(), 44),
+                fmt(r.get(sb)),
+                fmt(r.get(sa)),
+                r.get(sd).and_then(Cell::as_f64).map_or("—".to_owned(), |v| format!("{v:+.2}")),
+            );
+        }
+        if !all && t.rows.len() > 15 {
+            println!("  … {} more layers (--all shows every one)", t.rows.len() - 15);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,7 @@
 //! Data flows one way: file/UI edit → [`Graph`] → [`Scheduler`] → node kinds → [`Value`]s →
 //! events back to whoever asked. This crate never imports a plugin or the app.
 
+pub mod diff;
 pub mod error;
 pub mod file;
 pub mod fsio;

@@ -14,6 +14,7 @@
 pub mod canvas;
 pub mod history;
 pub mod inspector;
+pub mod snapshots;
 pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -157,6 +158,8 @@ pub struct Editor {
     /// Set when the user asked to quit and it is safe to.
     pub quit_requested: bool,
     pub(crate) views: views::ViewState,
+    /// Earlier reports of each node, for before/after.
+    pub(crate) snapshots: snapshots::Snapshots,
     /// Fit the canvas to all nodes on the next frame (F, and after opening).
     pub frame_requested: bool,
     pub(crate) canvas_rect: egui::Rect,
@@ -194,6 +197,7 @@ impl Editor {
             textures: HashMap::new(),
             quit_requested: false,
             views: views::ViewState::default(),
+            snapshots: snapshots::Snapshots::default(),
             frame_requested: true,
             canvas_rect: egui::Rect::NOTHING,
             canvas_transform: egui::emath::TSTransform::IDENTITY,
@@ -527,6 +531,7 @@ impl Editor {
                 }
                 Event::Finished { node, duration, outputs } => {
                     self.statuses.insert(node, NodeStatus::Ready { cached: false, duration: Some(duration) });
+                    self.snapshots.record(node, &outputs);
                     self.outputs.insert(node, outputs);
                 }
                 Event::Cached { node, outputs } => {
@@ -535,6 +540,7 @@ impl Editor {
                         _ => None,
                     };
                     self.statuses.insert(node, NodeStatus::Ready { cached: true, duration });
+                    self.snapshots.record(node, &outputs);
                     self.outputs.insert(node, outputs);
                 }
                 Event::Failed { node, error } => {

@@ -323,6 +323,7 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
     if let Some(h) = &r.headline {
         ui.label(egui::RichText::new(h).strong());
     }
+    before_after_ui(editor, ui, node, port, r);
     if !r.summary.is_empty() {
         egui::Grid::new(("summary", node.0, port)).show(ui, |ui| {
             for (k, v) in &r.summary {
@@ -355,6 +356,92 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
     }
 }
 
+/// Now vs an earlier run of the same report: choose the baseline among the kept snapshots,
+/// pin the current one, and see the deltas (summary, and per layer with a chart).
+fn before_after_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r: &Report) {
+    let Some(history) = editor.snapshots.get(node, port) else { return };
+    if history.items.len() < 2 && !history.now().is_some_and(|s| s.pinned) {
+        return;
+    }
+    let now_id = history.now().map(|s| s.id);
+    let choices: Vec<(usize, String)> = history
+        .items
+        .iter()
+        .filter(|s| Some(s.id) != now_id)
+        .map(|s| (s.id, if s.pinned { format!("{} · pinned", s.name) } else { s.name.clone() }))
+        .collect();
+    let mut baseline = history.baseline;
+    let pinned_now = history.now().is_some_and(|s| s.pinned);
+    let mut toggle_pin = false;
+    ui.horizontal(|ui| {
+        ui.label("Compare with");
+        let shown = baseline
+            .and_then(|id| choices.iter().find(|(i, _)| *i == id))
+            .map_or("(nothing)".to_owned(), |(_, n)| n.clone());
+        egui::ComboBox::from_id_salt(("baseline", node.0, port)).selected_text(shown).show_ui(ui, |ui| {
+            ui.selectable_value(&mut baseline, None, "(nothing)");
+            for (id, name) in choices.iter().rev() {
+                ui.selectable_value(&mut baseline, Some(*id), name);
+            }
+        });
+        let pin = if pinned_now { "Unpin this run" } else { "Pin this run" };
+        if ui.button(pin).on_hover_text("Pinned runs are kept; otherwise the last 10 are.").clicked() {
+            toggle_pin = true;
+        }
+    });
+    if let Some(h) = editor.snapshots.get_mut(node, port) {
+        h.baseline = baseline;
+        if toggle_pin {
+            h.toggle_pin_now();
+        }
+    }
+    let Some(base) = editor.snapshots.get(node, port).and_then(|h| h.baseline()).cloned() else { return };
+    let d = quantgraph_nodes::diff::diff(&base.report, r);
+    // The UI font has no arrow glyph.
+    let headline = d.headline.clone().unwrap_or_default().replace('→', "->");
+    ui.label(egui::RichText::new(format!("now vs {}: {headline}", base.name)).strong());
+    egui::CollapsingHeader::new(format!("Now vs {}", base.name))
+        .id_salt(("diff", node.0, port))
+        .default_open(true)
+        .show(ui, |ui| {
+            if let Some(t) = d.table("per_layer").filter(|t| !t.rows.is_empty()) {
+                let col = |name: &str| t.column(name);
+                if let (Some(b), Some(a)) = (col("sqnr_db_before"), col("sqnr_db_after")) {
+                    let points = |c: usize| -> PlotPoints {
+                        t.rows
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, row)| Some([i as f64, row.get(c)?.as_f64()?]))
+                            .collect()
+                    };
+                    let labels: Vec<String> = t.rows.iter().map(|row| short_name(&row[0].to_string())).collect();
+                    Plot::new(("diff_plot", node.0, port))
+                        .height(160.0)
+                        .legend(Legend::default())
+                        .x_axis_formatter(move |mark, _| {
+                            let i = mark.value.round();
+                            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                                labels.get(i as usize).cloned().unwrap_or_default()
+                            } else {
+                                String::new()
+                            }
+                        })
+                        .show(ui, |pu| {
+                            pu.line(
+                                Line::new(format!("SQNR dB, {}", base.name), points(b))
+                                    .style(egui_plot::LineStyle::dashed_loose()),
+                            );
+                            pu.line(Line::new("SQNR dB, now", points(a)).width(2.0));
+                        });
+                }
+                table_ui(editor, ui, &format!("{}-{port}-diff-layers", node.0), t, 220.0);
+            }
+            if let Some(t) = d.table("summary") {
+                table_ui(editor, ui, &format!("{}-{port}-diff-summary", node.0), t, 160.0);
+            }
+        });
+}
+
 /// The image of the flipped sample last clicked in a comparator's flips table, both
 /// predictions with their probabilities, and its per-layer SQNR against the dataset's.
 fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table, r: &Report) {
@@ -368,7 +455,19 @@ fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table
     // The dataset feeding the comparator.
     let Some(src) = editor.graph.source_of(&PortRef::new(node, "dataset")).cloned() else { return };
     let Some(Value::Dataset(d)) = editor.outputs(src.node).and_then(|o| o.get(&src.port)).cloned() else { return };
-    let key = format!("flip{}-{}-{}", src.node.0, sample, d.images.len());
+    // Keyed by what the picture is (the dataset's files and the sample's index in them), so
+    // another selection, seed or folder never shows a stale picture.
+    let key = format!(
+        "flip{}-{}-{:?}-{}-{}",
+        src.node.0,
+        sample,
+        d.source_indices.get(sample),
+        d.source,
+        match &d.images {
+            quantgraph_nodes::value::Images::Stream(s) => s.identity(),
+            quantgraph_nodes::value::Images::Dense(t) => format!("{:?}", t.shape),
+        }
+    );
     let Some(tex) = editor.texture_with(ui.ctx(), &key, || d.thumbnail(sample)) else { return };
     ui.horizontal(|ui| {
         ui.image((tex.id(), egui::vec2(96.0, 96.0)));

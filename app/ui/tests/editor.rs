@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::{Harness, SnapshotOptions};
 use quantgraph_nodes::graph::PortRef;
 use quantgraph_nodes::NodeRegistry;
@@ -326,4 +326,41 @@ fn a_flipped_samples_per_layer_sqnr_is_drawn_against_the_dataset_curve() {
     h.get_by_label("this sample");
     h.get_by_label("all samples");
     h.snapshot_options("sample_layers", &snapshot_options().max_failed_pixels(40));
+}
+
+/// Before/after: after a scale edit the comparator's inspector offers the earlier run as a
+/// baseline; choosing it shows the accuracy and per-layer deltas (and pinning keeps a run).
+#[test]
+fn a_comparator_shows_now_against_an_earlier_run() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let ds = ed.graph().find_node("cifar10_test").unwrap();
+    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
+    ed.set_param(ds, "per_class", 20.into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let over = ed.graph().find_node("override").unwrap();
+    ed.set_param(over, "edits", serde_json::json!([{"tensor": "/stage3/Relu_1_output_0", "scale": 0.05}]));
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let compare = ed.graph().find_node("compare").unwrap();
+    ed.selected = Some(compare);
+    let mut h = harness(ed);
+    settle(&mut h);
+    h.get_by_label("Compare with");
+    h.get_by_value("(nothing)").click();
+    settle(&mut h);
+    let first = h
+        .get_all_by_role(egui::accesskit::Role::Button)
+        .find(|n| n.accesskit_node().label().is_some_and(|l| l.starts_with("run 1 (")));
+    first.expect("the first run is offered as a baseline").click();
+    settle(&mut h);
+    let headline = h
+        .get_all_by_role(egui::accesskit::Role::Label)
+        .filter_map(|n| n.accesskit_node().value().or(n.accesskit_node().label()).map(|l| l.to_string()))
+        .find(|l| l.starts_with("now vs run 1"))
+        .expect("the deltas' headline");
+    assert!(headline.contains("largest per-layer change: /stage3/Relu_1_output_0"), "{headline}");
+    h.snapshot_options("comparator_before_after", &snapshot_options());
+    h.get_by_label("Pin this run").click();
+    settle(&mut h);
+    h.get_by_label("Unpin this run");
 }

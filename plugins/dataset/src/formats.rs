@@ -367,6 +367,26 @@ fn read_cifar_python(folder: &Path, files: &[String], ctx: &EvalContext) -> Resu
     Ok(Split { width: 32, height: 32, pixels, labels, class_names })
 }
 
+/// The identity of an image folder for cache keys: every class subfolder's and image
+/// file's path, size and modification time (an image edited in place, added or removed
+/// changes it), hashed.
+pub fn folder_identity(folder: &Path) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut stack = vec![(folder.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        h.update(quantgraph_nodes::kind::file_identity(&dir).as_bytes());
+        let Ok(entries) = list_dir(&dir) else { continue };
+        for e in entries {
+            if e.is_dir() && depth == 0 {
+                stack.push((e, 1));
+            } else if is_image(&e) {
+                h.update(quantgraph_nodes::kind::file_identity(&e).as_bytes());
+            }
+        }
+    }
+    format!("{}:{:016x}", folder.display(), h.digest())
+}
+
 /// How image-folder labels are found.
 #[derive(Debug, Clone, Default)]
 pub struct LabelOptions {
@@ -514,6 +534,16 @@ fn list_csv(folder: &Path, csv_path: &Path, classes: Option<&[(String, String)]>
             continue;
         }
         let label: u32 = match (label.parse::<u32>(), index.get(label)) {
+            (Ok(n), Some(k)) if n != *k => {
+                return Err(NodeError::file(
+                    format!(
+                    "row {}: label '{label}' is ambiguous: it is output index {n} and also the id of class {k} in the \
+                         class list; use class ids that are not numbers, or indices without a class list",
+                    row + 1
+                ),
+                    csv_path,
+                ))
+            }
             (_, Some(k)) => *k,
             (Ok(k), None) => k,
             (Err(_), None) => {
@@ -537,6 +567,12 @@ fn list_csv(folder: &Path, csv_path: &Path, classes: Option<&[(String, String)]>
         let path = folder.join(file);
         if !path.starts_with(folder) || file.split(['/', '\\']).any(|part| part == "..") {
             return Err(NodeError::file(format!("row {}: '{file}' is outside the folder", row + 1), csv_path));
+        }
+        if !path.is_file() {
+            return Err(NodeError::file(
+                format!("row {}: expected an image file at {}, found none", row + 1, path.display()),
+                csv_path,
+            ));
         }
         listing.files.push(path);
         listing.labels.push(label);

@@ -158,22 +158,21 @@ impl NodeKind for Cifar10Loader {
             shard: formats::parse_shard(&r.str("shard")?)?,
         };
         // Bad preprocessing params fail before anything is read.
-        let text: Vec<String> =
-            ["normalize", "scale", "mean", "std", "layout", "resize", "resize_to", "filter", "crop", "channels"]
-                .iter()
-                .map(|k| r.str(k))
-                .collect::<Result<_, _>>()?;
+        let text = |key: &str| r.str(key);
+        let (normalize, scale, mean, std) = (text("normalize")?, text("scale")?, text("mean")?, text("std")?);
+        let (layout, resize, resize_to) = (text("layout")?, text("resize")?, text("resize_to")?);
+        let (filter, crop, channels) = (text("filter")?, text("crop")?, text("channels")?);
         let pre = Preprocess::from_params(&PreprocessParams {
-            normalize: &text[0],
-            scale: &text[1],
-            mean: &text[2],
-            std: &text[3],
-            layout: &text[4],
-            resize: &text[5],
-            resize_to: &text[6],
-            filter: &text[7],
-            crop: &text[8],
-            channels: &text[9],
+            normalize: &normalize,
+            scale: &scale,
+            mean: &mean,
+            std: &std,
+            layout: &layout,
+            resize: &resize,
+            resize_to: &resize_to,
+            filter: &filter,
+            crop: &crop,
+            channels: &channels,
         })?;
         let layout = if pre.layout_nhwc { Layout::Nhwc } else { Layout::Nchw };
         ctx.progress(0.1, "reading");
@@ -198,7 +197,18 @@ impl NodeKind for Cifar10Loader {
     fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
         let r = ParamReader::new(params, self.params());
         let dir = data_dir(&r.str("path").ok()?, base_dir);
-        let files = Source::parse(&r.str("format").ok()?, &r.str("split").ok()?).identity_files(&dir);
+        let source = Source::parse(&r.str("format").ok()?, &r.str("split").ok()?);
+        if let Source::ImageFolder { .. } = source {
+            let mut parts = vec![formats::folder_identity(&source.folder(&dir))];
+            for key in ["classes", "labels_csv"] {
+                let p = r.str(key).ok()?;
+                if !p.trim().is_empty() {
+                    parts.push(file_identity(&quantgraph_nodes::kind::resolve_path(base_dir, &p)));
+                }
+            }
+            return Some(parts.join(";"));
+        }
+        let files = source.identity_files(&dir);
         Some(files.iter().map(|f| file_identity(f)).collect::<Vec<_>>().join(";"))
     }
 }
@@ -266,8 +276,9 @@ fn folder_dataset(
     let labels: Vec<u32> = chosen.iter().map(|&i| listing.labels[i]).collect();
     // Identity: every chosen file's path, size and time, and the preprocessing.
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for f in &files {
-        h.update(file_identity(f).as_bytes());
+    let listed: Vec<String> = files.iter().map(|f| file_identity(f)).collect();
+    for id in &listed {
+        h.update(id.as_bytes());
     }
     let identity = format!("files {:016x} {} {}", h.digest(), files.len(), pre.describe());
     // The output size: fixed by the resize/crop, else that of the first image (each image is
@@ -288,23 +299,34 @@ fn folder_dataset(
             let want = pre.output_size(w, h).ok_or_else(|| {
                 NodeError::file(format!("a {:?} crop does not fit in this {w}×{h} image", pre.crop), first)
             })?;
-            if pre.resize == preprocess::Resize::None && pre.crop.is_none() {
-                for (k, f) in files.iter().enumerate() {
-                    if k % 256 == 0 {
-                        ctx.check_cancelled()?;
-                        ctx.progress(0.4 + 0.5 * k as f32 / files.len() as f32, "checking image sizes");
-                    }
-                    let (fw, fh) = dims(f)?;
-                    if (fw, fh) != (w, h) {
-                        return Err(NodeError::file(
-                            format!(
-                                "expected {w}×{h} pixels like {}, found {fw}×{fh}; set Resize (e.g. shorter-side 256) \
-                                 and Center crop (e.g. 224) so images of any size come out the same",
-                                first.display()
-                            ),
-                            f,
-                        ));
-                    }
+            // Every image must come out the same size: check the headers now, so a folder
+            // of mixed sizes fails here, on the loader, naming the first odd file.
+            for (k, f) in files.iter().enumerate() {
+                if k % 256 == 0 {
+                    ctx.check_cancelled()?;
+                    ctx.progress(0.4 + 0.5 * k as f32 / files.len() as f32, "checking image sizes");
+                }
+                let (fw, fh) = dims(f)?;
+                if pre.output_size(fw, fh) != Some(want) {
+                    let what = if pre.is_geometric() {
+                        format!(
+                            "expected images that come out {}×{} after preprocessing like {} ({w}×{h}), found {fw}×{fh}, which \
+                             comes out {}",
+                            want.0,
+                            want.1,
+                            first.display(),
+                            pre.output_size(fw, fh).map_or("too small to crop".to_owned(), |(a, b)| format!("{a}×{b}"))
+                        )
+                    } else {
+                        format!("expected {w}×{h} pixels like {}, found {fw}×{fh}", first.display())
+                    };
+                    return Err(NodeError::file(
+                        format!(
+                            "{what}; set Resize (e.g. shorter-side 256) and Center crop (e.g. 224) so images of any size \
+                             come out the same"
+                        ),
+                        f,
+                    ));
                 }
             }
             want
@@ -312,7 +334,8 @@ fn folder_dataset(
     };
     let mut notes = listing.notes.clone();
     notes.insert(0, format!("{} ({})", folder.display(), source.describe()));
-    let src = StreamSource::new(Items::Files(files), labels.clone(), chosen.clone(), pre.clone(), size, identity);
+    let src =
+        StreamSource::new(Items::Files(files, listed), labels.clone(), chosen.clone(), pre.clone(), size, identity);
     let mut preview = Vec::new();
     for i in 0..labels.len().min(PREVIEW_COUNT) {
         ctx.check_cancelled()?;
@@ -339,6 +362,6 @@ fn folder_dataset(
 fn before_after(src: &StreamSource, i: usize) -> Option<(PreviewImage, PreviewImage)> {
     let original = src.original(i).ok()?;
     let prepared = src.prepared(i).ok()?;
-    let label = 0;
+    let label = src.label(i);
     Some((stream::preview(&original, 160, i, label), stream::preview(&prepared, 160, i, label)))
 }

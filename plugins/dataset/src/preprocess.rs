@@ -113,7 +113,7 @@ mod pillow {
         let horizontal = if sw != w {
             let coeffs = coefficients(sw, w, kernel);
             let src = img.as_raw();
-            let mut out = vec![0u8; (w * sh * 3) as usize];
+            let mut out = vec![0u8; w as usize * sh as usize * 3];
             for y in 0..sh as usize {
                 let row = &src[y * sw as usize * 3..(y + 1) * sw as usize * 3];
                 for (x, (xmin, k)) in coeffs.iter().enumerate() {
@@ -136,7 +136,7 @@ mod pillow {
         let coeffs = coefficients(sh, h, kernel);
         let src = horizontal.as_raw();
         let stride = w as usize * 3;
-        let mut out = vec![0u8; (w * h * 3) as usize];
+        let mut out = vec![0u8; w as usize * h as usize * 3];
         for (y, (ymin, k)) in coeffs.iter().enumerate() {
             for i in 0..stride {
                 let mut acc = half;
@@ -173,6 +173,9 @@ mod pillow {
 
 /// Grey used by letterbox padding.
 pub const LETTERBOX_FILL: u8 = 114;
+/// The largest image resizing may make (a very thin image resized by its shorter side
+/// would otherwise ask for gigabytes).
+pub const MAX_RESIZED_PIXELS: u64 = 64 << 20;
 
 /// Pixel preprocessing.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,6 +314,14 @@ impl Preprocess {
             }
         };
         let crop = if p.crop.trim().is_empty() { None } else { Some(size("crop", p.crop, true)?) };
+        if let Resize::Exact(w, h) | Resize::Letterbox(w, h) = resize {
+            if u64::from(w) * u64::from(h) > MAX_RESIZED_PIXELS {
+                return Err(NodeError::param(
+                    "resize_to",
+                    format!("{w}×{h} is more than the {} Mpx QuantGraph allows", MAX_RESIZED_PIXELS >> 20),
+                ));
+            }
+        }
         // A crop larger than a fixed resize can never fit.
         if let Some((cw, ch)) = crop {
             let fixed = match resize {
@@ -357,11 +368,12 @@ impl Preprocess {
     }
 
     fn resized_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let clamp = |v: u64| v.min(u64::from(u32::MAX)) as u32;
         match self.resize {
             Resize::None => (w, h),
             // torchvision: the longer side is int(N · long / short).
-            Resize::Shorter(n) if w <= h => (n, ((u64::from(n) * u64::from(h)) / u64::from(w.max(1))) as u32),
-            Resize::Shorter(n) => (((u64::from(n) * u64::from(w)) / u64::from(h.max(1))) as u32, n),
+            Resize::Shorter(n) if w <= h => (n, clamp((u64::from(n) * u64::from(h)) / u64::from(w.max(1)))),
+            Resize::Shorter(n) => (clamp((u64::from(n) * u64::from(w)) / u64::from(h.max(1))), n),
             Resize::Exact(tw, th) | Resize::Letterbox(tw, th) => (tw, th),
         }
     }
@@ -400,6 +412,17 @@ impl Preprocess {
     /// ([`Preprocess::output_size`]).
     pub fn geometry(&self, img: RgbImage) -> Result<RgbImage, String> {
         let (w, h) = img.dimensions();
+        if w == 0 || h == 0 {
+            return Err(format!("expected an image with pixels, found {w}×{h}"));
+        }
+        let (rw, rh) = self.resized_size(w, h);
+        if u64::from(rw) * u64::from(rh) > MAX_RESIZED_PIXELS {
+            return Err(format!(
+                "resizing this {w}×{h} image would make it {rw}×{rh}, more than the {} Mpx QuantGraph allows (is it a \
+                 very thin strip?)",
+                MAX_RESIZED_PIXELS >> 20
+            ));
+        }
         let img = match self.resize {
             Resize::None => img,
             Resize::Shorter(_) | Resize::Exact(..) => {

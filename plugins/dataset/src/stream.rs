@@ -15,8 +15,8 @@ use crate::preprocess::Preprocess;
 
 /// Where the pixels come from.
 pub enum Items {
-    /// Image files, decoded on demand.
-    Files(Vec<PathBuf>),
+    /// Image files, decoded on demand, with each file's identity (size, time) when listed.
+    Files(Vec<PathBuf>, Vec<String>),
     /// Images already in memory (CIFAR-10), resized on demand.
     Raw(Arc<RawImages>),
 }
@@ -57,32 +57,47 @@ impl StreamSource {
 
     fn count(&self) -> usize {
         match &self.items {
-            Items::Files(f) => f.len(),
+            Items::Files(f, _) => f.len(),
             Items::Raw(r) => r.len(),
         }
+    }
+
+    /// The label of item `i`.
+    pub fn label(&self, i: usize) -> u32 {
+        self.labels.get(i).copied().unwrap_or(0)
     }
 
     /// Item `i`, decoded (RGB, original size).
     pub fn original(&self, i: usize) -> Result<RgbImage, NodeError> {
         match &self.items {
-            Items::Files(files) => {
-                let path = files.get(i).ok_or_else(|| NodeError::failed(format!("no image {i}")))?;
+            Items::Files(files, listed) => {
+                let path = files.get(i).ok_or_else(|| {
+                    NodeError::failed(format!("expected an image number below {}, found {i}", files.len()))
+                })?;
+                // A file changed since the folder was listed would mix old and new pixels
+                // between results cached before and computed after.
+                if listed.get(i).is_some_and(|id| *id != quantgraph_nodes::kind::file_identity(path)) {
+                    return Err(NodeError::file(
+                        "the image changed (or disappeared) since the folder was listed; evaluate again to re-read the folder",
+                        path,
+                    ));
+                }
                 decode_file(path)
             }
             Items::Raw(raw) => {
                 let (w, h) = (raw.width, raw.height);
                 let plane = w * h;
-                let src = raw
-                    .pixels
-                    .get(i * 3 * plane..(i + 1) * 3 * plane)
-                    .ok_or_else(|| NodeError::failed(format!("no image {i}")))?;
+                let src = raw.pixels.get(i * 3 * plane..(i + 1) * 3 * plane).ok_or_else(|| {
+                    NodeError::failed(format!("expected an image number below {}, found {i}", raw.len()))
+                })?;
                 let mut rgb = vec![0u8; 3 * plane];
                 for p in 0..plane {
                     for c in 0..3 {
                         rgb[p * 3 + c] = src[c * plane + p];
                     }
                 }
-                RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(|| NodeError::failed("bad image size"))
+                RgbImage::from_raw(w as u32, h as u32, rgb)
+                    .ok_or_else(|| NodeError::failed(format!("image {i}: expected {w}×{h} RGB pixels, found fewer")))
             }
         }
     }
@@ -110,7 +125,7 @@ impl StreamSource {
 
     fn item_error(&self, i: usize, what: &str) -> NodeError {
         match &self.items {
-            Items::Files(files) => match files.get(i) {
+            Items::Files(files, _) => match files.get(i) {
                 Some(p) => NodeError::file(what.to_owned(), p),
                 None => NodeError::failed(what.to_owned()),
             },

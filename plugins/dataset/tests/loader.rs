@@ -460,3 +460,57 @@ fn special_files_and_non_finite_preprocessing_are_refused() {
         assert!(err.contains("expected a regular file, found a FIFO"), "{err}");
     }
 }
+
+/// What would give wrong or stale numbers is refused where it starts: an image edited in
+/// place changes the loader's cache identity and, mid-run, is an error; images that would
+/// come out at different sizes fail on the loader; a CSV row naming a missing file, a label
+/// that is both an index and another class's id, and a resize to gigapixels are errors.
+#[test]
+fn stale_images_mixed_outputs_and_oversized_resizes_are_refused() {
+    let dir = photo_folder();
+    let params: Params =
+        serde_json::from_value(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder",
+        "count": 0, "resize": "exact", "resize_to": "16x16"}))
+        .unwrap();
+    let before = Cifar10Loader.external_identity(&params, None).unwrap();
+    let d = run(serde_json::to_value(&params).unwrap()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    image::RgbImage::from_pixel(41, 30, image::Rgb([1, 2, 3])).save(dir.path().join("n01/0.png")).unwrap();
+    let after = Cifar10Loader.external_identity(&params, None).unwrap();
+    assert_ne!(before, after, "an image edited in place changes the identity");
+    let err = d.images.batch(0, 2, &|| false).unwrap_err().to_string();
+    assert!(err.contains("changed (or disappeared) since the folder was listed") && err.ends_with("0.png"), "{err}");
+
+    // Shorter-side without a crop: these images come out at different sizes.
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "count": 0,
+        "resize": "shorter-side", "resize_to": "16"}))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("after preprocessing") && err.contains("set Resize"), "{err}");
+
+    std::fs::write(dir.path().join("missing.csv"), "n01/0.png,1\nn01/nope.png,1\n").unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "resize": "exact",
+        "resize_to": "8x8", "labels_csv": path_of(&dir.path().join("missing.csv"))}))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("row 2: expected an image file") && err.contains("nope.png"), "{err}");
+
+    std::fs::write(dir.path().join("numbers.txt"), "7\n3\n").unwrap();
+    std::fs::write(dir.path().join("ambiguous.csv"), "n01/0.png,3\n").unwrap();
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "format": "image-folder", "resize": "exact",
+        "resize_to": "8x8", "classes": path_of(&dir.path().join("numbers.txt")),
+        "labels_csv": path_of(&dir.path().join("ambiguous.csv"))}))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("ambiguous"), "{err}");
+
+    // A 1-pixel-wide strip resized by its shorter side would be gigapixels.
+    let thin = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(thin.path().join("a")).unwrap();
+    image::RgbImage::from_pixel(1, 20_000, image::Rgb([9, 9, 9])).save(thin.path().join("a/strip.png")).unwrap();
+    let d = run(serde_json::json!({"path": path_of(thin.path()), "format": "image-folder", "resize": "shorter-side",
+        "resize_to": "256", "crop": "224"}))
+    .unwrap();
+    let err = d.images.batch(0, 1, &|| false).unwrap_err().to_string();
+    assert!(err.contains("more than the 64 Mpx") && err.ends_with("strip.png"), "{err}");
+}

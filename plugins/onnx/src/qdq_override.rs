@@ -136,14 +136,22 @@ fn wired_edits(report: &Report) -> Result<Vec<Edit>, NodeError> {
             }
             z => z.map(|z| z as i32),
         };
-        out.push(Edit {
-            tensor,
-            scale: num("scale").map(|s| s as f32),
-            factor: None,
-            zero_point,
-            channel: num("channel").map(|c| c as usize),
-            target: Target::Pair,
-        });
+        let channel = match num("channel") {
+            Some(c) if c.fract() != 0.0 || !c.is_finite() || c < 0.0 => {
+                return Err(NodeError::input(
+                    "edits",
+                    format!("tensor '{tensor}': channel {c} is not a channel number"),
+                ))
+            }
+            c => c.map(|c| c as usize),
+        };
+        let scale = match num("scale") {
+            Some(s) if !(s.is_finite() && s > 0.0) => {
+                return Err(NodeError::input("edits", format!("tensor '{tensor}': scale must be positive, found {s}")))
+            }
+            s => s.map(|s| s as f32),
+        };
+        out.push(Edit { tensor, scale, factor: None, zero_point, channel, target: Target::Pair });
     }
     Ok(out)
 }
@@ -505,12 +513,20 @@ impl NodeKind for QdqOverride {
                 ),
             ));
         }
-        // Edits from a wire (a Scale Search) first; the node's own edits after, so they win.
+        // Edits from a wire (a Scale Search) first; the node's own edits after, so they win
+        // (field by field: an own edit of the scale alone keeps a wired zero-point).
         let mut edits = match inputs.optional("edits") {
             Some(Value::Table(report)) => wired_edits(report)?,
             Some(_) => return Err(NodeError::input("edits", "expected a table of edits")),
             None => Vec::new(),
         };
+        // Wired edits are checked here, so that their errors name the input, not the param.
+        if !edits.is_empty() {
+            plan(&model.info.qdq, &edits, None, &BTreeMap::new()).map_err(|e| match e {
+                NodeError::Param { message, .. } => NodeError::input("edits", message),
+                other => other,
+            })?;
+        }
         edits.extend(self::edits(&r)?);
         let pattern_text = r.str("rule_pattern")?;
         let pattern = regex::Regex::new(&pattern_text)

@@ -14,8 +14,13 @@
 //!    that is below the pair's own exact error, so no tensor's local MSE gets worse.
 //!
 //! The local error compares the dequantized value with the tensor the pair quantizes, or,
-//! for a pair whose range starts at 0 (the quantizer folded a Relu into it), with `max(x, 0)`:
-//! the clipping at 0 is the Relu's job, not an error.
+//! for a pair whose range starts at 0 (the quantizer folded a Relu into it, or calibration
+//! saw no negative values), with `max(x, 0)`: the clipping at 0 is kept as it is and not
+//! counted as error.
+//!
+//! What is guaranteed is local: each pair's own error, with every other pair as it is, on the
+//! search images. All changed pairs are then applied together, which also changes what
+//! downstream pairs see; the comparator downstream shows what that does to the outputs.
 //!
 //! Output `edits` is a report whose `edits` table (tensor, scale, zero_point) a QDQ Override
 //! takes on its `edits` input; its `search` table has every pair's figures before and after.
@@ -147,7 +152,8 @@ impl Target {
         let lows: Vec<f32> = if self.one_sided || self.symmetric { vec![1.0] } else { fractions.clone() };
         for fl in &lows {
             for fh in &fractions {
-                let (a, b) = (lo * fl, hi * fh);
+                // A symmetric pair sweeps its absolute maximum, whichever side holds it.
+                let (a, b) = if self.symmetric { (lo * fh, hi * fh) } else { (lo * fl, hi * fh) };
                 let Some((s, zp)) = self.params_for(a, b) else { continue };
                 let mse = self.estimate(s, zp);
                 if mse < best.0 {
@@ -490,6 +496,22 @@ mod tests {
             assert!(chosen <= brute * 1.02, "one-sided {one_sided}: chosen {chosen} vs brute force {brute}");
             assert!(chosen < exact(t.scale, t.zero_point), "the outliers make a tighter range better");
         }
+    }
+
+    /// A symmetric pair whose larger side is negative still gets its range narrowed.
+    #[test]
+    fn a_symmetric_pair_sweeps_the_larger_side_too() {
+        // 100,000 values spread over [−1, 1] and one at −3: clipping it costs less than the
+        // coarse steps a ±3 range gives everything else.
+        let values: Vec<f32> =
+            (0..100_000).map(|i| if i == 7 { -3.0 } else { ((i * 37) % 100_000) as f32 / 50_000.0 - 1.0 }).collect();
+        let mut t = target(&values, false);
+        t.symmetric = true;
+        t.scale = 3.0 / 127.5;
+        let (s, zp, _, _) = t.search(0.3, 20);
+        assert_eq!(zp, 0);
+        assert!(s < t.scale * 0.7, "the outlier at −3 no longer sets the range: {s} vs {}", t.scale);
+        assert!(t.sse(&values, s, 0) < t.sse(&values, t.scale, 0));
     }
 
     #[test]
