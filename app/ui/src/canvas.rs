@@ -72,6 +72,14 @@ pub fn palette_ui(
 }
 
 /// The snarl viewer: draws nodes from the registry's kinds and applies canvas edits.
+/// Node title text size on the canvas at zoom 1 (≥ 13 px at the zoom that frames the
+/// default graph at 1600×1000).
+pub const TITLE_SIZE: f32 = 17.0;
+/// Ports and status line.
+pub const BODY_SIZE: f32 = 15.0;
+/// Summary and error lines.
+pub const DETAIL_SIZE: f32 = 14.5;
+
 pub struct CanvasViewer<'a> {
     pub editor: &'a mut Editor,
     /// Nodes added during this frame (to select them).
@@ -151,6 +159,20 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         }
     }
 
+    fn show_header(
+        &mut self,
+        node: egui_snarl::NodeId,
+        _: &[InPin],
+        _: &[OutPin],
+        ui: &mut egui::Ui,
+        snarl: &mut Snarl<NodeId>,
+    ) {
+        let Some(id) = snarl.get_node(node).copied() else { return };
+        let title = self.title(&id);
+        let r = ui.label(egui::RichText::new(title).size(TITLE_SIZE).strong());
+        self.editor.measure_node(id, r.rect, ui.ctx().cumulative_pass_nr());
+    }
+
     fn inputs(&mut self, node: &NodeId) -> usize {
         self.editor.graph.input_ports(&self.editor.registry, *node).map_or(0, |p| p.len())
     }
@@ -169,7 +191,10 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         match port {
             Some(p) => {
                 let text = if p.optional { format!("{} (optional)", p.name) } else { p.name.clone() };
-                ui.label(text).on_hover_text(p.ty.name());
+                let r = ui.label(egui::RichText::new(text).size(BODY_SIZE)).on_hover_text(p.ty.name());
+                if let Some(id) = snarl.get_node(pin.id.node).copied() {
+                    self.editor.measure_node(id, r.rect, ui.ctx().cumulative_pass_nr());
+                }
                 PinInfo::circle().with_fill(port_color(p.ty))
             }
             None => PinInfo::circle(),
@@ -185,7 +210,10 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         let port = self.port_spec(snarl, pin.id.node, pin.id.output, true).map(|(_, p)| p);
         match port {
             Some(p) => {
-                ui.label(&p.name).on_hover_text(p.ty.name());
+                let r = ui.label(egui::RichText::new(&p.name).size(BODY_SIZE)).on_hover_text(p.ty.name());
+                if let Some(id) = snarl.get_node(pin.id.node).copied() {
+                    self.editor.measure_node(id, r.rect, ui.ctx().cumulative_pass_nr());
+                }
                 PinInfo::circle().with_fill(port_color(p.ty)).with_wire_color(port_color(p.ty))
             }
             None => PinInfo::circle(),
@@ -206,37 +234,43 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
     ) {
         let Some(id) = snarl.get_node(node).copied() else { return };
         let status = self.status(id);
-        ui.vertical(|ui| {
-            ui.set_max_width(240.0);
+        let body = ui.vertical(|ui| {
+            ui.set_max_width(260.0);
             ui.horizontal(|ui| {
-                let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
-                ui.painter().circle_filled(rect.center(), 5.0, status.color());
-                ui.label(status.label());
+                let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+                ui.painter().circle_filled(rect.center(), 6.0, status.color());
+                ui.label(egui::RichText::new(status.label()).size(BODY_SIZE));
             });
             match &status {
                 NodeStatus::Running { fraction, message } => {
-                    ui.add(egui::ProgressBar::new(*fraction).text(message.as_str()).desired_width(220.0));
+                    ui.add(
+                        egui::ProgressBar::new(*fraction)
+                            .text(egui::RichText::new(message.as_str()).size(BODY_SIZE))
+                            .desired_width(250.0),
+                    );
                 }
                 NodeStatus::Failed(e) => {
-                    ui.colored_label(status.color(), egui::RichText::new(short(e, 60)).small()).on_hover_text(e);
+                    ui.colored_label(status.color(), egui::RichText::new(short(e, 60)).size(DETAIL_SIZE))
+                        .on_hover_text(e);
                 }
                 NodeStatus::Blocked(by) => {
                     let name = self.editor.graph.display_name(&self.editor.registry, *by);
-                    ui.label(egui::RichText::new(format!("blocked by {name}")).small());
+                    ui.label(egui::RichText::new(format!("blocked by {name}")).size(DETAIL_SIZE));
                 }
                 _ => {}
             }
             if let Some(s) = self.editor.summary(id) {
-                ui.label(egui::RichText::new(short(&s, 70)).small());
+                ui.label(egui::RichText::new(short(&s, 70)).size(DETAIL_SIZE));
             }
             if let Some(outputs) = self.editor.outputs.get(&id).cloned() {
                 for v in outputs.values() {
                     if let quantgraph_nodes::Value::Plot(p) = v {
-                        crate::views::plot_ui(ui, p, egui::Id::new(("node_plot", id.0)), 110.0, true);
+                        crate::views::plot_ui(ui, p, egui::Id::new(("node_plot", id.0)), 150.0, true);
                     }
                 }
             }
         });
+        self.editor.measure_node(id, body.response.rect, ui.ctx().cumulative_pass_nr());
     }
 
     fn has_on_hover_popup(&mut self, node: &NodeId) -> bool {
@@ -361,22 +395,29 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
     }
 
     fn current_transform(&mut self, to_global: &mut egui::emath::TSTransform, snarl: &mut Snarl<NodeId>) {
-        if !std::mem::take(&mut self.editor.frame_requested) {
+        // Frame all (after opening, and on F), and keep framing while nodes grow (results
+        // arrive, plots appear) or the canvas changes size — until the user pans or zooms.
+        if std::mem::take(&mut self.editor.frame_requested) {
+            self.editor.auto_fit = true;
+        } else if self.editor.auto_fit && *to_global != self.editor.canvas_transform {
+            self.editor.auto_fit = false;
+        }
+        if !self.editor.auto_fit {
             self.editor.canvas_transform = *to_global;
             return;
         }
-        // Frame all: fit every node (at its approximate size) into the canvas.
         let mut bbox = egui::Rect::NOTHING;
-        for (pos, _) in snarl.nodes_pos() {
-            bbox = bbox.union(egui::Rect::from_min_size(pos, egui::vec2(360.0, 230.0)));
+        for (pos, id) in snarl.nodes_pos() {
+            // A node not drawn yet: an estimate of its size until the next frame measures it.
+            let size = self.editor.node_sizes.get(id).copied().unwrap_or(egui::vec2(320.0, 200.0));
+            bbox = bbox.union(egui::Rect::from_min_size(pos, size));
         }
-        let view = self.editor.canvas_rect.shrink(20.0);
-        if !bbox.is_positive() || !view.is_positive() {
-            return;
+        let view = self.editor.canvas_rect.shrink(16.0);
+        if bbox.is_positive() && view.is_positive() {
+            let scaling = (view.width() / bbox.width()).min(view.height() / bbox.height()).clamp(0.2, 1.25);
+            to_global.scaling = scaling;
+            to_global.translation = view.center().to_vec2() - bbox.center().to_vec2() * scaling;
         }
-        let scaling = (view.width() / bbox.width()).min(view.height() / bbox.height()).clamp(0.2, 1.0);
-        to_global.scaling = scaling;
-        to_global.translation = view.center().to_vec2() - bbox.center().to_vec2() * scaling;
         self.editor.canvas_transform = *to_global;
     }
 

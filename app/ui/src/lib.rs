@@ -162,6 +162,13 @@ pub struct Editor {
     pub(crate) snapshots: snapshots::Snapshots,
     /// Fit the canvas to all nodes on the next frame (F, and after opening).
     pub frame_requested: bool,
+    /// Keep the whole graph framed (set by a frame request, cleared when the user pans or
+    /// zooms).
+    pub(crate) auto_fit: bool,
+    /// Each node's size on the canvas (graph units), as last drawn: the union of its
+    /// header, pins and body, plus the frame's margins.
+    pub(crate) node_sizes: BTreeMap<NodeId, egui::Vec2>,
+    node_extent: BTreeMap<NodeId, (u64, egui::Rect)>,
     pub(crate) canvas_rect: egui::Rect,
     /// The canvas's graph → screen transform, as of the last frame.
     pub canvas_transform: egui::emath::TSTransform,
@@ -199,6 +206,9 @@ impl Editor {
             views: views::ViewState::default(),
             snapshots: snapshots::Snapshots::default(),
             frame_requested: true,
+            auto_fit: false,
+            node_sizes: BTreeMap::new(),
+            node_extent: BTreeMap::new(),
             canvas_rect: egui::Rect::NOTHING,
             canvas_transform: egui::emath::TSTransform::IDENTITY,
         }
@@ -615,6 +625,19 @@ impl Editor {
         }
         self.snarl = snarl;
         self.snarl_ids = ids;
+    }
+
+    /// Where the canvas was drawn last frame (screen points).
+    pub fn canvas_rect(&self) -> egui::Rect {
+        self.canvas_rect
+    }
+
+    /// Record part of what a node drew this frame (header, a pin, the body): the parts of one
+    /// frame (`pass`) make its extent.
+    pub(crate) fn measure_node(&mut self, node: NodeId, rect: egui::Rect, pass: u64) {
+        let extent = self.node_extent.entry(node).or_insert((pass, rect));
+        *extent = if extent.0 == pass { (pass, extent.1.union(rect)) } else { (pass, rect) };
+        self.node_sizes.insert(node, extent.1.size() + egui::vec2(20.0, 16.0));
     }
 
     /// A texture made by `make` only when `key` is not cached yet (for images decoded on

@@ -364,3 +364,38 @@ fn a_comparator_shows_now_against_an_earlier_run() {
     settle(&mut h);
     h.get_by_label("Unpin this run");
 }
+
+/// Readable at the default size: on the default graph at 1600×1000, the initial view frames
+/// every node inside the canvas, node titles are at least 13 px and body text 11 px tall.
+#[test]
+fn the_default_graph_is_readable_at_the_default_window_size() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1600.0, 1000.0))
+        .build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), ed);
+    for _ in 0..6 {
+        h.step();
+    }
+    let ed = h.state();
+    let canvas = ed.canvas_rect();
+    let t = ed.canvas_transform;
+    assert!(
+        quantgraph_ui::canvas::TITLE_SIZE * t.scaling >= 13.0,
+        "titles at {} px",
+        quantgraph_ui::canvas::TITLE_SIZE * t.scaling
+    );
+    assert!(
+        quantgraph_ui::canvas::DETAIL_SIZE * t.scaling >= 11.0,
+        "body text at {} px",
+        quantgraph_ui::canvas::DETAIL_SIZE * t.scaling
+    );
+    // Every node's title is inside the canvas (accesskit bounds are in graph units).
+    for label in ["fp32 · ONNX Model", "override · QDQ Override", "confusion_plot · Chart", "sqnr_plot · Chart"] {
+        let b = h.get_by_label(label).accesskit_node().bounding_box().unwrap();
+        let on_screen =
+            t * egui::Rect::from_min_max(egui::pos2(b.x0 as f32, b.y0 as f32), egui::pos2(b.x1 as f32, b.y1 as f32));
+        assert!(canvas.contains_rect(on_screen), "{label} at {on_screen:?} is outside the canvas {canvas:?}");
+    }
+    h.snapshot_options("default_graph_framed", &snapshot_options());
+}
