@@ -6,7 +6,7 @@
 # (scripts/bench/mobilenet_reference.py): wall time, images/s and peak RSS as ratios; then
 # QuantGraph's peak RSS for 10,000 images (memory must not grow with the image count).
 #
-#   scripts/bench/photos.sh                 # N=1000 B=32, then 10,000 images
+#   scripts/bench/photos.sh                 # N=1000 B=8, then 10,000 images
 #   N=200 BIG=2000 scripts/bench/photos.sh  # quicker
 #   FULL=1 scripts/bench/photos.sh          # also the Python reference on BIG images
 #
@@ -14,7 +14,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-N="${N:-1000}"; B="${B:-32}"; BIG="${BIG:-10000}"
+N="${N:-1000}"; B="${B:-8}"; BIG="${BIG:-10000}"
 export ORT_DYLIB_PATH="$(scripts/ensure-ort.sh)"
 py="$(scripts/bench/setup.sh)"
 cargo test --workspace --locked --no-run --quiet 2>/dev/null || cargo test --workspace --locked --no-run
