@@ -328,11 +328,7 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
         egui::Grid::new(("summary", node.0, port)).show(ui, |ui| {
             for (k, v) in &r.summary {
                 ui.label(k);
-                ui.monospace(if k.starts_with("accuracy") || k.starts_with("agreement") {
-                    format!("{:.2} %", v * 100.0)
-                } else {
-                    format!("{v}")
-                });
+                ui.monospace(format_figure(k, *v, true));
                 ui.end_row();
             }
         });
@@ -527,6 +523,58 @@ fn short_name(name: &str) -> String {
     }
 }
 
+/// Longest text shown in a table cell; longer names are elided in the middle (full on hover).
+const NAME_CHARS: usize = 44;
+
+/// `name` shortened to `max` characters by an ellipsis in the middle, keeping both ends
+/// (tensor names differ at the end and start with their block).
+pub fn elide_middle(name: &str, max: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max || max < 3 {
+        return name.to_owned();
+    }
+    let head = (max - 1) / 2;
+    let tail = max - 1 - head;
+    format!("{}…{}", chars[..head].iter().collect::<String>(), chars[chars.len() - tail..].iter().collect::<String>())
+}
+
+/// A figure for display, by what its name says it is: accuracies and agreements (fractions)
+/// as percentages with 2 decimals (in a summary; a table column keeps the fraction with 4),
+/// decibels with 2 decimals, counts as integers, p-values with 3 significant digits, and
+/// anything else with 4 decimals (scientific when very large or small).
+pub fn format_figure(name: &str, x: f64, summary: bool) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "—".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    let is_fraction = name.starts_with("accuracy") || name.starts_with("agreement");
+    if is_fraction && summary {
+        return format!("{:.2} %", x * 100.0);
+    }
+    if name.ends_with("_db") || name.contains("_db_") {
+        return if summary { format!("{x:.2} dB") } else { format!("{x:.2}") };
+    }
+    let is_count = ["samples", "count", "correct", "flips", "groups", "images", "elements"]
+        .iter()
+        .any(|w| name.starts_with(w) || name.ends_with(w) || name.contains(&format!("{w}_")));
+    if is_count && x.fract() == 0.0 {
+        return format!("{x:.0}");
+    }
+    if name.ends_with("_p") || name == "p" || name.starts_with("p_") {
+        return if x != 0.0 && x.abs() < 1e-3 { format!("{x:.2e}") } else { format!("{x:.3}") };
+    }
+    if x != 0.0 && (x.abs() >= 1e5 || x.abs() < 1e-3) {
+        format!("{x:.4e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
 /// A sortable, filterable table. Returns the (original) index of a clicked row.
 pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, max_height: f32) -> Option<usize> {
     let mut clicked = None;
@@ -578,12 +626,20 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
             }
             ui.end_row();
             for &i in &order {
-                for c in &t.rows[i] {
-                    let text = match c {
-                        Cell::Num(x) if x.abs() >= 1e4 || (x.abs() < 1e-3 && *x != 0.0) => format!("{x:.4e}"),
-                        other => other.to_string(),
+                for (ci, c) in t.rows[i].iter().enumerate() {
+                    let column = t.columns.get(ci).map_or("", String::as_str);
+                    let (text, full) = match c {
+                        Cell::Num(x) => (format_figure(column, *x, false), None),
+                        Cell::Int(x) => (x.to_string(), None),
+                        Cell::Text(s) if s.chars().count() > NAME_CHARS => (elide_middle(s, NAME_CHARS), Some(s)),
+                        Cell::Text(s) => (s.clone(), None),
                     };
-                    if ui.selectable_label(false, text).clicked() {
+                    let r = ui.selectable_label(false, text);
+                    let r = match full {
+                        Some(full) => r.on_hover_text(full),
+                        None => r,
+                    };
+                    if r.clicked() {
                         clicked = Some(i);
                     }
                 }
@@ -670,4 +726,24 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
             ));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_formatted_by_what_they_are() {
+        assert_eq!(format_figure("accuracy_b", 0.817, true), "81.70 %");
+        assert_eq!(format_figure("min_sqnr_db", 23.79648869723696, true), "23.80 dB");
+        assert_eq!(format_figure("sqnr_db", 23.79648869723696, false), "23.80");
+        assert_eq!(format_figure("correct_a", 818.0, true), "818");
+        assert_eq!(format_figure("samples", 1000.0, false), "1000");
+        assert_eq!(format_figure("mcnemar_p", 1.0, true), "1.000");
+        assert_eq!(format_figure("mcnemar_p", 0.00001234, true), "1.23e-5");
+        assert_eq!(format_figure("mse", 0.000123456, false), "1.2346e-4");
+        assert_eq!(format_figure("cosine", 0.99876543, false), "0.9988");
+        assert_eq!(format_figure("x", f64::NAN, false), "—");
+        assert_eq!(elide_middle("/stage3/conv2/Conv_output_0_DequantizeLinear_Output", 24), "/stage3/con…inear_Output");
+    }
 }
