@@ -54,7 +54,9 @@ pub fn palette_ui(
     if by_category.is_empty() {
         ui.label("No node kind matches.");
     }
-    let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    // Enter in the search field adds the first kind listed (the field takes the focus back
+    // every frame, so `lost_focus` is never seen).
+    let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
     let mut first = None;
     for (cat, kinds) in by_category {
         ui.label(egui::RichText::new(cat).strong());
@@ -401,6 +403,17 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
             self.editor.auto_fit = true;
         } else if self.editor.auto_fit && *to_global != self.editor.canvas_transform {
             self.editor.auto_fit = false;
+        }
+        if let Some(node) = self.editor.center_on.take() {
+            // Go to a node (Find): keep the zoom, put the node in the middle.
+            self.editor.auto_fit = false;
+            let pos = snarl.nodes_pos().find(|(_, id)| **id == node).map(|(p, _)| p);
+            if let Some(pos) = pos {
+                let size = self.editor.node_sizes.get(&node).copied().unwrap_or(egui::vec2(320.0, 200.0));
+                let center = pos + size / 2.0;
+                to_global.translation =
+                    self.editor.canvas_rect.center().to_vec2() - center.to_vec2() * to_global.scaling;
+            }
         }
         if !self.editor.auto_fit {
             self.editor.canvas_transform = *to_global;

@@ -148,6 +148,10 @@ pub struct Editor {
     /// The last message for the user (a refused connection, a save error, …).
     pub message: Option<String>,
     pub palette: Option<Palette>,
+    /// The Find node window's query (Ctrl+F), when open.
+    pub find: Option<String>,
+    /// Center the canvas on this node next frame.
+    pub(crate) center_on: Option<NodeId>,
     pub prompt: Option<Prompt>,
     pub recent: Vec<PathBuf>,
     pub file_dialog: Option<FileDialog>,
@@ -196,6 +200,8 @@ impl Editor {
             modified: false,
             message: None,
             palette: None,
+            find: None,
+            center_on: None,
             prompt: None,
             recent: Vec::new(),
             file_dialog: None,
@@ -694,6 +700,7 @@ impl Editor {
             self.browse(browse);
         }
         self.palette_window_ui(ui);
+        self.find_window_ui(ui);
         self.prompt_ui(ui);
         // One undo step per gesture: commit once the pointer is up and no text is being typed.
         let pointer_down = ui.input(|i| i.pointer.any_down());
@@ -725,6 +732,9 @@ impl Editor {
         if hit(Modifiers::COMMAND, Key::N) {
             self.request(AfterPrompt::New);
         }
+        if hit(Modifiers::COMMAND, Key::F) {
+            self.find = Some(String::new());
+        }
         if typing {
             return;
         }
@@ -745,8 +755,9 @@ impl Editor {
             self.delete(&selection);
         }
         if hit(Modifiers::NONE, Key::Escape) {
-            if self.palette.is_some() {
+            if self.palette.is_some() || self.find.is_some() {
                 self.palette = None;
+                self.find = None;
             } else {
                 self.stop();
             }
@@ -883,6 +894,57 @@ impl Editor {
         let selected = egui_snarl::ui::get_selected_nodes(canvas::canvas_id(), ui.ctx());
         if let Some(first) = selected.first().and_then(|s| self.snarl.get_node(*s)) {
             self.selected = Some(*first);
+        }
+    }
+
+    /// Nodes whose label, kind name or kind id contain every word of `query`.
+    pub fn find_nodes(&self, query: &str) -> Vec<(NodeId, String)> {
+        let q = query.to_lowercase();
+        self.graph
+            .nodes()
+            .map(|n| (n.id, self.graph.display_name(&self.registry, n.id), n.kind.clone()))
+            .filter(|(_, name, kind)| {
+                let text = format!("{name} {kind}").to_lowercase();
+                q.split_whitespace().all(|w| text.contains(w))
+            })
+            .map(|(id, name, _)| (id, name))
+            .collect()
+    }
+
+    /// Select a node and bring it to the middle of the canvas.
+    pub fn go_to_node(&mut self, node: NodeId) {
+        self.selected = Some(node);
+        self.center_on = Some(node);
+    }
+
+    fn find_window_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(mut query) = self.find.take() else { return };
+        let mut open = true;
+        let mut chosen = None;
+        egui::Window::new("Find node").open(&mut open).collapsible(false).default_width(340.0).show(ui.ctx(), |ui| {
+            let r =
+                ui.add(egui::TextEdit::singleline(&mut query).hint_text("label or kind…").desired_width(f32::INFINITY));
+            // Enter makes the field give up focus in the same frame (and it is asked for again
+            // right away), so `lost_focus` is never seen: any Enter here means "go".
+            let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+            r.request_focus();
+            let found = self.find_nodes(&query);
+            if found.is_empty() {
+                ui.label("No node matches.");
+            }
+            for (id, name) in &found {
+                if ui.button(name).clicked() {
+                    chosen = Some(*id);
+                }
+            }
+            if enter {
+                chosen = chosen.or(found.first().map(|f| f.0));
+            }
+        });
+        if let Some(id) = chosen {
+            self.go_to_node(id);
+        } else if open {
+            self.find = Some(query);
         }
     }
 

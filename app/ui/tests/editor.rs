@@ -399,3 +399,63 @@ fn the_default_graph_is_readable_at_the_default_window_size() {
     }
     h.snapshot_options("default_graph_framed", &snapshot_options());
 }
+
+/// Ctrl+F finds a node by label or kind; Enter selects it and brings it to the middle of the
+/// canvas.
+#[test]
+fn ctrl_f_finds_a_node_and_centers_it() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1600.0, 1000.0))
+        .build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), ed);
+    for _ in 0..4 {
+        h.step();
+    }
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::F);
+    for _ in 0..3 {
+        h.step();
+    }
+    h.get_by_label("Find node");
+    assert_eq!(h.state().find_nodes("histo").len(), 1);
+    // The find field has the focus: typing goes there.
+    h.event(egui::Event::Text("histo".into()));
+    h.step();
+    assert_eq!(h.state().find.as_deref(), Some("histo"));
+    h.key_press(egui::Key::Enter);
+    for _ in 0..3 {
+        h.step();
+    }
+    let ed = h.state();
+    let hist = ed.graph().find_node("int8_histogram").unwrap();
+    assert_eq!(ed.selected, Some(hist));
+    assert!(ed.find.is_none(), "the window closes");
+    let b = h.get_by_label("int8_histogram · Tensor Histogram").accesskit_node().bounding_box().unwrap();
+    let title = ed.canvas_transform * egui::pos2(b.x0 as f32, b.y0 as f32);
+    let canvas = ed.canvas_rect();
+    assert!(
+        (title.x - canvas.center().x).abs() < 250.0 && (title.y - canvas.center().y).abs() < 250.0,
+        "the node's title at {title:?}, the canvas centre at {:?}",
+        canvas.center()
+    );
+}
+
+/// Space opens the palette; typing filters it and Enter adds the first kind listed.
+#[test]
+fn enter_in_the_palette_adds_the_first_match() {
+    let mut h = harness(Editor::new(registry()));
+    settle(&mut h);
+    h.key_press(egui::Key::Space);
+    for _ in 0..3 {
+        h.step();
+    }
+    h.event(egui::Event::Text("comparator".into()));
+    h.step();
+    h.key_press(egui::Key::Enter);
+    for _ in 0..3 {
+        h.step();
+    }
+    let kinds: Vec<String> = h.state().graph().nodes().map(|n| n.kind.clone()).collect();
+    assert_eq!(kinds, vec!["compare.comparator".to_owned()]);
+    assert!(h.state().palette.is_none());
+}
