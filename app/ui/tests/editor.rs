@@ -397,7 +397,8 @@ fn the_default_graph_is_readable_at_the_default_window_size() {
             t * egui::Rect::from_min_max(egui::pos2(b.x0 as f32, b.y0 as f32), egui::pos2(b.x1 as f32, b.y1 as f32));
         assert!(canvas.contains_rect(on_screen), "{label} at {on_screen:?} is outside the canvas {canvas:?}");
     }
-    h.snapshot_options("default_graph_framed", &snapshot_options());
+    // No snapshot here: evaluation starts on open, so node states depend on timing (the
+    // screenshot was looked at by hand; see also comparator_before_after.png, taken idle).
 }
 
 /// Ctrl+F finds a node by label or kind; Enter selects it and brings it to the middle of the
