@@ -7,7 +7,7 @@ numpy, onnx and onnxruntime only (no PyTorch, no dataset). Writes
 * models/mobilenetv2_fp32.onnx: opset 13, input `input` float32 [N, 3, 224, 224] (ImageNet
   mean/std normalized RGB), output `logits` float32 [N, 1000]. Conv 3x3/2 to 16, the 17
   inverted-residual blocks of the paper's table at width 0.35 (channels rounded to multiples
-  of 8 as Keras does: 8, 8, 16, 24, 32, 56, 112), 1x1 conv to 1280, GlobalAveragePool,
+  of 8 as Keras does: 8, 8, 16, 24, 32, 56, 112), 1x1 conv to 448, GlobalAveragePool,
   Flatten, Gemm. Blocks: 1x1 expansion Conv + Clip(0, 6) (absent where t = 1), depthwise 3x3
   Conv + Clip(0, 6), linear 1x1 projection Conv, Add where stride 1 and in == out channels.
   BatchNorm is "folded": every Conv has a bias.
@@ -44,7 +44,9 @@ SEED = 2024
 ALPHA = 0.35
 # t (expansion), c (output channels), n (repeats), s (stride of the first repeat)
 TABLE = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-LAST, CLASSES, SIZE = 1280, 1000, 224
+# The last 1x1 conv is scaled with the width like the others (448 = 1280 x 0.35; Keras keeps
+# 1280), so that the committed FP32 file stays under 4 MiB.
+LAST, CLASSES, SIZE = 448, 1000, 224
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 RESIDUAL_GAIN = 0.3  # a residual branch's projection output, against the skip path's
@@ -196,7 +198,7 @@ def build(x_init: np.ndarray) -> tuple[onnx.ModelProto, np.ndarray, list]:
                 t = add_out
             blk += 1
     x, t = bld.conv(x, t, "conv_last", LAST, "1x1")
-    feat = x.mean(axis=(1, 2))  # [N, 1280]
+    feat = x.mean(axis=(1, 2))  # [N, LAST]
     bld.nodes.append(helper.make_node("GlobalAveragePool", [t], ["/pool/GlobalAveragePool_output_0"],
                                       name="/pool/GlobalAveragePool"))
     bld.nodes.append(helper.make_node("Flatten", ["/pool/GlobalAveragePool_output_0"], ["/Flatten_output_0"],
