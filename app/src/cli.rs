@@ -451,20 +451,6 @@ fn comparators(path: &Path) -> anyhow::Result<BTreeMap<String, Report>> {
         .collect())
 }
 
-/// A long tensor name elided in the middle.
-fn elide(name: &str, max: usize) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    if chars.len() <= max {
-        return name.to_owned();
-    }
-    let half = (max - 1) / 2;
-    format!(
-        "{}…{}",
-        chars[..half].iter().collect::<String>(),
-        chars[chars.len() - (max - 1 - half)..].iter().collect::<String>()
-    )
-}
-
 fn diff(before: &Path, after: &Path, json: bool, all: bool) -> anyhow::Result<ExitCode> {
     let (b, a) = (comparators(before)?, comparators(after)?);
     let common: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
@@ -513,7 +499,7 @@ fn diff(before: &Path, after: &Path, json: bool, all: bool) -> anyhow::Result<Ex
             };
             println!(
                 "  {:<44} {:>9} {:>9} {:>8}{extra}",
-                elide(&r[0].to_string(), 44),
+                quantgraph_nodes::value::elide_middle(&r[0].to_string(), 44),
                 fmt(r.get(sb)),
                 fmt(r.get(sa)),
                 r.get(sd).and_then(Cell::as_f64).map_or("—".to_owned(), |v| format!("{v:+.2}")),

@@ -2,7 +2,6 @@
 //! a source that decodes and preprocesses samples batch by batch as a consumer asks for
 //! them, so that a folder of 50,000 photos never becomes one tensor.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -32,6 +31,29 @@ pub trait ImageSource: Send + Sync {
     fn identity(&self) -> String;
     /// Sample `i` as a small RGB thumbnail, decoded on demand.
     fn thumbnail(&self, i: usize) -> Option<PreviewImage>;
+}
+
+/// Samples of one batch: borrowed from a dense tensor, or the decoded batch a source keeps
+/// (shared, not copied).
+pub enum BatchData<'a> {
+    Borrowed(&'a [f32]),
+    Shared(Arc<Vec<f32>>),
+}
+
+impl fmt::Debug for BatchData<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BatchData({} values)", self.len())
+    }
+}
+
+impl std::ops::Deref for BatchData<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            BatchData::Borrowed(s) => s,
+            BatchData::Shared(v) => v,
+        }
+    }
 }
 
 /// The preprocessed pixels of a dataset.
@@ -123,7 +145,7 @@ impl Images {
         start: usize,
         end: usize,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Cow<'_, [f32]>, NodeError> {
+    ) -> Result<BatchData<'_>, NodeError> {
         if start > end || end > self.len() {
             return Err(NodeError::failed(format!("samples {start}..{end} are out of range (0..{})", self.len())));
         }
@@ -132,7 +154,7 @@ impl Images {
                 let item = t.item_len();
                 t.data
                     .get(start * item..end * item)
-                    .map(Cow::Borrowed)
+                    .map(BatchData::Borrowed)
                     .ok_or_else(|| NodeError::failed(format!("samples {start}..{end} are out of range")))
             }
             Images::Stream(s) => {
@@ -144,7 +166,7 @@ impl Images {
                         data.len()
                     )));
                 }
-                Ok(Cow::Owned(Arc::unwrap_or_clone(data)))
+                Ok(BatchData::Shared(data))
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::images::{ImageSource, Images};
+pub use crate::images::{BatchData, ImageSource, Images};
 
 /// The type of a port. A wire may only join ports of the same type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -667,6 +667,18 @@ impl fmt::Display for Cell {
             Cell::Text(t) => f.write_str(t),
         }
     }
+}
+
+/// `name` shortened to `max` characters by an ellipsis in the middle, keeping both ends
+/// (tensor names differ at the end and start with their block).
+pub fn elide_middle(name: &str, max: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max || max < 3 {
+        return name.to_owned();
+    }
+    let head = (max - 1) / 2;
+    let tail = max - 1 - head;
+    format!("{}…{}", chars[..head].iter().collect::<String>(), chars[chars.len() - tail..].iter().collect::<String>())
 }
 
 /// A named table.

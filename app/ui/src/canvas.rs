@@ -89,6 +89,21 @@ pub struct CanvasViewer<'a> {
 }
 
 impl CanvasViewer<'_> {
+    /// A pin's label, counted in its node's measured size.
+    fn port_label(
+        &mut self,
+        ui: &mut egui::Ui,
+        snarl: &Snarl<NodeId>,
+        node: egui_snarl::NodeId,
+        text: &str,
+        ty: PortType,
+    ) {
+        let r = ui.label(egui::RichText::new(text).size(BODY_SIZE)).on_hover_text(ty.name());
+        if let Some(id) = snarl.get_node(node).copied() {
+            self.editor.measure_node(id, r.rect, ui.ctx().cumulative_pass_nr());
+        }
+    }
+
     /// The node and declared port behind a pin.
     fn port_spec(
         &self,
@@ -193,10 +208,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         match port {
             Some(p) => {
                 let text = if p.optional { format!("{} (optional)", p.name) } else { p.name.clone() };
-                let r = ui.label(egui::RichText::new(text).size(BODY_SIZE)).on_hover_text(p.ty.name());
-                if let Some(id) = snarl.get_node(pin.id.node).copied() {
-                    self.editor.measure_node(id, r.rect, ui.ctx().cumulative_pass_nr());
-                }
+                self.port_label(ui, snarl, pin.id.node, &text, p.ty);
                 PinInfo::circle().with_fill(port_color(p.ty))
             }
             None => PinInfo::circle(),
@@ -212,10 +224,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
         let port = self.port_spec(snarl, pin.id.node, pin.id.output, true).map(|(_, p)| p);
         match port {
             Some(p) => {
-                let r = ui.label(egui::RichText::new(&p.name).size(BODY_SIZE)).on_hover_text(p.ty.name());
-                if let Some(id) = snarl.get_node(pin.id.node).copied() {
-                    self.editor.measure_node(id, r.rect, ui.ctx().cumulative_pass_nr());
-                }
+                self.port_label(ui, snarl, pin.id.node, &p.name, p.ty);
                 PinInfo::circle().with_fill(port_color(p.ty)).with_wire_color(port_color(p.ty))
             }
             None => PinInfo::circle(),

@@ -526,18 +526,6 @@ fn short_name(name: &str) -> String {
 /// Longest text shown in a table cell; longer names are elided in the middle (full on hover).
 const NAME_CHARS: usize = 44;
 
-/// `name` shortened to `max` characters by an ellipsis in the middle, keeping both ends
-/// (tensor names differ at the end and start with their block).
-pub fn elide_middle(name: &str, max: usize) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    if chars.len() <= max || max < 3 {
-        return name.to_owned();
-    }
-    let head = (max - 1) / 2;
-    let tail = max - 1 - head;
-    format!("{}…{}", chars[..head].iter().collect::<String>(), chars[chars.len() - tail..].iter().collect::<String>())
-}
-
 /// A figure for display, by what its name says it is: accuracies and agreements (fractions)
 /// as percentages with 2 decimals (in a summary; a table column keeps the fraction with 4),
 /// decibels with 2 decimals, counts as integers, p-values with 3 significant digits, and
@@ -631,7 +619,9 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                     let (text, full) = match c {
                         Cell::Num(x) => (format_figure(column, *x, false), None),
                         Cell::Int(x) => (x.to_string(), None),
-                        Cell::Text(s) if s.chars().count() > NAME_CHARS => (elide_middle(s, NAME_CHARS), Some(s)),
+                        Cell::Text(s) if s.chars().count() > NAME_CHARS => {
+                            (quantgraph_nodes::value::elide_middle(s, NAME_CHARS), Some(s))
+                        }
                         Cell::Text(s) => (s.clone(), None),
                     };
                     let r = ui.selectable_label(false, text);
@@ -744,6 +734,9 @@ mod tests {
         assert_eq!(format_figure("mse", 0.000123456, false), "1.2346e-4");
         assert_eq!(format_figure("cosine", 0.99876543, false), "0.9988");
         assert_eq!(format_figure("x", f64::NAN, false), "—");
-        assert_eq!(elide_middle("/stage3/conv2/Conv_output_0_DequantizeLinear_Output", 24), "/stage3/con…inear_Output");
+        assert_eq!(
+            quantgraph_nodes::value::elide_middle("/stage3/conv2/Conv_output_0_DequantizeLinear_Output", 24),
+            "/stage3/con…inear_Output"
+        );
     }
 }

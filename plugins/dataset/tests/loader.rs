@@ -19,7 +19,7 @@ fn run(params: serde_json::Value) -> Result<std::sync::Arc<Dataset>, NodeError> 
 
 /// Every sample's floats.
 fn pixels(d: &Dataset) -> Vec<f32> {
-    d.images.batch(0, d.len(), &|| false).unwrap().into_owned()
+    d.images.batch(0, d.len(), &|| false).unwrap().to_vec()
 }
 
 /// A CIFAR-10 binary batch of `n` records: record k has label k % 10 and pixel bytes

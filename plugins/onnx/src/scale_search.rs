@@ -72,6 +72,27 @@ pub fn qdq(x: f32, scale: f32, zero_point: i32, qmin: i32, qmax: i32) -> f32 {
 }
 
 impl Target {
+    /// A pair with scale `scale` and zero point `zero_point` on `[qmin, qmax]`, nothing
+    /// observed yet.
+    fn new(tensor: &str, scale: f32, zero_point: i32, (qmin, qmax): (i32, i32)) -> Self {
+        Target {
+            tensor: tensor.to_owned(),
+            scale,
+            zero_point,
+            qmin,
+            qmax,
+            one_sided: zero_point == qmin,
+            symmetric: zero_point == 0 && qmin < 0,
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            hist: vec![0; BINS],
+            sse_before: 0.0,
+            sse_after: 0.0,
+            count: 0,
+            best: None,
+        }
+    }
+
     fn reference(&self, x: f32) -> f32 {
         if self.one_sided {
             x.max(0.0)
@@ -178,27 +199,8 @@ fn targets(qdq: &[QdqEntry], pattern: &regex::Regex) -> (Vec<Target>, Vec<String
             skipped.push(format!("{} (per-channel activation pair: not searched)", e.float_tensor));
             continue;
         }
-        let (qmin, qmax) = e.qrange();
         let zero_point = e.zero_points.first().copied().unwrap_or(0);
-        out.insert(
-            e.float_tensor.clone(),
-            Target {
-                tensor: e.float_tensor.clone(),
-                scale: e.scales[0],
-                zero_point,
-                qmin,
-                qmax,
-                one_sided: zero_point == qmin,
-                symmetric: zero_point == 0 && qmin < 0,
-                min: f32::INFINITY,
-                max: f32::NEG_INFINITY,
-                hist: vec![0; BINS],
-                sse_before: 0.0,
-                sse_after: 0.0,
-                count: 0,
-                best: None,
-            },
-        );
+        out.insert(e.float_tensor.clone(), Target::new(&e.float_tensor, e.scales[0], zero_point, e.qrange()));
     }
     (out.into_values().collect(), skipped)
 }
@@ -433,22 +435,9 @@ mod tests {
     use super::*;
 
     fn target(values: &[f32], one_sided: bool) -> Target {
-        let mut t = Target {
-            tensor: "t".into(),
-            scale: 0.1,
-            zero_point: if one_sided { -128 } else { 0 },
-            qmin: -128,
-            qmax: 127,
-            one_sided,
-            symmetric: false,
-            min: f32::INFINITY,
-            max: f32::NEG_INFINITY,
-            hist: vec![0; BINS],
-            sse_before: 0.0,
-            sse_after: 0.0,
-            count: 0,
-            best: None,
-        };
+        let mut t = Target::new("t", 0.1, if one_sided { -128 } else { 0 }, (-128, 127));
+        // The helper's pairs are asymmetric unless a test says otherwise.
+        t.symmetric = false;
         for &x in values {
             let x = t.reference(x);
             t.min = t.min.min(x);
