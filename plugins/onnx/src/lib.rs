@@ -7,15 +7,19 @@
 //! * `onnx.layer_probe` ([`probe::LayerProbe`]) — run a model on a dataset, capture tensors.
 //! * `onnx.sensitivity` ([`sensitivity::Sensitivity`]) — per-layer sensitivity sweep, mixed-precision model.
 //! * `onnx.scale_search` ([`scale_search::ScaleSearch`]) — clip-range search per activation pair.
+//! * `onnx.calibrate` ([`calibrate::Calibrate`]) — FP32 model + images → QDQ model (MinMax, Percentile,
+//!   Entropy, MSE), the way ONNX Runtime's `quantize_static` places Q/DQ pairs ([`quantize`]).
 //!
 //! [`proto`] reads ONNX protobufs and edits them without losing unknown fields;
 //! [`runtime`] finds and loads the ONNX Runtime library.
 
+pub mod calibrate;
 pub mod info;
 pub mod model;
 pub mod probe;
 pub mod proto;
 pub mod qdq_override;
+pub mod quantize;
 pub mod reuse;
 pub mod runtime;
 pub mod scale_search;
@@ -30,5 +34,6 @@ pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<(
     registry.register::<probe::LayerProbe>()?;
     registry.register::<sensitivity::Sensitivity>()?;
     registry.register::<scale_search::ScaleSearch>()?;
+    registry.register::<calibrate::Calibrate>()?;
     Ok(())
 }

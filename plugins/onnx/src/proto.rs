@@ -622,6 +622,120 @@ fn flush_after(out: &mut Vec<u8>, pending: &mut Vec<&NodeProto>, made: &mut std:
     made.clear();
 }
 
+/// One node of a rebuilt graph: an original node (by its index among the graph's nodes, with
+/// inputs and outputs renamed by name, everything else copied byte for byte) or a new one.
+pub enum NodeOut {
+    Original {
+        index: usize,
+        inputs: std::collections::BTreeMap<String, String>,
+        outputs: std::collections::BTreeMap<String, String>,
+    },
+    New(NodeProto),
+}
+
+/// A graph rebuilt around its nodes: the node list replaced whole, initializers added and
+/// removed, value infos of tensors that no longer exist dropped.
+pub struct GraphRebuild {
+    pub nodes: Vec<NodeOut>,
+    pub extra_initializers: Vec<TensorProto>,
+    pub removed_initializers: std::collections::BTreeSet<String>,
+    pub dropped_value_info: std::collections::BTreeSet<String>,
+}
+
+/// Rename inputs (field 1) and outputs (field 2) of an encoded NodeProto by name.
+fn rename_tensors(
+    node: &[u8],
+    inputs: &std::collections::BTreeMap<String, String>,
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(node.len() + 64);
+    for f in fields(node)? {
+        let map = match (f.number, f.wire_type) {
+            (1, 2) => Some(inputs),
+            (2, 2) => Some(outputs),
+            _ => None,
+        };
+        match map.and_then(|m| m.get(String::from_utf8_lossy(f.payload).as_ref())) {
+            Some(name) => put_len_delimited(&mut out, f.number, name.as_bytes()),
+            None => out.extend_from_slice(f.raw),
+        }
+    }
+    Ok(out)
+}
+
+/// The name of an encoded message whose name is field `number` (initializers: 8, value
+/// infos: 1).
+fn field_string(msg: &[u8], number: u32) -> Result<String, String> {
+    for f in fields(msg)? {
+        if f.number == number && f.wire_type == 2 {
+            return Ok(String::from_utf8_lossy(f.payload).into_owned());
+        }
+    }
+    Ok(String::new())
+}
+
+/// Rebuild the model's graph as `plan` says. Every other field of the model and the graph is
+/// copied byte for byte.
+pub fn rebuild_graph(model: &[u8], plan: GraphRebuild) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(model.len() + 4096);
+    let mut saw_graph = false;
+    for f in fields(model)? {
+        if f.number == 7 && f.wire_type == 2 {
+            saw_graph = true;
+            put_len_delimited(&mut out, 7, &rebuild(f.payload, &plan)?);
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    if !saw_graph {
+        return Err("the model has no graph".into());
+    }
+    Ok(out)
+}
+
+fn rebuild(graph: &[u8], plan: &GraphRebuild) -> Result<Vec<u8>, String> {
+    let all = fields(graph)?;
+    let originals: Vec<&[u8]> = all.iter().filter(|f| f.number == 1 && f.wire_type == 2).map(|f| f.payload).collect();
+    let mut out = Vec::with_capacity(graph.len() + 4096);
+    let mut wrote_nodes = false;
+    let write_nodes = |out: &mut Vec<u8>| -> Result<(), String> {
+        for n in &plan.nodes {
+            match n {
+                NodeOut::Original { index, inputs, outputs } => {
+                    let raw = originals.get(*index).ok_or_else(|| format!("no node {index} in the graph"))?;
+                    if inputs.is_empty() && outputs.is_empty() {
+                        put_len_delimited(out, 1, raw);
+                    } else {
+                        put_len_delimited(out, 1, &rename_tensors(raw, inputs, outputs)?);
+                    }
+                }
+                NodeOut::New(node) => put_len_delimited(out, 1, &node.encode_to_vec()),
+            }
+        }
+        Ok(())
+    };
+    for f in &all {
+        match (f.number, f.wire_type) {
+            (1, 2) => {
+                if !wrote_nodes {
+                    write_nodes(&mut out)?;
+                    wrote_nodes = true;
+                }
+            }
+            (5, 2) if plan.removed_initializers.contains(&field_string(f.payload, 8)?) => {}
+            (13, 2) if plan.dropped_value_info.contains(&field_string(f.payload, 1)?) => {}
+            _ => out.extend_from_slice(f.raw),
+        }
+    }
+    if !wrote_nodes {
+        write_nodes(&mut out)?;
+    }
+    for t in &plan.extra_initializers {
+        put_len_delimited(&mut out, 5, &t.encode_to_vec());
+    }
+    Ok(out)
+}
+
 /// A graph output declaration for a float tensor of unknown shape.
 pub fn float_output(name: &str) -> ValueInfoProto {
     ValueInfoProto {

@@ -100,12 +100,28 @@ pub fn session(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
 /// comparator reuse figures of tensors an edit did not reach. Predictions still come from
 /// the model as it runs unprobed.
 pub fn session_with(bytes: &[u8], threads: usize, probing: bool) -> Result<Session, NodeError> {
+    session_at(bytes, threads, probing, GraphOptimizationLevel::All)
+}
+
+/// A session with no graph optimization, as ONNX Runtime's calibrators make theirs
+/// (`ORT_DISABLE_ALL`): every tensor is computed by the op that makes it in the model, so
+/// calibrated ranges are those of the model as written.
+pub fn session_unoptimized(bytes: &[u8], threads: usize) -> Result<Session, NodeError> {
+    session_at(bytes, threads, false, GraphOptimizationLevel::Disable)
+}
+
+fn session_at(
+    bytes: &[u8],
+    threads: usize,
+    probing: bool,
+    level: GraphOptimizationLevel,
+) -> Result<Session, NodeError> {
     let env = environment()?;
     let builder = Session::builder(env).map_err(ort_err("ONNX Runtime session options"))?;
     // No spinning: the scheduler runs several sessions at once (both probes, a comparator),
     // and spinning intra-op threads would burn the cores the others and our statistics need.
     let options = |e: ort::Error<_>| NodeError::failed(format!("ONNX Runtime session options: {e}"));
-    let builder = builder.with_optimization_level(GraphOptimizationLevel::All).map_err(options)?;
+    let builder = builder.with_optimization_level(level).map_err(options)?;
     let builder = builder.with_intra_op_spinning(false).map_err(options)?;
     let builder =
         if probing { builder.with_config_entry("session.disable_quant_qdq", "1").map_err(options)? } else { builder };

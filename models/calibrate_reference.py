@@ -1,0 +1,65 @@
+"""Ranges ONNX Runtime's own calibrators choose for the project's FP32 ResNet8, for the
+Calibrate node's tests (tests/calibrate.rs).
+
+    python models/calibrate_reference.py
+
+MinMax, Percentile (ORT defaults: 2,048 bins of |x|, 99.999, symmetric) and Entropy
+(2,048 bins, 128 quantized bins: ORT's default of 128 bins leaves a single candidate, the
+whole range) on the first IMAGES training images of data_batch_1.bin. Writes
+tests/fixtures/calibrate/ranges.json: tensor -> [low, high] per method. No pixel data is
+written.
+"""
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+from onnxruntime.quantization.calibrate import create_calibrator
+
+from cifar import data_dir, read_batch
+
+HERE = Path(__file__).parent
+OUT = HERE.parent / "tests" / "fixtures" / "calibrate" / "ranges.json"
+IMAGES = 200
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, images: np.ndarray, batch: int = 50):
+        self.batches = [images[i:i + batch].astype(np.float32) for i in range(0, len(images), batch)]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return {"input": self.batches[self.i - 1]}
+
+
+def ranges(method, images, extra):
+    with tempfile.TemporaryDirectory() as tmp:
+        cal = create_calibrator(HERE / "resnet8_fp32.onnx", [], Path(tmp) / "augmented.onnx",
+                                calibrate_method=method, extra_options=extra)
+        cal.collect_data(Reader(images))
+        data = cal.compute_data()
+        return {name: [float(v.range_value[0]), float(v.range_value[1])] for name, v in data.data.items()}
+
+
+def main():
+    images, _ = read_batch(data_dir() / "data_batch_1.bin")
+    images = images[:IMAGES]
+    out = {
+        "images": IMAGES,
+        "onnxruntime": onnxruntime.__version__,
+        "minmax": ranges(CalibrationMethod.MinMax, images, {}),
+        "percentile": ranges(CalibrationMethod.Percentile, images, {}),
+        "entropy": ranges(CalibrationMethod.Entropy, images, {"num_bins": 2048, "num_quantized_bins": 128}),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {OUT} ({len(out['minmax'])} tensors)")
+
+
+if __name__ == "__main__":
+    main()
