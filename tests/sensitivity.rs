@@ -188,6 +188,19 @@ fn the_fix_int8_example_graph_runs() {
             g.display_name(&registry, *id)
         );
     }
+    // The per-layer chart has FP32 and full INT8 as reference lines, at the sweep's values.
+    let sweep = g.find_node("sweep").unwrap();
+    let Some(Value::Table(r)) = e.outputs(sweep).and_then(|o| o.get("report")) else { panic!() };
+    let plot = g.find_node("sensitivity_plot").unwrap();
+    let Some(Value::Plot(p)) = e.outputs(plot).and_then(|o| o.get("plot")) else { panic!() };
+    assert_eq!(
+        p.levels,
+        vec![
+            (r.summary["accuracy_fp32_pct"], "accuracy_fp32_pct".to_owned()),
+            (r.summary["accuracy_int8_pct"], "accuracy_int8_pct".to_owned())
+        ]
+    );
+    assert_eq!(r.summary["accuracy_fp32_pct"], 100.0 * r.summary["accuracy_fp32"]);
     // Sweep → scale search → override → probe: the override applied the search's edits.
     let over = g.find_node("override").unwrap();
     let Some(Value::Table(c)) = e.outputs(over).and_then(|o| o.get("changes")) else { panic!() };

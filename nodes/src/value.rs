@@ -777,6 +777,9 @@ pub struct PlotSpec {
     pub cells: Vec<f64>,
     /// Vertical marker lines (e.g. a quantization clip range), `(x, label)`.
     pub markers: Vec<(f64, String)>,
+    /// Horizontal reference lines (e.g. FP32 and full-INT8 accuracy), `(y, label)`.
+    #[serde(default)]
+    pub levels: Vec<(f64, String)>,
     /// Images for an image grid, with captions.
     pub images: Vec<(PreviewImage, String)>,
 }
@@ -793,6 +796,7 @@ impl PlotSpec {
             series: Vec::new(),
             cells: Vec::new(),
             markers: Vec::new(),
+            levels: Vec::new(),
             images: Vec::new(),
         }
     }

@@ -11,7 +11,9 @@
 # QuantGraph run evaluates every sink of the graph: besides the sweep (FP32 reference, full
 # INT8, two variants per layer) it builds the mixed-precision model (more variants, until
 # top-1 is within 0.2 pt of FP32) and probes and compares it with FP32; the Python loop does
-# the sweep only, so the whole-process ratio is conservative for QuantGraph. The sweep node's
+# the sweep only, so the whole-process ratio is conservative for QuantGraph. The graph also makes its
+# QDQ model (Calibrate, MinMax on 1,000 training images: the very model models/quantize.py
+# wrote, which the Python loop loads), another second or so on QuantGraph's side. The sweep node's
 # own time (from --json) is printed too. QuantGraph takes per_class=N/10 (the graph's
 # class-balanced pick), the Python loop the first N images of test_batch.bin.
 set -euo pipefail

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, VLine};
 use quantgraph_nodes::graph::{NodeId, PortRef};
 use quantgraph_nodes::value::{
     Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, QdqEntry, Report, Table,
@@ -641,6 +641,14 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
 }
 
 /// Draw a plot spec with egui_plot (hover shows values; zoom and pan unless `small`).
+/// Horizontal reference lines with their values in the legend.
+fn draw_levels(pu: &mut egui_plot::PlotUi<'_>, levels: &[(f64, String)]) {
+    for (k, (y, label)) in levels.iter().enumerate() {
+        let color = if k == 0 { egui::Color32::from_gray(40) } else { egui::Color32::from_gray(120) };
+        pu.hline(HLine::new(format!("{label} {y:.2}"), *y).color(color).width(1.5));
+    }
+}
+
 pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small: bool) {
     let cats = p.x_categories.clone();
     let mut plot = Plot::new(id)
@@ -689,12 +697,14 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
             for (x, label) in &p.markers {
                 pu.vline(VLine::new(label.clone(), *x).color(egui::Color32::RED));
             }
+            draw_levels(pu, &p.levels);
         }
         PlotKind::Line => {
             for s in &p.series {
                 let pts: Vec<[f64; 2]> = s.x.iter().zip(&s.y).map(|(x, y)| [*x, *y]).collect();
                 pu.line(Line::new(s.name.clone(), PlotPoints::from(pts)));
             }
+            draw_levels(pu, &p.levels);
         }
         PlotKind::Heatmap => {
             let cols = p.x_categories.len().max(1);

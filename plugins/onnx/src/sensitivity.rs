@@ -645,6 +645,9 @@ impl NodeKind for Sensitivity {
         };
         report.summary.insert("accuracy_fp32".into(), acc_fp32);
         report.summary.insert("accuracy_int8".into(), acc_full);
+        // In percent too, for reference lines on the per-layer accuracy chart.
+        report.summary.insert("accuracy_fp32_pct".into(), 100.0 * acc_fp32);
+        report.summary.insert("accuracy_int8_pct".into(), 100.0 * acc_full);
         report.summary.insert("accuracy_mixed".into(), acc);
         report.summary.insert("groups_in_float".into(), in_float.len() as f64);
         report.summary.insert("samples".into(), dataset.len() as f64);

@@ -88,6 +88,10 @@ impl NodeKind for Chart {
             ParamSpec::text("x", "Label column", "tensor"),
             ParamSpec::text("y", "Value columns (comma-separated)", "sqnr_db"),
             ParamSpec::text("filter", "Only rows whose label contains", ""),
+            ParamSpec::text("reference", "Reference lines (summary values, comma-separated)", "").with_doc(
+                "Names of the report's summary values drawn as horizontal lines, e.g. the sweep's \
+                 accuracy_fp32_pct,accuracy_int8_pct.",
+            ),
         ]
     }
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
@@ -152,6 +156,16 @@ impl NodeKind for Chart {
             });
         }
         p.y_label = p.series.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ");
+        for key in r.str("reference")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some(v) = report.summary.get(key) else {
+                let keys: Vec<&str> = report.summary.keys().map(String::as_str).collect();
+                return Err(NodeError::param(
+                    "reference",
+                    format!("expected summary values of the report ({}), found '{key}'", keys.join(", ")),
+                ));
+            };
+            p.levels.push((*v, key.to_owned()));
+        }
         Ok(single("plot", Value::Plot(Arc::new(p))))
     }
 }

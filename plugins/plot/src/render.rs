@@ -88,7 +88,10 @@ where
             finite_range(p.series.iter().flat_map(|s| s.x.iter().copied()).chain(p.markers.iter().map(|m| m.0)), false);
         (lo, hi)
     };
-    let (y0, y1) = finite_range(p.series.iter().flat_map(|s| s.y.iter().copied()), p.kind != PlotKind::Line);
+    let (y0, y1) = finite_range(
+        p.series.iter().flat_map(|s| s.y.iter().copied()).chain(p.levels.iter().map(|l| l.0)),
+        p.kind != PlotKind::Line,
+    );
     let cats = p.x_categories.clone();
     let mut chart = ChartBuilder::on(root)
         .caption(&p.title, ("sans-serif", 22))
@@ -160,7 +163,14 @@ where
             ("sans-serif", 13).into_font().color(&RED),
         )))?;
     }
-    if p.series.len() > 1 || p.kind == PlotKind::Histogram {
+    for (k, (y, label)) in p.levels.iter().enumerate() {
+        let color = if k == 0 { BLACK } else { RGBColor(90, 90, 90) };
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(x0, *y), (x1, *y)], color.stroke_width(2))))?
+            .label(format!("{label} {y:.2}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
+    }
+    if p.series.len() + p.levels.len() > 1 || p.kind == PlotKind::Histogram {
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     }
     Ok(())

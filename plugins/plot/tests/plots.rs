@@ -154,3 +154,20 @@ fn assert_drawn_png(png: &[u8], width: u32, height: u32) {
     assert!(drawn > (width * height / 100) as usize, "only {drawn} pixels differ from the background");
     assert!(colours.len() > 4, "only {} colours", colours.len());
 }
+
+/// Reference lines come from the report's summary values, are drawn in the PNG (it differs
+/// from the chart without them), and a name the summary lacks is an error listing the names.
+#[test]
+fn reference_lines_come_from_summary_values() {
+    let mut r = (*report()).clone();
+    r.summary.insert("fp32_pct".into(), 25.0);
+    let inputs = with("table", Value::Table(Arc::new(r)));
+    let plain = eval(&Chart, inputs.clone(), serde_json::json!({})).unwrap();
+    let lined = eval(&Chart, inputs.clone(), serde_json::json!({"reference": "fp32_pct"})).unwrap();
+    assert_eq!(lined.levels, vec![(25.0, "fp32_pct".to_owned())]);
+    let (a, b) = (render_png(&plain, 320, 200).unwrap(), render_png(&lined, 320, 200).unwrap());
+    assert_drawn_png(&b, 320, 200);
+    assert_ne!(a, b, "the line is drawn");
+    let err = eval(&Chart, inputs, serde_json::json!({"reference": "int8_pct"})).unwrap_err().to_string();
+    assert!(err.contains("int8_pct") && err.contains("fp32_pct"), "{err}");
+}
