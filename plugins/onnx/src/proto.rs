@@ -736,6 +736,52 @@ fn rebuild(graph: &[u8], plan: &GraphRebuild) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Remove the nodes nothing reads (transitively: nodes whose outputs reach no graph output),
+/// the initializers only they read and the value infos of the tensors they made. A graph
+/// whose nodes carry subgraphs (If, Loop, Scan: their bodies may read outer tensors by name)
+/// is returned unchanged.
+pub fn prune_dead(model: &[u8]) -> Result<Vec<u8>, String> {
+    let m = decode_model(model)?;
+    let Some(g) = m.graph.as_ref() else { return Ok(model.to_vec()) };
+    if g.node.iter().any(|n| n.attribute.iter().any(|a| a.r#type == 5 || a.r#type == 10)) {
+        return Ok(model.to_vec());
+    }
+    let mut live: std::collections::BTreeSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let mut keep = vec![false; g.node.len()];
+    for (i, n) in g.node.iter().enumerate().rev() {
+        if n.output.iter().any(|o| live.contains(o.as_str())) {
+            keep[i] = true;
+            live.extend(n.input.iter().filter(|x| !x.is_empty()).map(String::as_str));
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return Ok(model.to_vec());
+    }
+    let inputs: std::collections::BTreeSet<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+    let removed_initializers = g
+        .initializer
+        .iter()
+        .filter(|t| !live.contains(t.name.as_str()) && !inputs.contains(t.name.as_str()))
+        .map(|t| t.name.clone())
+        .collect();
+    let dropped_value_info = g
+        .node
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| !**k)
+        .flat_map(|(n, _)| n.output.iter().cloned())
+        .filter(|o| !live.contains(o.as_str()))
+        .collect();
+    let nodes = (0..g.node.len())
+        .filter(|i| keep[*i])
+        .map(|index| NodeOut::Original { index, inputs: Default::default(), outputs: Default::default() })
+        .collect();
+    rebuild_graph(
+        model,
+        GraphRebuild { nodes, extra_initializers: Vec::new(), removed_initializers, dropped_value_info },
+    )
+}
+
 /// A graph output declaration for a float tensor of unknown shape.
 pub fn float_output(name: &str) -> ValueInfoProto {
     ValueInfoProto {
@@ -806,6 +852,29 @@ mod tests {
         let g = decode_model(&edited).unwrap().graph.unwrap();
         assert_eq!(g.initializer[0].floats(), Some(vec![0.25]));
         assert_eq!(g.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["y", "x"]);
+    }
+
+    #[test]
+    fn prune_dead_drops_unread_nodes_and_their_weights() {
+        let mut m = ModelProto::decode(tiny_model().as_slice()).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        // x → Add(x, s) → dead (read by nothing), and dead → Neg → deader.
+        for (op, ins, out) in [("Add", vec!["x", "s"], "dead"), ("Neg", vec!["dead"], "deader")] {
+            g.node.push(NodeProto {
+                op_type: op.into(),
+                name: out.into(),
+                input: ins.into_iter().map(String::from).collect(),
+                output: vec![out.into()],
+                ..Default::default()
+            });
+        }
+        g.value_info.push(float_output("dead"));
+        let pruned = decode_model(&prune_dead(&m.encode_to_vec()).unwrap()).unwrap().graph.unwrap();
+        assert_eq!(pruned.node.iter().map(|n| n.op_type.as_str()).collect::<Vec<_>>(), vec!["Relu"]);
+        assert!(pruned.initializer.is_empty(), "'s' was read only by the dead Add");
+        assert!(pruned.value_info.is_empty());
+        // Nothing dead: the bytes are returned as they are.
+        assert_eq!(prune_dead(&tiny_model()).unwrap(), tiny_model());
     }
 
     #[test]
