@@ -1,0 +1,74 @@
+//! Charts, ready to draw.
+
+use super::*;
+
+/// Kind of chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlotKind {
+    Bar,
+    Line,
+    Histogram,
+    Heatmap,
+    ImageGrid,
+}
+
+impl PlotKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlotKind::Bar => "bar",
+            PlotKind::Line => "line",
+            PlotKind::Histogram => "histogram",
+            PlotKind::Heatmap => "heatmap",
+            PlotKind::ImageGrid => "image grid",
+        }
+    }
+}
+
+/// One data series of a chart.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Series {
+    pub name: String,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+}
+
+/// A chart, ready to draw (egui_plot in the editor, PNG in headless runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlotSpec {
+    pub title: String,
+    pub kind: PlotKind,
+    pub x_label: String,
+    pub y_label: String,
+    /// Category labels for bar charts and heatmap columns.
+    pub x_categories: Vec<String>,
+    /// Heatmap row labels.
+    pub y_categories: Vec<String>,
+    pub series: Vec<Series>,
+    /// Heatmap cells, row-major `y_categories.len() × x_categories.len()`.
+    pub cells: Vec<f64>,
+    /// Vertical marker lines (e.g. a quantization clip range), `(x, label)`.
+    pub markers: Vec<(f64, String)>,
+    /// Horizontal reference lines (e.g. FP32 and full-INT8 accuracy), `(y, label)`.
+    #[serde(default)]
+    pub levels: Vec<(f64, String)>,
+    /// Images for an image grid, with captions.
+    pub images: Vec<(PreviewImage, String)>,
+}
+
+impl PlotSpec {
+    pub fn new(kind: PlotKind, title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            kind,
+            x_label: String::new(),
+            y_label: String::new(),
+            x_categories: Vec::new(),
+            y_categories: Vec::new(),
+            series: Vec::new(),
+            cells: Vec::new(),
+            markers: Vec::new(),
+            levels: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+}
