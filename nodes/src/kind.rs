@@ -72,6 +72,21 @@ pub trait NodeKind: Send + Sync + 'static {
     fn migrations(&self) -> Vec<Migration> {
         Vec::new()
     }
+    /// For kinds that edit a model's quantization parameters: where edits go (see
+    /// [`TensorEdits`]). The editor's Q/DQ table writes dragged scales and zero points there.
+    fn tensor_edits(&self) -> Option<TensorEdits> {
+        None
+    }
+}
+
+/// How a kind takes per-tensor quantization edits: the model flows in on `model_input` and
+/// out, edited, on `model_output`; `param` is a list param whose rows have the fields
+/// `tensor` (name), `scale` (0: keep), `factor` (0: off) and `zero_point` (text, empty: keep).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEdits {
+    pub param: &'static str,
+    pub model_input: &'static str,
+    pub model_output: &'static str,
 }
 
 /// The identity of a file for cache keys: its size and modification time, or "missing".

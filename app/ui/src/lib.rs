@@ -14,6 +14,7 @@
 pub mod canvas;
 pub mod history;
 pub mod inspector;
+pub mod qdq_edit;
 pub mod snapshots;
 pub mod views;
 
@@ -158,6 +159,8 @@ pub struct Editor {
     /// Where the recovery file is written (None: no autosave).
     pub recovery_path: Option<PathBuf>,
     last_autosave_secs: f64,
+    /// The graph last evaluated while the pointer was down (a drag in progress), and when.
+    live: Option<(Graph, f64)>,
     textures: HashMap<String, egui::TextureHandle>,
     /// Set when the user asked to quit and it is safe to.
     pub quit_requested: bool,
@@ -177,6 +180,9 @@ pub struct Editor {
     /// The canvas's graph → screen transform, as of the last frame.
     pub canvas_transform: egui::emath::TSTransform,
 }
+
+/// Seconds between re-evaluations while a value is being dragged.
+pub const LIVE_SECS: f64 = 0.3;
 
 /// Seconds between autosaves to the recovery file.
 pub const AUTOSAVE_SECS: f64 = 30.0;
@@ -207,6 +213,7 @@ impl Editor {
             file_dialog: None,
             recovery_path: None,
             last_autosave_secs: 0.0,
+            live: None,
             textures: HashMap::new(),
             quit_requested: false,
             views: views::ViewState::default(),
@@ -707,6 +714,16 @@ impl Editor {
         let typing = ui.ctx().egui_wants_keyboard_input();
         if !pointer_down && !typing {
             self.commit();
+            self.live = None;
+        } else if pointer_down && !same_but_positions(&self.committed, &self.graph) {
+            // A drag (a scale, a slider) re-evaluates as it goes, at most every LIVE_SECS;
+            // the scheduler supersedes the older request, and the release commits once.
+            let now = ui.input(|i| i.time);
+            let due = self.live.as_ref().is_none_or(|(g, at)| *g != self.graph && now - at >= LIVE_SECS);
+            if due {
+                self.live = Some((self.graph.clone(), now));
+                self.evaluate();
+            }
         }
         self.autosave(ui.input(|i| i.time));
     }

@@ -36,7 +36,7 @@ pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str
             ui.label(format!("shape {:?}", t.shape));
         }
         Value::Dataset(d) => dataset_ui(editor, ui, node, d),
-        Value::Model(m) => model_ui(editor, ui, node, m),
+        Value::Model(m) => model_ui(editor, ui, node, port, m),
         Value::Activations(a) => activations_ui(editor, ui, node, a),
         Value::Predictions(p) => {
             ui.label(format!("{} predictions, accuracy {:?}", p.top1.len(), p.accuracy()));
@@ -101,7 +101,7 @@ fn dataset_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, d: &Dataset)
     });
 }
 
-fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue) {
+fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, m: &ModelValue) {
     let info = &m.info;
     ui.label(format!("{} · opset {} · {} · {} parameters", m.path, info.opset, info.producer, info.param_count));
     for i in &info.inputs {
@@ -181,6 +181,7 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, m: &ModelValue
                 }
             });
     }
+    crate::qdq_edit::qdq_edit_ui(editor, ui, node, port, m);
     ui.horizontal(|ui| {
         if !m.changes.is_empty() {
             ui.label(format!("{} values changed by overrides upstream", m.changes.len()));

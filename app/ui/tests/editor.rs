@@ -460,3 +460,89 @@ fn enter_in_the_palette_adds_the_first_match() {
     assert_eq!(kinds, vec!["compare.comparator".to_owned()]);
     assert!(h.state().palette.is_none());
 }
+
+fn tall_harness(editor: Editor) -> Harness<'static, Editor> {
+    Harness::builder()
+        .with_size(egui::vec2(1600.0, 3200.0))
+        .build_ui_state(|ui, editor: &mut Editor| editor.ui(ui), editor)
+}
+
+/// Dragging a scale in a model's Q/DQ table writes one edit to the QDQ Override on that
+/// model (one undo step) and re-evaluates what reads the override.
+#[test]
+fn dragging_a_scale_in_the_qdq_table_edits_the_override() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let ds = ed.graph().find_node("cifar10_test").unwrap();
+    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
+    ed.set_param(ds, "count", 100.into());
+    ed.set_param(ds, "per_class", 0.into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let int8 = ed.graph().find_node("int8").unwrap();
+    let over = ed.graph().find_node("override").unwrap();
+    let edits_before = ed.graph().node(over).unwrap().params.get("edits").cloned();
+    ed.selected = Some(int8);
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    let tensor = "/Relu_output_0";
+    let spin = h
+        .query_all_by_label(tensor)
+        .find(|n| n.accesskit_node().role() == egui::accesskit::Role::SpinButton)
+        .map(|n| n.rect())
+        .expect("a drag value for the tensor's scale");
+
+    h.state().scheduler().take_log();
+    let from = spin.center();
+    h.hover_at(from);
+    h.step();
+    h.drag_at(from);
+    h.step();
+    for i in 1..=10 {
+        h.hover_at(from + egui::vec2(8.0 * i as f32, 0.0));
+        h.step();
+    }
+    h.drop_at(from + egui::vec2(80.0, 0.0));
+    h.step();
+    settle(&mut h);
+    let ed = h.state_mut();
+    let edits = ed.graph().node(over).unwrap().params["edits"].as_array().cloned().unwrap();
+    let row = edits.iter().find(|r| r["tensor"] == tensor).expect("an edit row for the dragged tensor");
+    let m = ed.outputs(int8).unwrap().get("model").cloned().unwrap();
+    let quantgraph_nodes::Value::Model(m) = m else { panic!() };
+    let original =
+        m.info.qdq.iter().find(|e| e.float_tensor == tensor && e.op_type == "QuantizeLinear").unwrap().scales[0];
+    let scale = row["scale"].as_f64().unwrap();
+    assert!(scale > f64::from(original) * 1.05, "dragging right raises the scale: {scale} vs {original}");
+    let ran: Vec<String> =
+        ed.scheduler().take_log().iter().filter_map(|l| ed.graph().node(l.node).unwrap().label.clone()).collect();
+    assert!(ran.contains(&"override".to_owned()) && ran.contains(&"compare".to_owned()), "{ran:?}");
+    // The whole drag is one undo step.
+    ed.undo();
+    assert_eq!(ed.graph().node(over).unwrap().params.get("edits").cloned(), edits_before);
+}
+
+/// A model with no QDQ Override after it offers to insert one; it goes between the model and
+/// what read it, as one undo step.
+#[test]
+fn a_qdq_override_is_inserted_to_edit_a_models_scales() {
+    let mut ed = Editor::new(registry());
+    let m = ed.add_node("onnx.model", [0.0, 0.0]).unwrap();
+    ed.set_param(m, "path", repo().join("models/resnet8_int8_qdq.onnx").to_string_lossy().as_ref().into());
+    let probe = ed.add_node("onnx.layer_probe", [420.0, 0.0]).unwrap();
+    ed.connect(PortRef::new(m, "model"), PortRef::new(probe, "model")).unwrap();
+    assert!(ed.wait_idle(Duration::from_secs(60)));
+    ed.selected = Some(m);
+    let nodes_before = ed.graph().len();
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    h.get_by_label("Insert a QDQ Override here").click();
+    settle(&mut h);
+    let ed = h.state_mut();
+    assert_eq!(ed.graph().len(), nodes_before + 1);
+    let over = ed.graph().nodes().find(|n| n.kind == "onnx.qdq_override").map(|n| n.id).unwrap();
+    assert_eq!(ed.graph().source_of(&PortRef::new(over, "model")), Some(&PortRef::new(m, "model")));
+    assert_eq!(ed.graph().source_of(&PortRef::new(probe, "model")), Some(&PortRef::new(over, "model")));
+    ed.undo();
+    assert_eq!(ed.graph().len(), nodes_before);
+    assert_eq!(ed.graph().source_of(&PortRef::new(probe, "model")), Some(&PortRef::new(m, "model")));
+}

@@ -498,6 +498,9 @@ impl NodeKind for QdqOverride {
     fn inputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::optional("edits", PortType::Table)]
     }
+    fn tensor_edits(&self) -> Option<quantgraph_nodes::kind::TensorEdits> {
+        Some(quantgraph_nodes::kind::TensorEdits { param: "edits", model_input: "model", model_output: "model" })
+    }
     fn outputs(&self, _: &Params) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("changes", PortType::Table)]
     }
