@@ -137,13 +137,24 @@ pub fn clear_edit(graph: &mut Graph, t: &Target, tensor: &str) {
     }
 }
 
-/// The pairs a user edits, one row per tensor: activation QuantizeLinears in graph order,
-/// then weight (and bias) DequantizeLinears.
+/// The tensor whose name edits `e`'s parameters: pairs that share a scale initializer (a
+/// Flatten's pair reusing the GlobalAveragePool's) are edited through the first of them.
+pub fn owner<'a>(qdq: &'a [QdqEntry], e: &'a QdqEntry) -> &'a str {
+    qdq.iter().find(|o| o.scale_name == e.scale_name).map_or(e.float_tensor.as_str(), |o| o.float_tensor.as_str())
+}
+
+/// The pairs a user edits, one row per scale initializer: activation QuantizeLinears in graph
+/// order, then weight (and bias) DequantizeLinears.
 fn editable(m: &ModelValue) -> Vec<&QdqEntry> {
     let mut seen = std::collections::BTreeSet::new();
-    let activations = m.info.qdq.iter().filter(|e| e.op_type == "QuantizeLinear" && !e.is_weight);
-    let weights = m.info.qdq.iter().filter(|e| e.is_weight && e.op_type == "DequantizeLinear");
-    activations.chain(weights).filter(|e| seen.insert(e.float_tensor.clone())).collect()
+    let qdq = &m.info.qdq;
+    let activations = qdq.iter().filter(|e| e.op_type == "QuantizeLinear" && !e.is_weight);
+    let weights = qdq.iter().filter(|e| e.is_weight && e.op_type == "DequantizeLinear");
+    activations
+        .chain(weights)
+        .filter(|e| owner(qdq, e) == e.float_tensor)
+        .filter(|e| seen.insert(e.float_tensor.clone()))
+        .collect()
 }
 
 /// The drag-value table of a model's Q/DQ parameters.

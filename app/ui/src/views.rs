@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoint, PlotPoints, VLine};
 use quantgraph_nodes::graph::{NodeId, PortRef};
 use quantgraph_nodes::value::{
     Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, QdqEntry, Report, Table,
@@ -254,12 +254,15 @@ fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Acti
     });
     editor.views.tensor.insert(node.0, chosen.clone());
     if let Some(t) = a.tensors.get(&chosen) {
-        tensor_ui(ui, node, t);
+        tensor_ui(editor, ui, node, t, &a.model.qdq);
     }
 }
 
-/// Statistics and a histogram of one tensor, with its Q/DQ clip range and grid.
-pub fn tensor_ui(ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor) {
+/// Statistics and a histogram of one tensor, with its Q/DQ clip range and grid. When the
+/// tensor's pair can be edited (a node taking tensor edits reads the probed model), the clip
+/// range's two edges are handles: dragging one sets the pair's scale and zero point (the grid
+/// follows), written as the Q/DQ table's drag values write them.
+pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor, qdq: &[QdqEntry]) {
     let s = &t.stats;
     ui.label(format!(
         "shape {:?} · min {:.4} · max {:.4} · mean {:.4} · std {:.4} · {} values",
@@ -286,38 +289,135 @@ pub fn tensor_ui(ui: &mut egui::Ui, node: NodeId, t: &ProbedTensor) {
         });
         ui.data_mut(|d| d.insert_temp(id, channel));
     }
-    let range = t.qdq.as_ref().and_then(|q| q.channel_range(channel));
+    // Handles: per-tensor pairs whose model an edit node reads.
+    let target = if channels == 1 && t.qdq.is_some() { probed_model_target(editor, node) } else { None };
+    let drag_id = egui::Id::new(("clip_drag", node.0, t.name.as_str()));
+    let dragged: Option<(u8, f32, f32)> = ui.data(|d| d.get_temp(drag_id));
+    let range = match dragged {
+        Some((_, lo, hi)) if target.is_some() => Some((lo, hi)),
+        _ => t.qdq.as_ref().and_then(|q| q.channel_range(channel)),
+    };
+    let params = |q: &QdqEntry, lo: f32, hi: f32| -> (f32, i32) {
+        let (qmin, qmax) = q.qrange();
+        let scale = ((hi - lo) / (qmax - qmin) as f32).max(f32::MIN_POSITIVE);
+        let zp = ((qmin as f32 - lo / scale).round_ties_even() as i32).clamp(qmin, qmax);
+        (scale, zp)
+    };
     if let Some(q) = &t.qdq {
         let (lo, hi) = range.unwrap_or((0.0, 0.0));
+        let (scale, zp) = match dragged {
+            Some(_) if target.is_some() => params(q, lo, hi),
+            _ => (
+                q.scales.get(channel).copied().unwrap_or(0.0),
+                q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0),
+            ),
+        };
         let clipped_note = if s.min < lo || s.max > hi { " · values outside are clipped" } else { "" };
         ui.label(format!(
-            "Q/DQ {} · scale {:.6} · zero point {} · range [{lo:.4}, {hi:.4}]{clipped_note}{}",
+            "Q/DQ {} · scale {scale:.6} · zero point {zp} · range [{lo:.4}, {hi:.4}]{clipped_note}{}",
             q.dtype,
-            q.scales.get(channel).copied().unwrap_or(0.0),
-            q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0),
             if channels > 1 { format!(" (channel {channel} of {channels})") } else { String::new() }
         ));
+        if target.is_some() {
+            let owner = crate::qdq_edit::owner(qdq, q);
+            let shared = if owner == q.float_tensor { String::new() } else { format!(" (it is {owner}'s pair too)") };
+            ui.label(egui::RichText::new(format!("Drag a red edge to set the clip range{shared}.")).weak());
+        }
     }
-    Plot::new(("hist", node.0, t.name.as_str())).height(220.0).legend(Legend::default()).show(ui, |p| {
+    let mut plot = Plot::new(("hist", node.0, t.name.as_str())).height(220.0).legend(Legend::default());
+    if target.is_some() {
+        plot = plot.allow_drag(false);
+    }
+    let mut change: Option<(u8, f32, f32)> = None;
+    let mut released = false;
+    plot.show(ui, |p| {
         p.bar_chart(BarChart::new("count", bars));
-        if let (Some((lo, hi)), Some(q)) = (range, &t.qdq) {
-            p.vline(VLine::new("clip range", f64::from(lo)).color(egui::Color32::RED));
-            p.vline(VLine::new("clip range", f64::from(hi)).color(egui::Color32::RED));
-            // The quantization grid, when its lines are not too dense to see.
-            let step = f64::from(q.scales.get(channel).copied().unwrap_or(0.0));
-            let levels = if step > 0.0 { (f64::from(h.hi - h.lo) / step) as usize } else { usize::MAX };
-            if levels <= 64 {
-                let zp = f64::from(q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0));
-                let (qmin, qmax) = q.qrange();
-                for k in qmin..=qmax {
-                    let x = (f64::from(k) - zp) * step;
-                    if x >= f64::from(h.lo) && x <= f64::from(h.hi) {
-                        p.vline(VLine::new("grid", x).color(egui::Color32::from_rgba_unmultiplied(120, 120, 120, 90)));
-                    }
+        let (Some((lo, hi)), Some(q)) = (range, &t.qdq) else { return };
+        p.vline(VLine::new("clip range", f64::from(lo)).color(egui::Color32::RED).width(2.0));
+        p.vline(VLine::new("clip range", f64::from(hi)).color(egui::Color32::RED).width(2.0));
+        // The quantization grid, when its lines are not too dense to see.
+        let (step, zp) = match dragged {
+            Some(_) if target.is_some() => {
+                let (s, z) = params(q, lo, hi);
+                (f64::from(s), f64::from(z))
+            }
+            _ => (
+                f64::from(q.scales.get(channel).copied().unwrap_or(0.0)),
+                f64::from(q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0)),
+            ),
+        };
+        let levels = if step > 0.0 { (f64::from(h.hi - h.lo) / step) as usize } else { usize::MAX };
+        if levels <= 64 {
+            let (qmin, qmax) = q.qrange();
+            for k in qmin..=qmax {
+                let x = (f64::from(k) - zp) * step;
+                if x >= f64::from(h.lo) && x <= f64::from(h.hi) {
+                    p.vline(VLine::new("grid", x).color(egui::Color32::from_rgba_unmultiplied(120, 120, 120, 90)));
                 }
             }
         }
+        if target.is_none() {
+            return;
+        }
+        // Where the handles are on screen (also read by the editor's tests).
+        let xs = [
+            p.screen_from_plot(PlotPoint::new(f64::from(lo), 0.0)).x,
+            p.screen_from_plot(PlotPoint::new(f64::from(hi), 0.0)).x,
+        ];
+        let mid_y = p.response().rect.center().y;
+        p.ctx().data_mut(|d| d.insert_temp(drag_id.with("screen"), [xs[0], xs[1], mid_y]));
+        let r = p.response().clone();
+        let pointer = r.interact_pointer_pos().or(r.hover_pos());
+        if r.drag_started() {
+            if let Some(pos) = pointer {
+                let (d0, d1) = ((pos.x - xs[0]).abs(), (pos.x - xs[1]).abs());
+                if d0.min(d1) <= 12.0 {
+                    change = Some((u8::from(d1 < d0), lo, hi));
+                }
+            }
+        } else if r.dragged() {
+            if let (Some((edge, _, _)), Some(c)) = (dragged, p.pointer_coordinate()) {
+                let x = c.x as f32;
+                // The range keeps 0 inside it, as every Q/DQ range does.
+                let (lo, hi) =
+                    if edge == 0 { (x.min(0.0).min(hi - 1e-6), hi) } else { (lo, x.max(0.0).max(lo + 1e-6)) };
+                change = Some((edge, lo, hi));
+            }
+        }
+        released = r.drag_stopped();
     });
+    if let (Some((edge, lo, hi)), Some(target), Some(q)) = (change, &target, &t.qdq) {
+        ui.data_mut(|d| d.insert_temp(drag_id, (edge, lo, hi)));
+        if dragged.is_some() {
+            let (scale, zp) = params(q, lo, hi);
+            let tensor = crate::qdq_edit::owner(qdq, q).to_owned();
+            crate::qdq_edit::set_edit(
+                &mut editor.graph,
+                target,
+                &tensor,
+                crate::qdq_edit::Change::Scale(f64::from(scale)),
+            );
+            crate::qdq_edit::set_edit(
+                &mut editor.graph,
+                target,
+                &tensor,
+                crate::qdq_edit::Change::ZeroPoint(i64::from(zp)),
+            );
+        }
+    }
+    if released {
+        ui.data_mut(|d| d.remove::<(u8, f32, f32)>(drag_id));
+    }
+}
+
+/// The edit target of the model a probe (or any node) reads: the first input whose value is a
+/// model, and the node that takes tensor edits on it.
+fn probed_model_target(editor: &Editor, node: NodeId) -> Option<crate::qdq_edit::Target> {
+    let wires: Vec<PortRef> = editor.graph.wires().filter(|w| w.to.node == node).map(|w| w.from).collect();
+    wires.iter().find_map(|from| match editor.outputs(from.node).and_then(|o| o.get(&from.port)) {
+        Some(Value::Model(_)) => crate::qdq_edit::edit_target(editor, from.node, &from.port),
+        _ => None,
+    })
 }
 
 fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r: &Report) {

@@ -516,6 +516,7 @@ fn dragging_a_scale_in_the_qdq_table_edits_the_override() {
     let ran: Vec<String> =
         ed.scheduler().take_log().iter().filter_map(|l| ed.graph().node(l.node).unwrap().label.clone()).collect();
     assert!(ran.contains(&"override".to_owned()) && ran.contains(&"compare".to_owned()), "{ran:?}");
+    assert!(matches!(ed.statuses.get(&over), Some(NodeStatus::Ready { .. })), "{:?}", ed.statuses.get(&over));
     // The whole drag is one undo step.
     ed.undo();
     assert_eq!(ed.graph().node(over).unwrap().params.get("edits").cloned(), edits_before);
@@ -545,4 +546,55 @@ fn a_qdq_override_is_inserted_to_edit_a_models_scales() {
     ed.undo();
     assert_eq!(ed.graph().len(), nodes_before);
     assert_eq!(ed.graph().source_of(&PortRef::new(probe, "model")), Some(&PortRef::new(m, "model")));
+}
+
+/// In a probe's histogram, dragging the clip range's upper edge left narrows the pair's range:
+/// the QDQ Override gets the scale and zero point of the new range, as one undo step.
+#[test]
+fn dragging_a_clip_edge_in_the_histogram_edits_the_override() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let ds = ed.graph().find_node("cifar10_test").unwrap();
+    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
+    ed.set_param(ds, "count", 100.into());
+    ed.set_param(ds, "per_class", 0.into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let probe = ed.graph().find_node("probe_int8").unwrap();
+    let over = ed.graph().find_node("override").unwrap();
+    let edits_before = ed.graph().node(over).unwrap().params.get("edits").cloned();
+    let Some(quantgraph_nodes::Value::Activations(a)) = ed.outputs(probe).unwrap().get("activations").cloned() else {
+        panic!()
+    };
+    let t = a.tensors.values().find(|t| t.qdq.is_some()).unwrap().clone();
+    let q = t.qdq.clone().unwrap();
+    ed.selected = Some(probe);
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    let id = egui::Id::new(("clip_drag", probe.0, t.name.as_str())).with("screen");
+    let [_, x_hi, y] = h.ctx.data(|d| d.get_temp::<[f32; 3]>(id)).expect("the histogram's handles are drawn");
+    let from = egui::pos2(x_hi, y);
+    h.hover_at(from);
+    h.step();
+    h.drag_at(from);
+    h.step();
+    for i in 1..=8 {
+        h.hover_at(from - egui::vec2(5.0 * i as f32, 0.0));
+        h.step();
+    }
+    h.drop_at(from - egui::vec2(40.0, 0.0));
+    h.step();
+    settle(&mut h);
+    let ed = h.state_mut();
+    let edits = ed.graph().node(over).unwrap().params["edits"].as_array().cloned().unwrap();
+    // The override takes the edit (a pair sharing another's scale is edited through that one).
+    assert!(matches!(ed.statuses.get(&over), Some(NodeStatus::Ready { .. })), "{:?}", ed.statuses.get(&over));
+    let owner = a.model.qdq.iter().find(|e| e.scale_name == q.scale_name).unwrap().float_tensor.clone();
+    let row = edits.iter().find(|r| r["tensor"] == owner.as_str()).expect("an edit row for the tensor");
+    let scale = row["scale"].as_f64().unwrap();
+    assert!(scale > 0.0 && scale < f64::from(q.scales[0]) * 0.97, "a narrower range: {scale} vs {}", q.scales[0]);
+    let zp: i32 = row["zero_point"].as_str().unwrap().parse().unwrap();
+    let (qmin, qmax) = q.qrange();
+    assert!((qmin..=qmax).contains(&zp));
+    ed.undo();
+    assert_eq!(ed.graph().node(over).unwrap().params.get("edits").cloned(), edits_before);
 }

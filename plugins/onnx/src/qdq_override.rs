@@ -267,6 +267,18 @@ pub fn plan(
     for edit in edits {
         let matching: Vec<&&QdqEntry> = by_scale.values().filter(|e| e.float_tensor == edit.tensor).collect();
         if matching.is_empty() {
+            // A pair that shares another tensor's scale initializer is edited through that one.
+            if let Some(shared) = qdq.iter().find(|e| e.float_tensor == edit.tensor) {
+                let owner = by_scale.get(shared.scale_name.as_str()).map_or("", |o| o.float_tensor.as_str());
+                return Err(NodeError::param(
+                    "edits",
+                    format!(
+                        "tensor '{}' shares its scale and zero point ('{}') with '{owner}': edit '{owner}' (it \
+                         changes both)",
+                        edit.tensor, shared.scale_name
+                    ),
+                ));
+            }
             return Err(NodeError::param(
                 "edits",
                 format!(
