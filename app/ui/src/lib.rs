@@ -12,6 +12,7 @@
 //!   quantization grid, report tables, plots.
 
 pub mod canvas;
+pub mod graph_view;
 pub mod history;
 pub mod inspector;
 pub mod qdq_edit;
@@ -159,6 +160,11 @@ pub struct Editor {
     /// Where the recovery file is written (None: no autosave).
     pub recovery_path: Option<PathBuf>,
     last_autosave_secs: f64,
+    /// The open model graph window, if any.
+    pub graph_view: Option<graph_view::Open>,
+    /// The tensor the user picked last (in the graph view or a table): selected in tables
+    /// and shown in histograms.
+    pub selected_tensor: Option<String>,
     /// The graph last evaluated while the pointer was down (a drag in progress), and when.
     live: Option<(Graph, f64)>,
     textures: HashMap<String, egui::TextureHandle>,
@@ -214,6 +220,8 @@ impl Editor {
             recovery_path: None,
             last_autosave_secs: 0.0,
             live: None,
+            graph_view: None,
+            selected_tensor: None,
             textures: HashMap::new(),
             quit_requested: false,
             views: views::ViewState::default(),
@@ -708,6 +716,7 @@ impl Editor {
         }
         self.palette_window_ui(ui);
         self.find_window_ui(ui);
+        self.graph_window_ui(ui);
         self.prompt_ui(ui);
         // One undo step per gesture: commit once the pointer is up and no text is being typed.
         let pointer_down = ui.input(|i| i.pointer.any_down());
@@ -962,6 +971,59 @@ impl Editor {
             self.go_to_node(id);
         } else if open {
             self.find = Some(query);
+        }
+    }
+
+    /// The model graph window (Graph view button of a model, probe or comparator).
+    fn graph_window_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(mut view) = self.graph_view.take() else { return };
+        let mut open = true;
+        let mut clicked = None;
+        let selected = self.selected_tensor.clone();
+        egui::Window::new(format!("Graph: {}", view.title))
+            .id(egui::Id::new("qg_graph_view"))
+            .open(&mut open)
+            .default_size([900.0, 680.0])
+            .resizable(true)
+            .show(ui.ctx(), |ui| {
+                ui.horizontal(|ui| {
+                    let metrics = view.metrics();
+                    if !metrics.is_empty() {
+                        ui.label("Colour by");
+                        egui::ComboBox::from_id_salt("qg_graph_metric").selected_text(&view.metric).show_ui(ui, |ui| {
+                            for m in &metrics {
+                                ui.selectable_value(&mut view.metric, m.clone(), m);
+                            }
+                        });
+                    }
+                    if ui.button("Fit").clicked() {
+                        view.scene_rect = egui::Rect::from_min_size(egui::Pos2::ZERO, view.layout.size);
+                    }
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} ops · drag to pan, wheel to zoom, click an op to select its tensor",
+                            view.layout.ops.len()
+                        ))
+                        .weak(),
+                    );
+                });
+                graph_view::legend(ui, &view.figures, &view.metric);
+                let input = graph_view::ViewInput {
+                    layout: &view.layout,
+                    figures: &view.figures,
+                    metric: &view.metric,
+                    selected: selected.as_deref(),
+                };
+                let mut rect = view.scene_rect;
+                clicked = graph_view::show(ui, &mut rect, &input);
+                view.scene_rect = rect;
+            });
+        if let Some(t) = clicked {
+            self.message = Some(format!("Selected tensor {t}"));
+            self.selected_tensor = Some(t);
+        }
+        if open && self.graph.node(view.node).is_some() {
+            self.graph_view = Some(view);
         }
     }
 

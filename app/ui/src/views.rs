@@ -21,6 +21,8 @@ pub struct ViewState {
     pub tensor: HashMap<u64, String>,
     /// Chosen flipped sample, by node.
     pub sample: HashMap<u64, usize>,
+    /// The editor's selected tensor as last applied to each activations view.
+    pub applied_selection: HashMap<u64, String>,
 }
 
 /// Draw a value.
@@ -181,6 +183,10 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, m:
                 }
             });
     }
+    if ui.button("Graph view").on_hover_text("This model drawn as a graph (Q/DQ pairs as badges on edges)").clicked() {
+        let title = editor.graph.display_name(&editor.registry, node);
+        editor.graph_view = Some(crate::graph_view::Open::new(node, title, &m.info, Default::default()));
+    }
     crate::qdq_edit::qdq_edit_ui(editor, ui, node, port, m);
     ui.horizontal(|ui| {
         if !m.changes.is_empty() {
@@ -247,6 +253,19 @@ fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Acti
         .or_else(|| a.tensors.values().find(|t| t.qdq.is_some()).map(|t| t.name.clone()))
         .or_else(|| names.first().cloned())
         .unwrap_or_default();
+    // A tensor picked elsewhere (the graph view, a table) is shown once here.
+    if let Some(sel) = editor.selected_tensor.clone().filter(|t| a.tensors.contains_key(t)) {
+        if editor.views.applied_selection.get(&node.0) != Some(&sel) {
+            editor.views.applied_selection.insert(node.0, sel.clone());
+            chosen = sel;
+        }
+    }
+    ui.horizontal(|ui| {
+        if ui.button("Graph view").on_hover_text("The probed model drawn as a graph").clicked() {
+            let title = format!("{} (probed model)", editor.graph.display_name(&editor.registry, node));
+            editor.graph_view = Some(crate::graph_view::Open::new(node, title, &a.model, Default::default()));
+        }
+    });
     egui::ComboBox::from_id_salt(("tensor", node.0)).selected_text(&chosen).width(280.0).show_ui(ui, |ui| {
         for n in &names {
             ui.selectable_value(&mut chosen, n.clone(), n);
@@ -410,6 +429,25 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
     }
 }
 
+/// The model whose tensors a per-layer table names (its `b_tensor` column): of the
+/// activations feeding `node`, the one whose model makes most of them.
+fn compared_model(
+    editor: &Editor,
+    node: NodeId,
+    per_layer: &Table,
+) -> Option<std::sync::Arc<quantgraph_nodes::value::ModelInfo>> {
+    let col = per_layer.column("b_tensor").or_else(|| per_layer.column("tensor"))?;
+    let names: std::collections::HashSet<String> = per_layer.rows.iter().map(|r| r[col].to_string()).collect();
+    let wires: Vec<PortRef> = editor.graph.wires().filter(|w| w.to.node == node).map(|w| w.from).collect();
+    wires
+        .iter()
+        .filter_map(|from| match editor.outputs(from.node).and_then(|o| o.get(&from.port)) {
+            Some(Value::Activations(a)) => Some(a.model.clone()),
+            _ => None,
+        })
+        .max_by_key(|m| m.nodes.iter().filter(|n| n.outputs.iter().any(|o| names.contains(o))).count())
+}
+
 /// The edit target of the model a probe (or any node) reads: the first input whose value is a
 /// model, and the node that takes tensor edits on it.
 fn probed_model_target(editor: &Editor, node: NodeId) -> Option<crate::qdq_edit::Target> {
@@ -436,6 +474,24 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
     }
     for n in &r.notes {
         ui.label(egui::RichText::new(n).weak().small());
+    }
+    if let Some(per_layer) = r.table("per_layer") {
+        if ui
+            .button("Graph view with per-layer error")
+            .on_hover_text("B's model drawn as a graph, each op coloured by its per-layer figure")
+            .clicked()
+        {
+            match compared_model(editor, node, per_layer) {
+                Some(info) => {
+                    let figures = crate::graph_view::figures(per_layer, "b_tensor");
+                    let title = format!("{} (per-layer error)", editor.graph.display_name(&editor.registry, node));
+                    editor.graph_view = Some(crate::graph_view::Open::new(node, title, &info, figures));
+                }
+                None => {
+                    editor.message = Some("The compared models are not available: evaluate the probes first".into())
+                }
+            }
+        }
     }
     for t in &r.tables {
         egui::CollapsingHeader::new(format!("{} ({} rows)", t.name, t.rows.len()))
@@ -725,13 +781,20 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                         }
                         Cell::Text(s) => (s.clone(), None),
                     };
-                    let r = ui.selectable_label(false, text);
+                    let names_tensor = ci == 0 && column.contains("tensor");
+                    let hit = names_tensor && editor.selected_tensor.as_deref() == Some(c.to_string().as_str());
+                    let r = ui.selectable_label(hit, text);
                     let r = match full {
                         Some(full) => r.on_hover_text(full),
                         None => r,
                     };
                     if r.clicked() {
                         clicked = Some(i);
+                        if let Some(first) =
+                            t.rows[i].first().filter(|_| t.columns.first().is_some_and(|c| c.contains("tensor")))
+                        {
+                            editor.selected_tensor = Some(first.to_string());
+                        }
                     }
                 }
                 ui.end_row();
@@ -741,7 +804,6 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
     clicked
 }
 
-/// Draw a plot spec with egui_plot (hover shows values; zoom and pan unless `small`).
 /// Horizontal reference lines with their values in the legend.
 fn draw_levels(pu: &mut egui_plot::PlotUi<'_>, levels: &[(f64, String)]) {
     for (k, (y, label)) in levels.iter().enumerate() {
@@ -750,6 +812,7 @@ fn draw_levels(pu: &mut egui_plot::PlotUi<'_>, levels: &[(f64, String)]) {
     }
 }
 
+/// Draw a plot spec with egui_plot (hover shows values; zoom and pan unless `small`).
 pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small: bool) {
     let cats = p.x_categories.clone();
     let mut plot = Plot::new(id)

@@ -598,3 +598,47 @@ fn dragging_a_clip_edge_in_the_histogram_edits_the_override() {
     ed.undo();
     assert_eq!(ed.graph().node(over).unwrap().params.get("edits").cloned(), edits_before);
 }
+
+/// A comparator's "Graph view with per-layer error" draws B's model with its ops coloured by
+/// per-layer SQNR; clicking an op selects its tensor, which the per-layer table then marks.
+#[test]
+fn the_graph_view_colours_ops_by_error_and_selects_a_tensor() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let ds = ed.graph().find_node("cifar10_test").unwrap();
+    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
+    ed.set_param(ds, "count", 100.into());
+    ed.set_param(ds, "per_class", 0.into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    ed.selected = ed.graph().find_node("compare");
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    h.get_by_label("Graph view with per-layer error").click();
+    settle(&mut h);
+    {
+        let view = h.state().graph_view.as_ref().expect("the graph window is open");
+        assert_eq!(view.metric, "sqnr_db");
+        let coloured = view.layout.ops.iter().filter(|o| view.figures.contains_key(&o.output)).count();
+        assert!(coloured >= 9, "ops with a per-layer figure: {coloured}");
+        assert!(view.layout.edges.iter().any(|e| e.quantized), "Q/DQ pairs are badges on edges");
+        assert!(view.layout.ops.iter().all(|o| o.op_type != "QuantizeLinear" && o.op_type != "DequantizeLinear"));
+    }
+    // Click the op where it is drawn (the scene's transform maps its box to the screen).
+    let rect = h.get_by_label("Conv /stage3/conv1/Conv").rect();
+    let t = h.ctx.data(|d| d.get_temp::<egui::emath::TSTransform>(egui::Id::new("qg_graph_transform"))).unwrap();
+    let at = t.mul_pos(rect.center());
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    h.drop_at(at);
+    h.step();
+    settle(&mut h);
+    assert_eq!(h.state().selected_tensor.as_deref(), Some("/stage3/Relu_output_0"));
+    // The table of per-layer figures marks the selected tensor's row.
+    assert!(
+        h.query_all_by_label("/stage3/Relu_output_0")
+            .any(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::True)),
+        "the per_layer row is marked"
+    );
+}

@@ -1,0 +1,410 @@
+//! The model drawn as a graph: ops as boxes laid out in layers top to bottom (Sugiyama's
+//! method, from the `rust-sugiyama` crate), QuantizeLinear/DequantizeLinear pairs collapsed
+//! into a "Q" badge on the edge they wrap, weights as a badge on their op. Pan with a drag,
+//! zoom with the wheel (an `egui::Scene`). With per-layer figures (a comparator's `per_layer`
+//! table), ops are coloured by the chosen metric, with a legend; hovering shows the figures,
+//! clicking an op selects its tensor in the editor's tables and histograms.
+
+use std::collections::{BTreeMap, HashMap};
+
+use quantgraph_nodes::value::{ModelInfo, Table};
+
+/// One op box.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub name: String,
+    pub op_type: String,
+    /// The tensor it makes (first output), the one per-layer figures are keyed by.
+    pub output: String,
+    /// Quantized weights and constants it reads.
+    pub weights: usize,
+    pub pos: egui::Pos2,
+    pub size: egui::Vec2,
+}
+
+/// One edge: from op to op, through a Q/DQ pair or not.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    pub quantized: bool,
+}
+
+/// A laid-out model graph.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub ops: Vec<Op>,
+    pub edges: Vec<Edge>,
+    pub size: egui::Vec2,
+}
+
+const BOX: egui::Vec2 = egui::vec2(150.0, 40.0);
+
+/// The graph of `info` with Q/DQ nodes looked through, laid out top to bottom.
+pub fn layout(info: &ModelInfo) -> Layout {
+    let is_qdq = |op: &str| op == "QuantizeLinear" || op == "DequantizeLinear";
+    // Q/DQ outputs resolve to what they read.
+    let mut alias: HashMap<&str, &str> = HashMap::new();
+    for n in info.nodes.iter().filter(|n| is_qdq(&n.op_type)) {
+        if let (Some(i), Some(o)) = (n.inputs.first(), n.outputs.first()) {
+            alias.insert(o.as_str(), i.as_str());
+        }
+    }
+    let inits: std::collections::HashSet<&str> = info.initializers.iter().map(|i| i.name.as_str()).collect();
+    let mut ops: Vec<Op> = Vec::new();
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    // Graph inputs are boxes too.
+    for i in &info.inputs {
+        producer.insert(i.name.as_str(), ops.len());
+        ops.push(Op {
+            name: i.name.clone(),
+            op_type: "input".into(),
+            output: i.name.clone(),
+            weights: 0,
+            pos: egui::Pos2::ZERO,
+            size: BOX,
+        });
+    }
+    let real: Vec<&quantgraph_nodes::value::OpInfo> = info.nodes.iter().filter(|n| !is_qdq(&n.op_type)).collect();
+    for n in &real {
+        for o in &n.outputs {
+            producer.insert(o.as_str(), ops.len());
+        }
+        ops.push(Op {
+            name: n.name.clone(),
+            op_type: n.op_type.clone(),
+            output: n.outputs.first().cloned().unwrap_or_default(),
+            weights: 0,
+            pos: egui::Pos2::ZERO,
+            size: BOX,
+        });
+    }
+    let mut edges: Vec<Edge> = Vec::new();
+    let first = info.inputs.len();
+    for (k, n) in real.iter().enumerate() {
+        for input in n.inputs.iter().filter(|i| !i.is_empty()) {
+            let mut t = input.as_str();
+            let mut quantized = false;
+            for _ in 0..8 {
+                match alias.get(t) {
+                    Some(next) => {
+                        t = next;
+                        quantized = true;
+                    }
+                    None => break,
+                }
+            }
+            match producer.get(t) {
+                Some(&from) if from != first + k => edges.push(Edge { from, to: first + k, quantized }),
+                Some(_) => {}
+                None if inits.contains(t) => ops[first + k].weights += 1,
+                None => {}
+            }
+        }
+    }
+    edges.sort_by_key(|e| (e.from, e.to));
+    edges.dedup_by_key(|e| (e.from, e.to));
+    place(&mut ops, &edges)
+        .map(|size| Layout { ops: ops.clone(), edges: edges.clone(), size })
+        .unwrap_or_else(|| Layout { size: BOX, ..Layout::default() })
+}
+
+/// Positions from the layered layout; disjoint parts side by side. Returns the total size.
+fn place(ops: &mut [Op], edges: &[Edge]) -> Option<egui::Vec2> {
+    if ops.is_empty() {
+        return None;
+    }
+    let vertices: Vec<(u32, (f64, f64))> =
+        ops.iter().enumerate().map(|(i, o)| (i as u32, (f64::from(o.size.x), f64::from(o.size.y)))).collect();
+    let pairs: Vec<(u32, u32)> = edges.iter().map(|e| (e.from as u32, e.to as u32)).collect();
+    let config = rust_sugiyama::configure::Config { vertex_spacing: 30.0, ..Default::default() };
+    let parts = rust_sugiyama::from_vertices_and_edges(&vertices, &pairs, &config);
+    let mut x0 = 0.0f32;
+    let mut height = 0.0f32;
+    for (coords, w, h) in parts {
+        let min_x = coords.iter().map(|(_, (x, _))| *x as f32).fold(f32::INFINITY, f32::min);
+        let min_y = coords.iter().map(|(_, (_, y))| *y as f32).fold(f32::INFINITY, f32::min);
+        for (id, (x, y)) in coords {
+            if let Some(op) = ops.get_mut(id) {
+                // The crate's y grows with the layer; scaled so layers have room for edges.
+                op.pos = egui::pos2(x0 + (x as f32 - min_x), (y as f32 - min_y) * 1.6);
+            }
+        }
+        let part_w = ops.iter().map(|o| o.pos.x + o.size.x).fold(x0, f32::max) - x0;
+        x0 += part_w.max(w as f32) + 60.0;
+        height = height.max(h as f32 * 1.6);
+    }
+    let max_y = ops.iter().map(|o| o.pos.y + o.size.y).fold(height, f32::max);
+    Some(egui::vec2(x0, max_y))
+}
+
+/// Per-layer figures by tensor: `metric` and every numeric column, from a `per_layer` table
+/// (keyed by `b_tensor` when present, the model drawn being B's, else by `tensor`).
+pub fn figures(t: &Table, key_column: &str) -> BTreeMap<String, Vec<(String, f64)>> {
+    let Some(k) = t.column(key_column).or_else(|| t.column("tensor")) else { return BTreeMap::new() };
+    t.rows
+        .iter()
+        .map(|r| {
+            let vals = t
+                .columns
+                .iter()
+                .zip(r)
+                .filter_map(|(c, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (c.clone(), x)))
+                .collect();
+            (r[k].to_string(), vals)
+        })
+        .collect()
+}
+
+/// Red (worst) to green (best) over `[lo, hi]` of a metric where larger is better.
+pub fn color_for(v: f64, lo: f64, hi: f64, larger_is_better: bool) -> egui::Color32 {
+    let mut t = if hi > lo { ((v - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 } as f32;
+    if !larger_is_better {
+        t = 1.0 - t;
+    }
+    let (r, g) = (1.0 - t, t);
+    egui::Color32::from_rgb((60.0 + 180.0 * r) as u8, (60.0 + 160.0 * g) as u8, 70)
+}
+
+/// An open graph window: which node it is for, the laid-out model, the figures and view.
+pub struct Open {
+    pub node: quantgraph_nodes::graph::NodeId,
+    pub title: String,
+    pub layout: std::sync::Arc<Layout>,
+    pub figures: BTreeMap<String, Vec<(String, f64)>>,
+    pub metric: String,
+    pub scene_rect: egui::Rect,
+}
+
+impl Open {
+    pub fn new(
+        node: quantgraph_nodes::graph::NodeId,
+        title: String,
+        info: &ModelInfo,
+        figures: BTreeMap<String, Vec<(String, f64)>>,
+    ) -> Open {
+        let layout = std::sync::Arc::new(layout(info));
+        // Figures of a Q/DQ pair's output (B's post-DQ value) belong to the op it wraps.
+        let alias: HashMap<&str, &str> = info
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear")
+            .filter_map(|n| Some((n.outputs.first()?.as_str(), n.inputs.first()?.as_str())))
+            .collect();
+        let figures = figures
+            .into_iter()
+            .map(|(k, v)| {
+                let mut t = k.as_str();
+                for _ in 0..8 {
+                    match alias.get(t) {
+                        Some(next) => t = next,
+                        None => break,
+                    }
+                }
+                (t.to_owned(), v)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let metric = ["sqnr_db", "qdq_err_db", "mse"]
+            .iter()
+            .find(|m| figures.values().any(|f| f.iter().any(|(c, _)| c == *m)))
+            .map_or_else(String::new, |m| (*m).to_owned());
+        let scene_rect = egui::Rect::from_min_size(egui::Pos2::ZERO, layout.size);
+        Open { node, title, layout, figures, metric, scene_rect }
+    }
+    /// The numeric columns the ops can be coloured by.
+    pub fn metrics(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.figures.values().flat_map(|f| f.iter().map(|(c, _)| c.clone())).collect();
+        m.sort();
+        m.dedup();
+        m
+    }
+}
+
+/// What the view shows and the user chose.
+pub struct ViewInput<'a> {
+    pub layout: &'a Layout,
+    pub figures: &'a BTreeMap<String, Vec<(String, f64)>>,
+    pub metric: &'a str,
+    pub selected: Option<&'a str>,
+}
+
+/// Draw the graph in `ui` (pan/zoom). Returns the output tensor of a clicked op.
+pub fn show(ui: &mut egui::Ui, scene_rect: &mut egui::Rect, v: &ViewInput<'_>) -> Option<String> {
+    let values: Vec<f64> =
+        v.figures.values().filter_map(|f| f.iter().find(|(c, _)| c == v.metric).map(|(_, x)| *x)).collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let larger_is_better = v.metric.ends_with("_db") || v.metric == "cosine";
+    let mut clicked = None;
+    egui::Scene::new().zoom_range(0.05..=4.0).show(ui, scene_rect, |ui| {
+        // Where the scene is on screen (the editor's tests click ops through it).
+        if let Some(t) = ui.ctx().layer_transform_to_global(ui.layer_id()) {
+            ui.ctx().data_mut(|d| d.insert_temp(egui::Id::new("qg_graph_transform"), t));
+        }
+        let painter = ui.painter().clone();
+        let stroke = egui::Stroke::new(1.5, egui::Color32::from_gray(140));
+        for e in &v.layout.edges {
+            let (a, b) = (&v.layout.ops[e.from], &v.layout.ops[e.to]);
+            let from = a.pos + egui::vec2(a.size.x / 2.0, a.size.y);
+            let to = b.pos + egui::vec2(b.size.x / 2.0, 0.0);
+            painter.line_segment([from, to], stroke);
+            if e.quantized {
+                let mid = from + (to - from) * 0.5;
+                painter.circle_filled(mid, 7.0, egui::Color32::from_rgb(90, 120, 200));
+                painter.text(
+                    mid,
+                    egui::Align2::CENTER_CENTER,
+                    "Q",
+                    egui::FontId::proportional(9.0),
+                    egui::Color32::WHITE,
+                );
+            }
+        }
+        for (i, op) in v.layout.ops.iter().enumerate() {
+            let rect = egui::Rect::from_min_size(op.pos, op.size);
+            let figure = v.figures.get(&op.output);
+            let value = figure.and_then(|f| f.iter().find(|(c, _)| c == v.metric).map(|(_, x)| *x));
+            let fill = match value {
+                Some(x) => color_for(x, lo, hi, larger_is_better),
+                None => egui::Color32::from_gray(55),
+            };
+            let selected = v.selected == Some(op.output.as_str());
+            let response = ui.interact(rect, ui.id().with(("graph_op", i)), egui::Sense::click());
+            let label = format!("{} {}", op.op_type, op.name);
+            response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &label));
+            painter.rect_filled(rect, 6.0, fill);
+            painter.rect_stroke(
+                rect,
+                6.0,
+                if selected || response.hovered() {
+                    egui::Stroke::new(2.5, egui::Color32::WHITE)
+                } else {
+                    egui::Stroke::new(1.0, egui::Color32::from_gray(20))
+                },
+                egui::StrokeKind::Inside,
+            );
+            let title = match value {
+                Some(x) => format!("{} · {x:.2}", op.op_type),
+                None => op.op_type.clone(),
+            };
+            painter.text(
+                rect.center_top() + egui::vec2(0.0, 4.0),
+                egui::Align2::CENTER_TOP,
+                title,
+                egui::FontId::proportional(13.0),
+                egui::Color32::WHITE,
+            );
+            painter.text(
+                rect.center_bottom() - egui::vec2(0.0, 4.0),
+                egui::Align2::CENTER_BOTTOM,
+                quantgraph_nodes::value::elide_middle(&op.name, 22),
+                egui::FontId::proportional(10.0),
+                egui::Color32::from_gray(220),
+            );
+            if op.weights > 0 {
+                let badge = rect.right_top() + egui::vec2(-2.0, 2.0);
+                painter.circle_filled(badge, 7.0, egui::Color32::from_rgb(200, 150, 60));
+                painter.text(
+                    badge,
+                    egui::Align2::CENTER_CENTER,
+                    "W",
+                    egui::FontId::proportional(9.0),
+                    egui::Color32::BLACK,
+                );
+            }
+            let response = response.on_hover_ui(|ui| {
+                ui.label(egui::RichText::new(format!("{} {}", op.op_type, op.name)).strong());
+                ui.label(format!("makes {}", op.output));
+                if op.weights > 0 {
+                    ui.label(format!("{} weight(s)", op.weights));
+                }
+                for (c, x) in figure.map(Vec::as_slice).unwrap_or_default() {
+                    ui.label(format!("{c}: {}", crate::views::format_figure(c, *x, false)));
+                }
+            });
+            if response.clicked() {
+                clicked = Some(op.output.clone());
+            }
+        }
+    });
+    clicked
+}
+
+/// A legend for the colour scale of `metric`.
+pub fn legend(ui: &mut egui::Ui, figures: &BTreeMap<String, Vec<(String, f64)>>, metric: &str) {
+    let values: Vec<f64> =
+        figures.values().filter_map(|f| f.iter().find(|(c, _)| c == metric).map(|(_, x)| *x)).collect();
+    if values.is_empty() {
+        ui.label(egui::RichText::new("no per-layer figures: ops are not coloured").weak());
+        return;
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let larger_is_better = metric.ends_with("_db") || metric == "cosine";
+    ui.horizontal(|ui| {
+        ui.label(format!("{metric}:"));
+        for k in 0..=4 {
+            let v = lo + (hi - lo) * f64::from(k) / 4.0;
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 12.0), egui::Sense::hover());
+            ui.painter().rect_filled(rect, 2.0, color_for(v, lo, hi, larger_is_better));
+            ui.label(crate::views::format_figure(metric, v, false));
+        }
+        ui.label(
+            egui::RichText::new(if larger_is_better { "(larger is better)" } else { "(smaller is better)" }).weak(),
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantgraph_nodes::value::{OpInfo, TensorInfo};
+
+    fn op(name: &str, op_type: &str, inputs: &[&str], outputs: &[&str]) -> OpInfo {
+        OpInfo {
+            name: name.into(),
+            op_type: op_type.into(),
+            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            outputs: outputs.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Q/DQ pairs are looked through (the edge is marked quantized), weights become badges,
+    /// and every op lies below the ops it reads.
+    #[test]
+    fn qdq_pairs_collapse_into_edges_and_layers_go_down() {
+        let info = ModelInfo {
+            inputs: vec![TensorInfo { name: "x".into(), dtype: "float32".into(), dims: vec![] }],
+            nodes: vec![
+                op("conv", "Conv", &["x", "w_dq"], &["c"]),
+                op("w_dq", "DequantizeLinear", &["w_q", "s", "z"], &["w_dq"]),
+                op("q", "QuantizeLinear", &["c", "s", "z"], &["c_q"]),
+                op("dq", "DequantizeLinear", &["c_q", "s", "z"], &["c_dq"]),
+                op("relu", "Relu", &["c_dq"], &["r"]),
+                op("add", "Add", &["r", "x"], &["y"]),
+            ],
+            initializers: ["w_q", "s", "z"]
+                .iter()
+                .map(|n| quantgraph_nodes::value::InitializerInfo {
+                    name: (*n).into(),
+                    dtype: "int8".into(),
+                    dims: vec![],
+                    size_bytes: 1,
+                })
+                .collect(),
+            ..ModelInfo::default()
+        };
+        let l = layout(&info);
+        let names: Vec<&str> = l.ops.iter().map(|o| o.op_type.as_str()).collect();
+        assert_eq!(names, ["input", "Conv", "Relu", "Add"]);
+        let conv = &l.ops[1];
+        assert_eq!(conv.weights, 1, "the dequantized weight is a badge");
+        let edge = |a: usize, b: usize| l.edges.iter().find(|e| e.from == a && e.to == b);
+        assert!(edge(1, 2).unwrap().quantized, "Conv → Relu goes through a Q/DQ pair");
+        assert!(!edge(0, 1).unwrap().quantized);
+        assert!(edge(0, 3).is_some() && edge(2, 3).is_some());
+        for e in &l.edges {
+            assert!(l.ops[e.to].pos.y > l.ops[e.from].pos.y, "{:?} is not below {:?}", l.ops[e.to], l.ops[e.from]);
+        }
+    }
+}
