@@ -424,6 +424,21 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
                     self.editor.canvas_rect.center().to_vec2() - center.to_vec2() * to_global.scaling;
             }
         }
+        if let Some(p) = self.editor.center_at.take() {
+            // A click on the minimap: keep the zoom, put that point in the middle.
+            self.editor.auto_fit = false;
+            to_global.translation = self.editor.canvas_rect.center().to_vec2() - p.to_vec2() * to_global.scaling;
+        }
+        if let Some(nodes) = self.editor.frame_nodes.take() {
+            // Frame selected (Shift+F): fit those nodes, once.
+            self.editor.auto_fit = false;
+            let bbox =
+                snarl.nodes_pos().filter(|(_, id)| nodes.contains(id)).fold(egui::Rect::NOTHING, |b, (pos, id)| {
+                    let size = self.editor.node_sizes.get(id).copied().unwrap_or(egui::vec2(320.0, 200.0));
+                    b.union(egui::Rect::from_min_size(pos, size))
+                });
+            fit(to_global, bbox, self.editor.canvas_rect.shrink(16.0));
+        }
         if !self.editor.auto_fit {
             self.editor.canvas_transform = *to_global;
             return;
@@ -434,12 +449,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
             let size = self.editor.node_sizes.get(id).copied().unwrap_or(egui::vec2(320.0, 200.0));
             bbox = bbox.union(egui::Rect::from_min_size(pos, size));
         }
-        let view = self.editor.canvas_rect.shrink(16.0);
-        if bbox.is_positive() && view.is_positive() {
-            let scaling = (view.width() / bbox.width()).min(view.height() / bbox.height()).clamp(0.2, 1.25);
-            to_global.scaling = scaling;
-            to_global.translation = view.center().to_vec2() - bbox.center().to_vec2() * scaling;
-        }
+        fit(to_global, bbox, self.editor.canvas_rect.shrink(16.0));
         self.editor.canvas_transform = *to_global;
     }
 
@@ -476,5 +486,15 @@ fn short(s: &str, n: usize) -> String {
         s.to_owned()
     } else {
         format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// Scale and move `to_global` so `bbox` (graph units) fills `view` (screen), zoom within
+/// 0.2–1.25.
+fn fit(to_global: &mut egui::emath::TSTransform, bbox: egui::Rect, view: egui::Rect) {
+    if bbox.is_positive() && view.is_positive() {
+        let scaling = (view.width() / bbox.width()).min(view.height() / bbox.height()).clamp(0.2, 1.25);
+        to_global.scaling = scaling;
+        to_global.translation = view.center().to_vec2() - bbox.center().to_vec2() * scaling;
     }
 }

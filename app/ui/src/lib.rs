@@ -154,6 +154,10 @@ pub struct Editor {
     pub find: Option<String>,
     /// Center the canvas on this node next frame.
     pub(crate) center_on: Option<NodeId>,
+    /// Center the canvas on this point (graph units) next frame (a click on the minimap).
+    pub(crate) center_at: Option<egui::Pos2>,
+    /// Fit these nodes in the canvas next frame (Shift+F: frame selected).
+    pub(crate) frame_nodes: Option<Vec<NodeId>>,
     pub prompt: Option<Prompt>,
     pub recent: Vec<PathBuf>,
     pub file_dialog: Option<FileDialog>,
@@ -214,6 +218,8 @@ impl Editor {
             palette: None,
             find: None,
             center_on: None,
+            center_at: None,
+            frame_nodes: None,
             prompt: None,
             recent: Vec::new(),
             file_dialog: None,
@@ -788,7 +794,11 @@ impl Editor {
                 self.stop();
             }
         }
-        if hit(Modifiers::NONE, Key::F) {
+        if hit(Modifiers::SHIFT, Key::F) {
+            if !selection.is_empty() {
+                self.frame_nodes = Some(selection.clone());
+            }
+        } else if hit(Modifiers::NONE, Key::F) {
             self.frame_requested = true;
         }
         if hit(Modifiers::NONE, Key::Space) {
@@ -864,6 +874,10 @@ impl Editor {
             if ui.button("Frame all  (F)").clicked() {
                 self.frame_requested = true;
             }
+            let selection = self.selection(ui);
+            if ui.add_enabled(!selection.is_empty(), egui::Button::new("Frame selected  (Shift+F)")).clicked() {
+                self.frame_nodes = Some(selection);
+            }
             if ui.button("Add node  (Space)").clicked() {
                 self.palette = Some(Palette { query: String::new(), pos: self.free_position() });
             }
@@ -920,6 +934,67 @@ impl Editor {
         let selected = egui_snarl::ui::get_selected_nodes(canvas::canvas_id(), ui.ctx());
         if let Some(first) = selected.first().and_then(|s| self.snarl.get_node(*s)) {
             self.selected = Some(*first);
+        }
+        self.minimap_ui(ui);
+    }
+
+    /// Where the nodes are (graph units), as last drawn.
+    pub fn node_rects(&self) -> Vec<(NodeId, egui::Rect)> {
+        self.snarl
+            .nodes_pos()
+            .map(|(pos, id)| {
+                let size = self.node_sizes.get(id).copied().unwrap_or(egui::vec2(320.0, 200.0));
+                (*id, egui::Rect::from_min_size(pos, size))
+            })
+            .collect()
+    }
+
+    /// The minimap: every node and the visible part of the canvas, in the canvas's
+    /// bottom-right corner; a click or drag there moves the view to that point.
+    fn minimap_ui(&mut self, ui: &mut egui::Ui) {
+        let rects = self.node_rects();
+        if rects.len() < 2 || !self.canvas_rect.is_positive() {
+            return;
+        }
+        let view = self.canvas_transform.inverse().mul_rect(self.canvas_rect);
+        let all = rects.iter().fold(view, |b, (_, r)| b.union(*r));
+        let size = egui::vec2(200.0, 130.0);
+        let map = egui::Rect::from_min_size(self.canvas_rect.right_bottom() - size - egui::vec2(10.0, 10.0), size);
+        let scale = (map.width() / all.width()).min(map.height() / all.height());
+        let to_map = |p: egui::Pos2| map.min + (p - all.min) * scale;
+        let from_map = |p: egui::Pos2| all.min + (p - map.min) / scale;
+        // Its own area above the canvas, so clicks reach it and not the canvas under it.
+        let statuses = &self.statuses;
+        let selected = self.selected;
+        let mut target = None;
+        egui::Area::new(egui::Id::new("qg_minimap_area")).order(egui::Order::Foreground).fixed_pos(map.min).show(
+            ui.ctx(),
+            |ui| {
+                let (rect, response) = ui.allocate_exact_size(map.size(), egui::Sense::click_and_drag());
+                let painter = ui.painter_at(rect);
+                painter.rect_filled(rect, 4.0, egui::Color32::from_rgba_unmultiplied(20, 20, 24, 220));
+                for (id, r) in &rects {
+                    let color = match statuses.get(id) {
+                        Some(status) => status.color().gamma_multiply(0.8),
+                        None => egui::Color32::from_gray(120),
+                    };
+                    let fill = if selected == Some(*id) { egui::Color32::WHITE } else { color };
+                    painter.rect_filled(egui::Rect::from_min_max(to_map(r.min), to_map(r.max)), 1.0, fill);
+                }
+                painter.rect_stroke(
+                    egui::Rect::from_min_max(to_map(view.min), to_map(view.max)),
+                    1.0,
+                    egui::Stroke::new(1.5, egui::Color32::from_rgb(230, 200, 90)),
+                    egui::StrokeKind::Inside,
+                );
+                let response = response.on_hover_text("Minimap: click or drag to move the view");
+                if response.clicked() || response.dragged() {
+                    target = response.interact_pointer_pos().map(from_map);
+                }
+            },
+        );
+        if target.is_some() {
+            self.center_at = target;
         }
     }
 

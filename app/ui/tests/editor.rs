@@ -642,3 +642,42 @@ fn the_graph_view_colours_ops_by_error_and_selects_a_tensor() {
         "the per_layer row is marked"
     );
 }
+
+/// Shift+F frames the selected node; a click on the minimap centres the view on that point.
+#[test]
+fn frame_selected_and_the_minimap_move_the_view() {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    ed.stop();
+    let probe = ed.graph().find_node("probe_int8").unwrap();
+    ed.selected = Some(probe);
+    let mut h = harness(ed);
+    for _ in 0..5 {
+        h.step();
+    }
+    let zoom_all = h.state().canvas_transform.scaling;
+    h.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::F);
+    for _ in 0..3 {
+        h.step();
+    }
+    let ed = h.state();
+    let t = ed.canvas_transform;
+    let rect = ed.node_rects().into_iter().find(|(id, _)| *id == probe).unwrap().1;
+    let centre = t.mul_pos(rect.center());
+    let canvas = ed.canvas_rect();
+    assert!(t.scaling > zoom_all, "one node is framed closer than all: {} vs {zoom_all}", t.scaling);
+    assert!((centre - canvas.center()).length() < 20.0, "the node is centred: {centre:?} vs {:?}", canvas.center());
+    // The minimap sits in the canvas's bottom-right corner: clicking its centre moves the view.
+    let map_centre = canvas.right_bottom() - egui::vec2(110.0, 75.0);
+    h.hover_at(map_centre);
+    h.step();
+    h.drag_at(map_centre);
+    h.step();
+    h.drop_at(map_centre);
+    for _ in 0..3 {
+        h.step();
+    }
+    let moved = h.state().canvas_transform;
+    assert_eq!(moved.scaling, t.scaling, "the minimap keeps the zoom");
+    assert_ne!(moved.translation, t.translation, "the view moved");
+}
