@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Node, NodeId, ViewState, Wire};
+use crate::graph::{Frame, Graph, Node, NodeId, ViewState, Wire};
 use crate::param::ParamKind;
 use crate::registry::NodeRegistry;
 
@@ -32,6 +32,8 @@ struct GraphFile {
     view: Option<ViewState>,
     nodes: Vec<Node>,
     wires: Vec<Wire>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    frames: Vec<Frame>,
 }
 
 /// What loading noticed: placeholders, migrations, warnings.
@@ -65,8 +67,19 @@ pub fn from_str(text: &str, path: &Path, registry: &NodeRegistry) -> Result<(Gra
     let mut graph = Graph::new();
     graph.notes = file.notes;
     graph.view = file.view;
+    // Frames with non-finite or negative geometry are dropped (with a warning below).
+    let frames_read = file.frames.len();
+    graph.frames = file
+        .frames
+        .into_iter()
+        .filter(|f| f.rect.iter().all(|v| v.is_finite()) && f.rect[2] > 0.0 && f.rect[3] > 0.0)
+        .collect();
+    let frames_dropped = frames_read - graph.frames.len();
     graph.base_dir = path.parent().map(Path::to_path_buf);
     let mut report = LoadReport::default();
+    if frames_dropped > 0 {
+        report.warnings.push(format!("{frames_dropped} frame(s) with a non-finite or empty rectangle were dropped"));
+    }
     for mut node in file.nodes {
         let id = node.id;
         match registry.get(&node.kind) {
@@ -182,6 +195,7 @@ pub fn to_string(graph: &Graph, registry: &NodeRegistry, target_dir: Option<&Pat
         }),
         nodes,
         wires: graph.wires().collect(),
+        frames: graph.frames.clone(),
     };
     let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
     text.push('\n');

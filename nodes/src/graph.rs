@@ -69,6 +69,15 @@ pub struct ViewState {
     pub selected: Option<NodeId>,
 }
 
+/// A titled, coloured box drawn behind a group of nodes (a comment on the canvas); saved
+/// with the graph. `rect` is `[x, y, width, height]` in canvas units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    pub title: String,
+    pub color: [u8; 3],
+    pub rect: [f32; 4],
+}
+
 /// A dataflow graph.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Graph {
@@ -78,6 +87,8 @@ pub struct Graph {
     next_id: u64,
     pub notes: String,
     pub view: Option<ViewState>,
+    /// Frames (groups with a title) behind the nodes, in drawing order.
+    pub frames: Vec<Frame>,
     /// Folder of the graph file; relative paths in params are relative to it.
     pub base_dir: Option<PathBuf>,
 }

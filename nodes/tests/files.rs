@@ -240,3 +240,34 @@ fn ambiguous_labels_are_refused_with_the_candidates() {
     assert_eq!(g.resolve_node("#2"), Ok(b));
     assert_eq!(g.duplicate_labels().get("c"), Some(&vec![a, b]));
 }
+
+/// Frames (titled boxes behind nodes) are saved and read back; one with a non-finite or
+/// empty rectangle is dropped with a warning, not loaded as garbage.
+#[test]
+fn frames_are_saved_and_bad_ones_dropped() {
+    use quantgraph_nodes::graph::Frame;
+    let r = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.qgraph");
+    let mut g = sample_graph();
+    g.frames.push(Frame { title: "inputs, stage 1".into(), color: [70, 110, 170], rect: [-20.0, -50.0, 400.5, 300.0] });
+    file::save(&mut g, &r, &p).unwrap();
+    let (loaded, report) = file::load(&p, &r).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(loaded.frames, g.frames);
+    // A graph without frames writes no "frames" key (older files stay byte-identical).
+    let mut plain = sample_graph();
+    file::save(&mut plain, &r, &p).unwrap();
+    assert!(!std::fs::read_to_string(&p).unwrap().contains("\"frames\""));
+    // A hand-edited file with a broken frame.
+    let text = std::fs::read_to_string(&p).unwrap().replacen(
+        "\"wires\"",
+        "\"frames\": [{\"title\": \"bad\", \"color\": [1, 2, 3], \"rect\": [0, 0, -5, 10]}, \
+         {\"title\": \"ok\", \"color\": [1, 2, 3], \"rect\": [0, 0, 5, 10]}],\n  \"wires\"",
+        1,
+    );
+    std::fs::write(&p, text).unwrap();
+    let (loaded, report) = file::load(&p, &r).unwrap();
+    assert_eq!(loaded.frames.iter().map(|f| f.title.as_str()).collect::<Vec<_>>(), ["ok"]);
+    assert!(report.warnings.iter().any(|w| w.contains("1 frame(s)")), "{:?}", report.warnings);
+}

@@ -10,6 +10,9 @@ use crate::{Editor, NodeStatus};
 
 /// Draw the inspector for the editor's selected node.
 pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
+    if editor.selected.is_none() && editor.frame_inspector_ui(ui) {
+        return;
+    }
     let Some(id) = editor.selected.filter(|id| editor.graph.node(*id).is_some()) else {
         ui.heading("Inspector");
         ui.label("Select a node on the canvas. Space or right-click adds one.");

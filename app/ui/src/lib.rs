@@ -12,6 +12,7 @@
 //!   quantization grid, report tables, plots.
 
 pub mod canvas;
+pub mod frames;
 pub mod graph_view;
 pub mod history;
 pub mod inspector;
@@ -156,6 +157,10 @@ pub struct Editor {
     pub(crate) center_on: Option<NodeId>,
     /// Center the canvas on this point (graph units) next frame (a click on the minimap).
     pub(crate) center_at: Option<egui::Pos2>,
+    /// The canvas's node selection as of the last frame.
+    snarl_selection: Vec<egui_snarl::NodeId>,
+    /// The frame (group box) being edited in the inspector, by index.
+    pub selected_frame: Option<usize>,
     /// Fit these nodes in the canvas next frame (Shift+F: frame selected).
     pub(crate) frame_nodes: Option<Vec<NodeId>>,
     pub prompt: Option<Prompt>,
@@ -220,6 +225,8 @@ impl Editor {
             center_on: None,
             center_at: None,
             frame_nodes: None,
+            selected_frame: None,
+            snarl_selection: Vec::new(),
             prompt: None,
             recent: Vec::new(),
             file_dialog: None,
@@ -794,6 +801,9 @@ impl Editor {
                 self.stop();
             }
         }
+        if hit(Modifiers::NONE, Key::G) && !selection.is_empty() {
+            self.group_in_frame(&selection);
+        }
         if hit(Modifiers::SHIFT, Key::F) {
             if !selection.is_empty() {
                 self.frame_nodes = Some(selection.clone());
@@ -870,6 +880,9 @@ impl Editor {
                 if ui.button("Delete  (Del)").clicked() {
                     self.delete(&selection);
                 }
+                if ui.add_enabled(!selection.is_empty(), egui::Button::new("Group in a frame  (G)")).clicked() {
+                    self.group_in_frame(&selection);
+                }
             });
             if ui.button("Frame all  (F)").clicked() {
                 self.frame_requested = true;
@@ -917,10 +930,12 @@ impl Editor {
 
     fn canvas_ui(&mut self, ui: &mut egui::Ui) {
         self.canvas_rect = ui.available_rect_before_wrap();
+        self.frames_ui(ui);
         let mut snarl = std::mem::take(&mut self.snarl);
         let mut viewer = canvas::CanvasViewer { editor: self, added: Vec::new() };
         SnarlWidget::new().id(canvas::canvas_id()).style(canvas_style()).show(&mut snarl, &mut viewer, ui);
         self.snarl = snarl;
+        self.frame_boxes_ui(ui);
         // Node moves → graph positions.
         for (sid, pos, node) in self.snarl.nodes_pos_ids() {
             if let Some(n) = self.graph.node_mut(*node) {
@@ -932,10 +947,24 @@ impl Editor {
             self.snarl_ids.insert(*node, sid);
         }
         let selected = egui_snarl::ui::get_selected_nodes(canvas::canvas_id(), ui.ctx());
-        if let Some(first) = selected.first().and_then(|s| self.snarl.get_node(*s)) {
-            self.selected = Some(*first);
+        // A new canvas selection selects its node (and leaves a frame being edited).
+        if selected != self.snarl_selection {
+            if let Some(first) = selected.first().and_then(|s| self.snarl.get_node(*s)) {
+                self.selected = Some(*first);
+                self.selected_frame = None;
+            }
+            self.snarl_selection = selected;
         }
         self.minimap_ui(ui);
+    }
+
+    /// Move a node on the canvas by `delta` (graph units).
+    pub(crate) fn move_snarl_node(&mut self, node: NodeId, delta: egui::Vec2) {
+        if let Some(sid) = self.snarl_ids.get(&node).copied() {
+            if let Some(info) = self.snarl.get_node_info_mut(sid) {
+                info.pos += delta;
+            }
+        }
     }
 
     /// Where the nodes are (graph units), as last drawn.

@@ -681,3 +681,56 @@ fn frame_selected_and_the_minimap_move_the_view() {
     assert_eq!(moved.scaling, t.scaling, "the minimap keeps the zoom");
     assert_ne!(moved.translation, t.translation, "the view moved");
 }
+
+/// G frames the selected node; dragging the frame's title bar moves it and the node inside by
+/// the same amount; each is one undo step.
+#[test]
+fn a_frame_groups_nodes_and_moves_them() {
+    let mut ed = Editor::new(registry());
+    let a = ed.add_node("onnx.model", [0.0, 0.0]).unwrap();
+    let b = ed.add_node("onnx.layer_probe", [600.0, 0.0]).unwrap();
+    ed.stop();
+    ed.selected = Some(a);
+    let mut h = harness(ed);
+    for _ in 0..4 {
+        h.step();
+    }
+    h.key_press(egui::Key::G);
+    for _ in 0..3 {
+        h.step();
+    }
+    let (frame, pos_a, pos_b) = {
+        let ed = h.state();
+        assert_eq!(ed.graph().frames.len(), 1);
+        let pos = |id| ed.graph().node(id).unwrap().position;
+        (ed.graph().frames[0].clone(), pos(a), pos(b))
+    };
+    let area = quantgraph_ui::frames::rect_of(&frame);
+    assert!(area.contains(egui::pos2(pos_a[0], pos_a[1])), "the frame holds the selected node");
+    assert!(!area.contains(egui::pos2(pos_b[0], pos_b[1])), "and not the other one");
+    // Drag its title bar 60 px right (screen), i.e. 60 / zoom canvas units.
+    let t = h.state().canvas_transform;
+    let bar = t.mul_pos(area.min + egui::vec2(40.0, quantgraph_ui::frames::TITLE / 2.0));
+    h.hover_at(bar);
+    h.step();
+    h.drag_at(bar);
+    h.step();
+    for i in 1..=6 {
+        h.hover_at(bar + egui::vec2(10.0 * i as f32, 0.0));
+        h.step();
+    }
+    h.drop_at(bar + egui::vec2(60.0, 0.0));
+    for _ in 0..3 {
+        h.step();
+    }
+    let ed = h.state_mut();
+    let moved = ed.graph().frames[0].rect[0] - frame.rect[0];
+    assert!(moved > 10.0, "the frame moved: {moved}");
+    let node_moved = ed.graph().node(a).unwrap().position[0] - pos_a[0];
+    assert!((node_moved - moved).abs() < 1e-3, "its node moved with it: {node_moved} vs {moved}");
+    assert_eq!(ed.graph().node(b).unwrap().position, pos_b, "the node outside stays");
+    ed.undo();
+    assert_eq!(ed.graph().frames[0], frame, "one undo step undoes the drag");
+    ed.undo();
+    assert!(ed.graph().frames.is_empty(), "and one more removes the frame");
+}
