@@ -6,8 +6,10 @@ Calibrate node's tests (tests/calibrate.rs).
 MinMax, Percentile (ORT defaults: 2,048 bins of |x|, 99.999, symmetric) and Entropy
 (2,048 bins, 128 quantized bins: ORT's default of 128 bins leaves a single candidate, the
 whole range) on the first IMAGES training images of data_batch_1.bin. Writes
-tests/fixtures/calibrate/ranges.json: tensor -> [low, high] per method. No pixel data is
-written.
+tests/fixtures/calibrate/ranges.json: tensor -> [low, high] per method. Also writes, with
+quantize_static (QDQ, s8s8, the same images), resnet8_symmetric_qdq.onnx (ActivationSymmetric)
+and resnet8_softmax_qdq.onnx (from resnet8_softmax_fp32.onnx, ResNet8 with a Softmax after
+its logits), for the cases the project's models do not cover. No pixel data is written.
 """
 import json
 import tempfile
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import create_calibrator
 
 from cifar import data_dir, read_batch
@@ -46,9 +49,40 @@ def ranges(method, images, extra):
         return {name: [float(v.range_value[0]), float(v.range_value[1])] for name, v in data.data.items()}
 
 
+def with_softmax(src: Path, dst: Path):
+    """The FP32 ResNet8 with a Softmax after its logits (output "probs")."""
+    m = onnx.load(str(src))
+    g = m.graph
+    logits = g.output[0].name
+    g.node.append(onnx.helper.make_node("Softmax", [logits], ["probs"], name="softmax", axis=1))
+    out = onnx.helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, ["N", 10])
+    del g.output[:]
+    g.output.append(out)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+
+
+def quantized_references(images):
+    """quantize_static QDQ s8s8 references for the cases the project's models do not cover:
+    symmetric activations (ORT keeps the Relus and gives their inputs the Relu's range), and
+    a Softmax output (ORT fixes its range to [0, 1])."""
+    soft = OUT.parent / "resnet8_softmax_fp32.onnx"
+    with_softmax(HERE / "resnet8_fp32.onnx", soft)
+    cases = [
+        (HERE / "resnet8_fp32.onnx", OUT.parent / "resnet8_symmetric_qdq.onnx", {"ActivationSymmetric": True}),
+        (soft, OUT.parent / "resnet8_softmax_qdq.onnx", {}),
+    ]
+    for src, dst, extra in cases:
+        quantize_static(str(src), str(dst), Reader(images), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=False,
+                        extra_options=extra)
+        print(f"wrote {dst}")
+
+
 def main():
     images, _ = read_batch(data_dir() / "data_batch_1.bin")
     images = images[:IMAGES]
+    quantized_references(images)
     out = {
         "images": IMAGES,
         "onnxruntime": onnxruntime.__version__,

@@ -5,7 +5,8 @@
 //! Q/DQ nodes with the same names, every scale within 1e-6 relative, every zero point and
 //! quantized weight equal, and the exact top-1 count on all 10,000 test images. Four
 //! references: s8s8, u8s8, per-channel s8s8, and the foreign re-export (unfolded
-//! BatchNormalization, NHWC Transposes, MatMul + Add, TF names). Percentile and Entropy are
+//! BatchNormalization, NHWC Transposes, MatMul + Add, TF names); two more on 200 images
+//! (`models/calibrate_reference.py`): symmetric activations, and a Softmax output. Percentile and Entropy are
 //! checked against ORT's calibrators of the same name (`tests/fixtures/calibrate`, made by
 //! `models/calibrate_reference.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -139,15 +140,42 @@ fn minmax_reproduces_quantize_static() {
     let registry = Arc::new(quantgraph_app::registry().unwrap());
     let s = Scheduler::new(registry.clone());
     let reference = json(&repo().join("tests/fixtures/ort_reference.json"));
-    let cases: [(&str, &str, bool, &str); 4] = [
-        ("models/resnet8_fp32.onnx", "int8", false, "models/resnet8_int8_qdq.onnx"),
-        ("models/resnet8_fp32.onnx", "uint8", false, "models/resnet8_u8s8_qdq.onnx"),
-        ("models/resnet8_fp32.onnx", "int8", true, "tests/fixtures/foreign/resnet8_perchannel_qdq.onnx"),
-        ("tests/fixtures/foreign/foreign_fp32.onnx", "int8", false, "tests/fixtures/foreign/foreign_int8_qdq.onnx"),
+    // (FP32 model, activations, per-channel, symmetric activations, calibration images, ORT's model)
+    let cases: [(&str, &str, bool, bool, i64, &str); 6] = [
+        ("models/resnet8_fp32.onnx", "int8", false, false, 1000, "models/resnet8_int8_qdq.onnx"),
+        ("models/resnet8_fp32.onnx", "uint8", false, false, 1000, "models/resnet8_u8s8_qdq.onnx"),
+        ("models/resnet8_fp32.onnx", "int8", true, false, 1000, "tests/fixtures/foreign/resnet8_perchannel_qdq.onnx"),
+        (
+            "tests/fixtures/foreign/foreign_fp32.onnx",
+            "int8",
+            false,
+            false,
+            1000,
+            "tests/fixtures/foreign/foreign_int8_qdq.onnx",
+        ),
+        // Symmetric activations: the Relus stay, their inputs take the Relu's range.
+        ("models/resnet8_fp32.onnx", "int8", false, true, 200, "tests/fixtures/calibrate/resnet8_symmetric_qdq.onnx"),
+        // A Softmax output: its range is [0, 1].
+        (
+            "tests/fixtures/calibrate/resnet8_softmax_fp32.onnx",
+            "int8",
+            false,
+            false,
+            200,
+            "tests/fixtures/calibrate/resnet8_softmax_qdq.onnx",
+        ),
     ];
-    for (fp32, act, per_channel, want) in cases {
-        let (mut g, _, cal) =
-            calibrate_graph(&registry, fp32, 1000, &[("activations", act.into()), ("per_channel", per_channel.into())]);
+    for (fp32, act, per_channel, symmetric, images, want) in cases {
+        let (mut g, _, cal) = calibrate_graph(
+            &registry,
+            fp32,
+            images,
+            &[
+                ("activations", act.into()),
+                ("per_channel", per_channel.into()),
+                ("symmetric_activations", symmetric.into()),
+            ],
+        );
         // The exact top-1 count on all 10,000 test images, for the project's two models.
         let counted = want.starts_with("models/");
         let probe = counted.then(|| {
@@ -221,8 +249,10 @@ fn percentile_and_entropy_agree_with_orts_calibrators() {
         for (tensor, (lo, hi)) in &ours {
             let Some(w) = want.get(tensor) else { panic!("{method}: ORT calibrated no tensor '{tensor}'") };
             let (wl, wh) = (w[0].as_f64().unwrap(), w[1].as_f64().unwrap());
+            // One bin: Entropy's span ±max|x|, Percentile's at most [0, max|x|].
             let m = &minmax[tensor];
-            let bin = 2.0 * m[0].as_f64().unwrap().abs().max(m[1].as_f64().unwrap().abs()) / 2048.0;
+            let absmax = m[0].as_f64().unwrap().abs().max(m[1].as_f64().unwrap().abs());
+            let bin = if method == "entropy" { 2.0 * absmax / 2048.0 } else { absmax / 2048.0 };
             let close = |a: f64, b: f64, slack: f64| (a - b).abs() <= slack + 1e-6 * b.abs();
             assert!(
                 close(*lo, wl, bin) && close(*hi, wh, bin),

@@ -174,6 +174,11 @@ pub struct Open {
     pub figures: BTreeMap<String, Vec<(String, f64)>>,
     pub metric: String,
     pub scene_rect: egui::Rect,
+    /// Q/DQ outputs → what they read, to key figures by the op a pair wraps.
+    alias: HashMap<String, String>,
+    /// The report the figures come from (output port, and the report they were read from),
+    /// so they follow re-evaluations (a dragged scale).
+    pub source: Option<(String, usize)>,
 }
 
 impl Open {
@@ -185,32 +190,48 @@ impl Open {
     ) -> Open {
         let layout = std::sync::Arc::new(layout(info));
         // Figures of a Q/DQ pair's output (B's post-DQ value) belong to the op it wraps.
-        let alias: HashMap<&str, &str> = info
+        let alias: HashMap<String, String> = info
             .nodes
             .iter()
             .filter(|n| n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear")
-            .filter_map(|n| Some((n.outputs.first()?.as_str(), n.inputs.first()?.as_str())))
+            .filter_map(|n| Some((n.outputs.first()?.clone(), n.inputs.first()?.clone())))
             .collect();
-        let figures = figures
+        let scene_rect = egui::Rect::from_min_size(egui::Pos2::ZERO, layout.size);
+        let mut open = Open {
+            node,
+            title,
+            layout,
+            figures: BTreeMap::new(),
+            metric: String::new(),
+            scene_rect,
+            alias,
+            source: None,
+        };
+        open.set_figures(figures);
+        open.metric = ["sqnr_db", "qdq_err_db", "mse"]
+            .iter()
+            .find(|m| open.figures.values().any(|f| f.iter().any(|(c, _)| c == *m)))
+            .map_or_else(String::new, |m| (*m).to_owned());
+        open
+    }
+
+    /// New figures (keyed by the ops' tensors through Q/DQ pairs).
+    pub fn set_figures(&mut self, figures: BTreeMap<String, Vec<(String, f64)>>) {
+        self.figures = figures
             .into_iter()
             .map(|(k, v)| {
-                let mut t = k.as_str();
+                let mut t = k;
                 for _ in 0..8 {
-                    match alias.get(t) {
-                        Some(next) => t = next,
+                    match self.alias.get(&t) {
+                        Some(next) => t = next.clone(),
                         None => break,
                     }
                 }
-                (t.to_owned(), v)
+                (t, v)
             })
-            .collect::<BTreeMap<_, _>>();
-        let metric = ["sqnr_db", "qdq_err_db", "mse"]
-            .iter()
-            .find(|m| figures.values().any(|f| f.iter().any(|(c, _)| c == *m)))
-            .map_or_else(String::new, |m| (*m).to_owned());
-        let scene_rect = egui::Rect::from_min_size(egui::Pos2::ZERO, layout.size);
-        Open { node, title, layout, figures, metric, scene_rect }
+            .collect();
     }
+
     /// The numeric columns the ops can be coloured by.
     pub fn metrics(&self) -> Vec<String> {
         let mut m: Vec<String> = self.figures.values().flat_map(|f| f.iter().map(|(c, _)| c.clone())).collect();

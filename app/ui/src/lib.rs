@@ -174,6 +174,8 @@ pub struct Editor {
     /// The tensor the user picked last (in the graph view or a table): selected in tables
     /// and shown in histograms.
     pub selected_tensor: Option<String>,
+    /// Counts tensor selections, so each one is applied once (also a re-selection).
+    pub selection_serial: u64,
     /// The graph last evaluated while the pointer was down (a drag in progress), and when.
     live: Option<(Graph, f64)>,
     textures: HashMap<String, egui::TextureHandle>,
@@ -235,6 +237,7 @@ impl Editor {
             live: None,
             graph_view: None,
             selected_tensor: None,
+            selection_serial: 0,
             textures: HashMap::new(),
             quit_requested: false,
             views: views::ViewState::default(),
@@ -958,6 +961,12 @@ impl Editor {
         self.minimap_ui(ui);
     }
 
+    /// Select a tensor in every view (tables mark it, activations views show it).
+    pub fn select_tensor(&mut self, tensor: String) {
+        self.selected_tensor = Some(tensor);
+        self.selection_serial += 1;
+    }
+
     /// Move a node on the canvas by `delta` (graph units).
     pub(crate) fn move_snarl_node(&mut self, node: NodeId, delta: egui::Vec2) {
         if let Some(sid) = self.snarl_ids.get(&node).copied() {
@@ -1081,6 +1090,18 @@ impl Editor {
     /// The model graph window (Graph view button of a model, probe or comparator).
     fn graph_window_ui(&mut self, ui: &mut egui::Ui) {
         let Some(mut view) = self.graph_view.take() else { return };
+        // The figures follow the report as it is re-evaluated (a dragged scale).
+        if let Some((port, seen)) = view.source.clone() {
+            if let Some(quantgraph_nodes::Value::Table(r)) = self.outputs.get(&view.node).and_then(|o| o.get(&port)) {
+                let at = std::ptr::from_ref(r.as_ref()) as usize;
+                if at != seen {
+                    if let Some(t) = r.table("per_layer") {
+                        view.set_figures(graph_view::figures(t, "b_tensor"));
+                    }
+                    view.source = Some((port, at));
+                }
+            }
+        }
         let mut open = true;
         let mut clicked = None;
         let selected = self.selected_tensor.clone();
@@ -1124,7 +1145,7 @@ impl Editor {
             });
         if let Some(t) = clicked {
             self.message = Some(format!("Selected tensor {t}"));
-            self.selected_tensor = Some(t);
+            self.select_tensor(t);
         }
         if open && self.graph.node(view.node).is_some() {
             self.graph_view = Some(view);

@@ -80,9 +80,17 @@ fn rows(graph: &Graph, t: &Target) -> Vec<Json> {
     graph.node(t.node).and_then(|n| n.params.get(t.param)).and_then(Json::as_array).cloned().unwrap_or_default()
 }
 
+/// A whole-tensor row of `tensor`: every channel (`channel` empty or "all"), Q and DQ together.
 fn is_row_for(row: &Json, tensor: &str) -> bool {
+    // As the QDQ Override reads `channel`: absent, null, empty or "all" mean every channel.
+    let every_channel = match row.get("channel") {
+        None | Some(Json::Null) => true,
+        Some(Json::String(c)) => c.trim().is_empty() || c.trim() == "all",
+        Some(_) => false,
+    };
     row.get("tensor").and_then(Json::as_str) == Some(tensor)
-        && row.get("channel").and_then(Json::as_str).is_none_or(str::is_empty)
+        && every_channel
+        && row.get("apply_to").and_then(Json::as_str).is_none_or(|a| a == "pair")
 }
 
 /// The whole-tensor edit row of `tensor`, if there is one.

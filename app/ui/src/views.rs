@@ -21,8 +21,8 @@ pub struct ViewState {
     pub tensor: HashMap<u64, String>,
     /// Chosen flipped sample, by node.
     pub sample: HashMap<u64, usize>,
-    /// The editor's selected tensor as last applied to each activations view.
-    pub applied_selection: HashMap<u64, String>,
+    /// The editor's tensor selection (its serial) as last applied to each activations view.
+    pub applied_selection: HashMap<u64, u64>,
 }
 
 /// Draw a value.
@@ -255,8 +255,8 @@ fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Acti
         .unwrap_or_default();
     // A tensor picked elsewhere (the graph view, a table) is shown once here.
     if let Some(sel) = editor.selected_tensor.clone().filter(|t| a.tensors.contains_key(t)) {
-        if editor.views.applied_selection.get(&node.0) != Some(&sel) {
-            editor.views.applied_selection.insert(node.0, sel.clone());
+        if editor.views.applied_selection.get(&node.0) != Some(&editor.selection_serial) {
+            editor.views.applied_selection.insert(node.0, editor.selection_serial);
             chosen = sel;
         }
     }
@@ -311,6 +311,10 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
     // Handles: per-tensor pairs whose model an edit node reads.
     let target = if channels == 1 && t.qdq.is_some() { probed_model_target(editor, node) } else { None };
     let drag_id = egui::Id::new(("clip_drag", node.0, t.name.as_str()));
+    // A drag whose release was not seen here (the view was hidden) is over.
+    if !ui.input(|i| i.pointer.any_down()) {
+        ui.data_mut(|d| d.remove::<(u8, f32, f32)>(drag_id));
+    }
     let dragged: Option<(u8, f32, f32)> = ui.data(|d| d.get_temp(drag_id));
     let range = match dragged {
         Some((_, lo, hi)) if target.is_some() => Some((lo, hi)),
@@ -452,8 +456,12 @@ fn compared_model(
 /// model, and the node that takes tensor edits on it.
 fn probed_model_target(editor: &Editor, node: NodeId) -> Option<crate::qdq_edit::Target> {
     let wires: Vec<PortRef> = editor.graph.wires().filter(|w| w.to.node == node).map(|w| w.from).collect();
+    // Only when the probed model is the edit node's own output: an override elsewhere on the
+    // model's port would not change what this probe shows.
     wires.iter().find_map(|from| match editor.outputs(from.node).and_then(|o| o.get(&from.port)) {
-        Some(Value::Model(_)) => crate::qdq_edit::edit_target(editor, from.node, &from.port),
+        Some(Value::Model(_)) => {
+            crate::qdq_edit::edit_target(editor, from.node, &from.port).filter(|t| t.node == from.node)
+        }
         _ => None,
     })
 }
@@ -485,7 +493,9 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
                 Some(info) => {
                     let figures = crate::graph_view::figures(per_layer, "b_tensor");
                     let title = format!("{} (per-layer error)", editor.graph.display_name(&editor.registry, node));
-                    editor.graph_view = Some(crate::graph_view::Open::new(node, title, &info, figures));
+                    let mut open = crate::graph_view::Open::new(node, title, &info, figures);
+                    open.source = Some((port.to_owned(), std::ptr::from_ref(r) as usize));
+                    editor.graph_view = Some(open);
                 }
                 None => {
                     editor.message = Some("The compared models are not available: evaluate the probes first".into())
@@ -793,7 +803,7 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                         if let Some(first) =
                             t.rows[i].first().filter(|_| t.columns.first().is_some_and(|c| c.contains("tensor")))
                         {
-                            editor.selected_tensor = Some(first.to_string());
+                            editor.select_tensor(first.to_string());
                         }
                     }
                 }

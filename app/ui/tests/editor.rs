@@ -501,6 +501,19 @@ fn dragging_a_scale_in_the_qdq_table_edits_the_override() {
         h.hover_at(from + egui::vec2(8.0 * i as f32, 0.0));
         h.step();
     }
+    // Live: the override re-runs while the value is still being dragged.
+    let mut live = false;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50));
+        h.hover_at(from + egui::vec2(80.0, 0.0));
+        h.step();
+        let log = h.state().scheduler().execution_log();
+        if log.iter().any(|l| h.state().graph().node(l.node).and_then(|n| n.label.as_deref()) == Some("override")) {
+            live = true;
+            break;
+        }
+    }
+    assert!(live, "the override re-ran during the drag");
     h.drop_at(from + egui::vec2(80.0, 0.0));
     h.step();
     settle(&mut h);

@@ -148,7 +148,8 @@ impl Collector {
                 let t = self.min.abs().max(self.max.abs());
                 Histogram::new(-t, t, bins)
             }
-            _ => Histogram::new(self.min, self.max, bins),
+            // MSE scores 100 × 100 candidates on every bin: 8,192 bins are plenty.
+            _ => Histogram::new(self.min, self.max, bins.min(8192)),
         });
     }
     fn fill(&mut self, method: Method, data: &[f32]) {
@@ -487,6 +488,8 @@ impl NodeKind for Calibrate {
             };
             ranges.insert(c.name.clone(), range);
         }
+        // ORT adjusts ranges before computing parameters (kept Relu/Clip inputs, Softmax).
+        quantize::adjust_ranges(&proto_model, &mut ranges);
         ctx.progress(1.0, "writing the QDQ model");
         let (qdq_bytes, rows) = quantize::build(&fp32.bytes, &proto_model, &plan, &ranges, &opts)
             .map_err(|e| NodeError::failed(format!("writing the QDQ model failed: {e}")))?;

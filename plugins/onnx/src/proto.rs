@@ -723,6 +723,8 @@ fn rebuild(graph: &[u8], plan: &GraphRebuild) -> Result<Vec<u8>, String> {
                 }
             }
             (5, 2) if plan.removed_initializers.contains(&field_string(f.payload, 8)?) => {}
+            // An initializer also listed as a graph input (older exporters): the input goes too.
+            (11, 2) if plan.removed_initializers.contains(&field_string(f.payload, 1)?) => {}
             (13, 2) if plan.dropped_value_info.contains(&field_string(f.payload, 1)?) => {}
             _ => out.extend_from_slice(f.raw),
         }

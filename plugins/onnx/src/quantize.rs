@@ -81,6 +81,9 @@ struct Bias {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     marked: IndexMap<String, Marked>,
+    /// Initializers marked as activations (an Add's constant): quantized from their values,
+    /// never calibrated.
+    constants: std::collections::BTreeSet<String>,
     biases: IndexMap<String, Bias>,
     removed: BTreeSet<usize>,
     /// Node outputs renamed (a removed Relu's input → its output).
@@ -95,7 +98,7 @@ impl Plan {
     pub fn calibrated(&self) -> Vec<String> {
         self.marked
             .iter()
-            .filter(|(_, m)| m.role == Role::Activation && m.shares.is_none())
+            .filter(|(t, m)| m.role == Role::Activation && m.shares.is_none() && !self.constants.contains(*t))
             .map(|(t, _)| t.clone())
             .collect()
     }
@@ -282,6 +285,9 @@ pub fn plan(model: &ModelProto, opts: &Options) -> Result<Plan, String> {
 fn mark_activation(p: &mut Plan, g: &Graph, t: &str) {
     if g.quantizable(t) && !p.marked.contains_key(t) {
         p.marked.insert(t.to_owned(), Marked { role: Role::Activation, shares: None });
+        if g.is_init(t) {
+            p.constants.insert(t.to_owned());
+        }
     }
 }
 
@@ -316,6 +322,34 @@ fn mark_bias(p: &mut Plan, g: &Graph, b: &str, input: &str, weight: &str, beta: 
             p.biases.insert(b.to_owned(), Bias { input: input.to_owned(), weight: weight.to_owned(), beta });
         }
         _ => p.notes.push(format!("bias '{b}' is not a float constant: left in float")),
+    }
+}
+
+/// ORT's `adjust_tensor_ranges`, applied to calibrated ranges before parameters are
+/// computed: the input of a Relu or Clip with no other reader takes the activation's output
+/// range (what the pair after it will hold), and a Softmax's output is [0, 1].
+pub fn adjust_ranges(model: &ModelProto, ranges: &mut BTreeMap<String, (f32, f32)>) {
+    let empty = proto::GraphProto::default();
+    let graph = model.graph.as_ref().unwrap_or(&empty);
+    let mut readers: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in &graph.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    for n in &graph.node {
+        let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else { continue };
+        match n.op_type.as_str() {
+            "Relu" | "Clip" if readers.get(x.as_str()) == Some(&1) => {
+                if let (true, Some(r)) = (ranges.contains_key(x), ranges.get(y).copied()) {
+                    ranges.insert(x.clone(), r);
+                }
+            }
+            "Softmax" => {
+                ranges.insert(y.clone(), (0.0, 1.0));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -457,6 +491,8 @@ pub fn build(
                 Role::Activation => (act, opts.activations_symmetric, None),
             };
             let (qmin, qmax) = qrange(dtype, symmetric);
+            // A channel axis of length 0 has nothing per channel: per-tensor.
+            let axis = axis.filter(|a| init.dims.get(*a).is_some_and(|d| *d > 0));
             let groups = match axis {
                 Some(a) => channels_of(init, a, &values),
                 None => vec![values.clone()],
@@ -689,7 +725,7 @@ pub fn build(
 /// renamed to its QuantizeLinear's input).
 fn follow(renames: &BTreeMap<String, String>, t: &str) -> String {
     let mut cur = t.to_owned();
-    for _ in 0..4 {
+    for _ in 0..=renames.len() {
         match renames.get(&cur) {
             Some(next) if *next != cur => cur = next.clone(),
             _ => break,
