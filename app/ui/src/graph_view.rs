@@ -376,6 +376,73 @@ pub fn legend(ui: &mut egui::Ui, figures: &BTreeMap<String, Vec<(String, f64)>>,
     });
 }
 
+impl crate::Editor {
+    /// The model graph window (Graph view button of a model, probe or comparator).
+    pub(crate) fn graph_window_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(mut view) = self.graph_view.take() else { return };
+        // The figures follow the report as it is re-evaluated (a dragged scale).
+        if let Some((port, seen)) = view.source.clone() {
+            if let Some(quantgraph_nodes::Value::Table(r)) = self.outputs.get(&view.node).and_then(|o| o.get(&port)) {
+                let at = std::ptr::from_ref(r.as_ref()) as usize;
+                if at != seen {
+                    if let Some(t) = r.table("per_layer") {
+                        view.set_figures(figures(t, "b_tensor"));
+                    }
+                    view.source = Some((port, at));
+                }
+            }
+        }
+        let mut open = true;
+        let mut clicked = None;
+        let selected = self.selected_tensor.clone();
+        egui::Window::new(format!("Graph: {}", view.title))
+            .id(egui::Id::new("qg_graph_view"))
+            .open(&mut open)
+            .default_size([900.0, 680.0])
+            .resizable(true)
+            .show(ui.ctx(), |ui| {
+                ui.horizontal(|ui| {
+                    let metrics = view.metrics();
+                    if !metrics.is_empty() {
+                        ui.label("Colour by");
+                        egui::ComboBox::from_id_salt("qg_graph_metric").selected_text(&view.metric).show_ui(ui, |ui| {
+                            for m in &metrics {
+                                ui.selectable_value(&mut view.metric, m.clone(), m);
+                            }
+                        });
+                    }
+                    if ui.button("Fit").clicked() {
+                        view.scene_rect = egui::Rect::from_min_size(egui::Pos2::ZERO, view.layout.size);
+                    }
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} ops · drag to pan, wheel to zoom, click an op to select its tensor",
+                            view.layout.ops.len()
+                        ))
+                        .weak(),
+                    );
+                });
+                legend(ui, &view.figures, &view.metric);
+                let input = ViewInput {
+                    layout: &view.layout,
+                    figures: &view.figures,
+                    metric: &view.metric,
+                    selected: selected.as_deref(),
+                };
+                let mut rect = view.scene_rect;
+                clicked = show(ui, &mut rect, &input);
+                view.scene_rect = rect;
+            });
+        if let Some(t) = clicked {
+            self.message = Some(format!("Selected tensor {t}"));
+            self.select_tensor(t);
+        }
+        if open && self.graph.node(view.node).is_some() {
+            self.graph_view = Some(view);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
