@@ -26,6 +26,7 @@ pub mod fsio;
 pub mod fuzz;
 pub mod graph;
 pub mod images;
+pub mod jsonf64;
 pub mod kind;
 pub mod memo;
 pub mod param;

@@ -286,6 +286,7 @@ pub struct Outcomes {
     pub p_a: Vec<Option<f64>>,
     pub p_b: Vec<Option<f64>>,
     /// Each sample's squared output error ‖A − B‖² (empty when outputs are not kept).
+    #[serde(with = "quantgraph_nodes::jsonf64::vec")]
     pub out_err: Vec<f64>,
 }
 
@@ -569,6 +570,7 @@ pub struct PairSums {
     /// `(‖x‖², ‖x−y‖²)` of every sample, when the dataset is small enough
     /// ([`MAX_ALL_SAMPLES`]): the drill-down of any sample, and reuse across evaluations
     /// whose flipped samples differ.
+    #[serde(with = "quantgraph_nodes::jsonf64::opt_pairs")]
     samples: Option<Vec<[f64; 2]>>,
     shape_note: Option<String>,
     rows: usize,

@@ -9,11 +9,17 @@
 /// Running sums for the metrics.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorStats {
+    #[serde(with = "quantgraph_nodes::jsonf64")]
     pub sum_x2: f64,
+    #[serde(with = "quantgraph_nodes::jsonf64")]
     pub sum_y2: f64,
+    #[serde(with = "quantgraph_nodes::jsonf64")]
     pub sum_d2: f64,
+    #[serde(with = "quantgraph_nodes::jsonf64")]
     pub sum_abs: f64,
+    #[serde(with = "quantgraph_nodes::jsonf64")]
     pub dot: f64,
+    #[serde(with = "quantgraph_nodes::jsonf64")]
     pub max_abs: f64,
     pub count: usize,
 }
@@ -100,6 +106,23 @@ impl ErrorStats {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    /// Sums that overflowed (a model whose activations blow up) survive the JSON a shard
+    /// writes, so `quantgraph merge` can read them back.
+    #[test]
+    fn non_finite_sums_survive_json() {
+        let mut e = ErrorStats::default();
+        e.add(&[f32::MAX, 1.0], &[-f32::MAX, f32::NAN]);
+        assert!(e.sum_d2.is_infinite() || e.sum_d2.is_nan());
+        let back: ErrorStats = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        // Finite values to serde_json's parsing precision (it may be an ulp off), the others exactly.
+        for (a, b) in [(e.sum_x2, back.sum_x2), (e.sum_d2, back.sum_d2), (e.max_abs, back.max_abs), (e.dot, back.dot)] {
+            let same =
+                if a.is_finite() { (a - b).abs() <= 1e-15 * a.abs() } else { a == b || (a.is_nan() && b.is_nan()) };
+            assert!(same, "{a} vs {b}");
+        }
+        assert_eq!(back.count, e.count);
+    }
     use super::*;
 
     #[test]
