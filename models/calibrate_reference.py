@@ -18,26 +18,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import create_calibrator
 
 from cifar import data_dir, read_batch
+from quantize import Reader  # the calibration batches models/quantize.py feeds ORT
 
 HERE = Path(__file__).parent
 OUT = HERE.parent / "tests" / "fixtures" / "calibrate" / "ranges.json"
 IMAGES = 200
-
-
-class Reader(CalibrationDataReader):
-    def __init__(self, images: np.ndarray, batch: int = 50):
-        self.batches = [images[i:i + batch].astype(np.float32) for i in range(0, len(images), batch)]
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(self.batches):
-            return None
-        self.i += 1
-        return {"input": self.batches[self.i - 1]}
 
 
 def ranges(method, images, extra):

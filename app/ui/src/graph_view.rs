@@ -210,7 +210,7 @@ impl Open {
         open.set_figures(figures);
         open.metric = ["sqnr_db", "qdq_err_db", "mse"]
             .iter()
-            .find(|m| open.figures.values().any(|f| f.iter().any(|(c, _)| c == *m)))
+            .find(|m| open.figures.values().any(|f| metric_of(f, m).is_some()))
             .map_or_else(String::new, |m| (*m).to_owned());
         open
     }
@@ -251,11 +251,7 @@ pub struct ViewInput<'a> {
 
 /// Draw the graph in `ui` (pan/zoom). Returns the output tensor of a clicked op.
 pub fn show(ui: &mut egui::Ui, scene_rect: &mut egui::Rect, v: &ViewInput<'_>) -> Option<String> {
-    let values: Vec<f64> =
-        v.figures.values().filter_map(|f| f.iter().find(|(c, _)| c == v.metric).map(|(_, x)| *x)).collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let larger_is_better = v.metric.ends_with("_db") || v.metric == "cosine";
+    let scale = MetricScale::of(v.figures, v.metric);
     let mut clicked = None;
     egui::Scene::new().zoom_range(0.05..=4.0).show(ui, scene_rect, |ui| {
         // Where the scene is on screen (the editor's tests click ops through it).
@@ -284,9 +280,9 @@ pub fn show(ui: &mut egui::Ui, scene_rect: &mut egui::Rect, v: &ViewInput<'_>) -
         for (i, op) in v.layout.ops.iter().enumerate() {
             let rect = egui::Rect::from_min_size(op.pos, op.size);
             let figure = v.figures.get(&op.output);
-            let value = figure.and_then(|f| f.iter().find(|(c, _)| c == v.metric).map(|(_, x)| *x));
+            let value = figure.and_then(|f| metric_of(f, v.metric));
             let fill = match value {
-                Some(x) => color_for(x, lo, hi, larger_is_better),
+                Some(x) => scale.color(x),
                 None => egui::Color32::from_gray(55),
             };
             let selected = v.selected == Some(op.output.as_str());
@@ -353,27 +349,50 @@ pub fn show(ui: &mut egui::Ui, scene_rect: &mut egui::Rect, v: &ViewInput<'_>) -
 
 /// A legend for the colour scale of `metric`.
 pub fn legend(ui: &mut egui::Ui, figures: &BTreeMap<String, Vec<(String, f64)>>, metric: &str) {
-    let values: Vec<f64> =
-        figures.values().filter_map(|f| f.iter().find(|(c, _)| c == metric).map(|(_, x)| *x)).collect();
-    if values.is_empty() {
+    let scale = MetricScale::of(figures, metric);
+    if scale.lo > scale.hi {
         ui.label(egui::RichText::new("no per-layer figures: ops are not coloured").weak());
         return;
     }
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let larger_is_better = metric.ends_with("_db") || metric == "cosine";
     ui.horizontal(|ui| {
         ui.label(format!("{metric}:"));
         for k in 0..=4 {
-            let v = lo + (hi - lo) * f64::from(k) / 4.0;
+            let v = scale.lo + (scale.hi - scale.lo) * f64::from(k) / 4.0;
             let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 12.0), egui::Sense::hover());
-            ui.painter().rect_filled(rect, 2.0, color_for(v, lo, hi, larger_is_better));
+            ui.painter().rect_filled(rect, 2.0, scale.color(v));
             ui.label(crate::views::format_figure(metric, v, false));
         }
         ui.label(
-            egui::RichText::new(if larger_is_better { "(larger is better)" } else { "(smaller is better)" }).weak(),
+            egui::RichText::new(if scale.larger_is_better { "(larger is better)" } else { "(smaller is better)" })
+                .weak(),
         );
     });
+}
+
+/// A figure of one op by column name.
+fn metric_of(figure: &[(String, f64)], metric: &str) -> Option<f64> {
+    figure.iter().find(|(c, _)| c == metric).map(|(_, x)| *x)
+}
+
+/// The colour scale of a metric over every op: its range, and which end is good (dB and
+/// cosine: larger). Empty (`lo > hi`) when no op has the metric.
+struct MetricScale {
+    lo: f64,
+    hi: f64,
+    larger_is_better: bool,
+}
+
+impl MetricScale {
+    fn of(figures: &BTreeMap<String, Vec<(String, f64)>>, metric: &str) -> MetricScale {
+        let (lo, hi) = figures
+            .values()
+            .filter_map(|f| metric_of(f, metric))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        MetricScale { lo, hi, larger_is_better: metric.ends_with("_db") || metric == "cosine" }
+    }
+    fn color(&self, v: f64) -> egui::Color32 {
+        color_for(v, self.lo, self.hi, self.larger_is_better)
+    }
 }
 
 impl crate::Editor {

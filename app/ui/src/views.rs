@@ -326,15 +326,16 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
         let zp = ((qmin as f32 - lo / scale).round_ties_even() as i32).clamp(qmin, qmax);
         (scale, zp)
     };
-    if let Some(q) = &t.qdq {
+    // The scale and zero point shown: of the range being dragged, else the pair's own.
+    let shown = t.qdq.as_ref().map(|q| match (dragged, range) {
+        (Some(_), Some((lo, hi))) if target.is_some() => params(q, lo, hi),
+        _ => (
+            q.scales.get(channel).copied().unwrap_or(0.0),
+            q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0),
+        ),
+    });
+    if let (Some(q), Some((scale, zp))) = (&t.qdq, shown) {
         let (lo, hi) = range.unwrap_or((0.0, 0.0));
-        let (scale, zp) = match dragged {
-            Some(_) if target.is_some() => params(q, lo, hi),
-            _ => (
-                q.scales.get(channel).copied().unwrap_or(0.0),
-                q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0),
-            ),
-        };
         let clipped_note = if s.min < lo || s.max > hi { " · values outside are clipped" } else { "" };
         ui.label(format!(
             "Q/DQ {} · scale {scale:.6} · zero point {zp} · range [{lo:.4}, {hi:.4}]{clipped_note}{}",
@@ -355,20 +356,11 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
     let mut released = false;
     plot.show(ui, |p| {
         p.bar_chart(BarChart::new("count", bars));
-        let (Some((lo, hi)), Some(q)) = (range, &t.qdq) else { return };
+        let (Some((lo, hi)), Some(q), Some((scale, zp))) = (range, &t.qdq, shown) else { return };
         p.vline(VLine::new("clip range", f64::from(lo)).color(egui::Color32::RED).width(2.0));
         p.vline(VLine::new("clip range", f64::from(hi)).color(egui::Color32::RED).width(2.0));
         // The quantization grid, when its lines are not too dense to see.
-        let (step, zp) = match dragged {
-            Some(_) if target.is_some() => {
-                let (s, z) = params(q, lo, hi);
-                (f64::from(s), f64::from(z))
-            }
-            _ => (
-                f64::from(q.scales.get(channel).copied().unwrap_or(0.0)),
-                f64::from(q.zero_points.get(channel).or(q.zero_points.first()).copied().unwrap_or(0)),
-            ),
-        };
+        let (step, zp) = (f64::from(scale), f64::from(zp));
         let levels = if step > 0.0 { (f64::from(h.hi - h.lo) / step) as usize } else { usize::MAX };
         if levels <= 64 {
             let (qmin, qmax) = q.qrange();

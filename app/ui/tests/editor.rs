@@ -461,6 +461,18 @@ fn enter_in_the_palette_adds_the_first_match() {
     assert!(h.state().palette.is_none());
 }
 
+/// The default graph on its first 100 test images, evaluated.
+fn default_graph_on_100_images() -> Editor {
+    let mut ed = Editor::new(registry());
+    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
+    let ds = ed.graph().find_node("cifar10_test").unwrap();
+    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
+    ed.set_param(ds, "count", 100.into());
+    ed.set_param(ds, "per_class", 0.into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    ed
+}
+
 fn tall_harness(editor: Editor) -> Harness<'static, Editor> {
     Harness::builder()
         .with_size(egui::vec2(1600.0, 3200.0))
@@ -471,13 +483,7 @@ fn tall_harness(editor: Editor) -> Harness<'static, Editor> {
 /// model (one undo step) and re-evaluates what reads the override.
 #[test]
 fn dragging_a_scale_in_the_qdq_table_edits_the_override() {
-    let mut ed = Editor::new(registry());
-    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
-    let ds = ed.graph().find_node("cifar10_test").unwrap();
-    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
-    ed.set_param(ds, "count", 100.into());
-    ed.set_param(ds, "per_class", 0.into());
-    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let mut ed = default_graph_on_100_images();
     let int8 = ed.graph().find_node("int8").unwrap();
     let over = ed.graph().find_node("override").unwrap();
     let edits_before = ed.graph().node(over).unwrap().params.get("edits").cloned();
@@ -565,13 +571,7 @@ fn a_qdq_override_is_inserted_to_edit_a_models_scales() {
 /// the QDQ Override gets the scale and zero point of the new range, as one undo step.
 #[test]
 fn dragging_a_clip_edge_in_the_histogram_edits_the_override() {
-    let mut ed = Editor::new(registry());
-    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
-    let ds = ed.graph().find_node("cifar10_test").unwrap();
-    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
-    ed.set_param(ds, "count", 100.into());
-    ed.set_param(ds, "per_class", 0.into());
-    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let mut ed = default_graph_on_100_images();
     let probe = ed.graph().find_node("probe_int8").unwrap();
     let over = ed.graph().find_node("override").unwrap();
     let edits_before = ed.graph().node(over).unwrap().params.get("edits").cloned();
@@ -616,13 +616,7 @@ fn dragging_a_clip_edge_in_the_histogram_edits_the_override() {
 /// per-layer SQNR; clicking an op selects its tensor, which the per-layer table then marks.
 #[test]
 fn the_graph_view_colours_ops_by_error_and_selects_a_tensor() {
-    let mut ed = Editor::new(registry());
-    assert!(ed.open(&repo().join("assets/graphs/default.qgraph")), "{:?}", ed.message);
-    let ds = ed.graph().find_node("cifar10_test").unwrap();
-    ed.set_param(ds, "path", cifar_dir().to_string_lossy().as_ref().into());
-    ed.set_param(ds, "count", 100.into());
-    ed.set_param(ds, "per_class", 0.into());
-    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let mut ed = default_graph_on_100_images();
     ed.selected = ed.graph().find_node("compare");
     let mut h = tall_harness(ed);
     settle(&mut h);

@@ -509,16 +509,6 @@ fn rename_inputs(node: &[u8], renames: &std::collections::BTreeMap<usize, String
     Ok(out)
 }
 
-/// The name (field 3) of an encoded NodeProto.
-fn node_name(node: &[u8]) -> Result<String, String> {
-    for f in fields(node)? {
-        if f.number == 3 && f.wire_type == 2 {
-            return Ok(String::from_utf8_lossy(f.payload).into_owned());
-        }
-    }
-    Ok(String::new())
-}
-
 /// Apply `edit` to the model's bytes. Everything not edited is copied byte for byte.
 pub fn edit_model(model: &[u8], mut edit: ModelEdit<'_>) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(model.len() + 1024);
@@ -566,7 +556,7 @@ fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String>
             made.extend(NodeProto::decode(f.payload).map_err(|e| format!("bad node: {e}"))?.output);
         }
         if f.number == 1 && f.wire_type == 2 && !edit.replace_nodes.is_empty() {
-            let name = node_name(f.payload)?;
+            let name = field_string(f.payload, 3)?;
             if let Some(node) = edit.replace_nodes.get(&name) {
                 put_len_delimited(&mut out, 1, &node.encode_to_vec());
                 flush_after(&mut out, &mut pending, &mut made);
@@ -574,7 +564,7 @@ fn edit_graph(graph: &[u8], edit: &mut ModelEdit<'_>) -> Result<Vec<u8>, String>
             }
         }
         if f.number == 1 && f.wire_type == 2 && !edit.node_inputs.is_empty() {
-            let name = node_name(f.payload)?;
+            let name = field_string(f.payload, 3)?;
             if let Some(renames) = edit.node_inputs.get(&name) {
                 put_len_delimited(&mut out, 1, &rename_inputs(f.payload, renames)?);
                 flush_after(&mut out, &mut pending, &mut made);
@@ -663,8 +653,8 @@ fn rename_tensors(
     Ok(out)
 }
 
-/// The name of an encoded message whose name is field `number` (initializers: 8, value
-/// infos: 1).
+/// The name of an encoded message whose name is field `number` (nodes: 3, initializers: 8,
+/// value infos and graph inputs: 1).
 fn field_string(msg: &[u8], number: u32) -> Result<String, String> {
     for f in fields(msg)? {
         if f.number == number && f.wire_type == 2 {

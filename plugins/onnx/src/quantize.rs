@@ -385,8 +385,14 @@ pub fn scale_zero_point(rmin: f32, rmax: f32, qmin: i32, qmax: i32, symmetric: b
 
 /// ORT's `quantize_nparray`: `round(x / scale) + zero_point` in float32, clipped to the type.
 fn quantize_values(values: &[f32], scale: f32, zp: i32, dtype: i32) -> Vec<i32> {
-    let (lo, hi) = qrange(dtype, false);
-    values.iter().map(|&x| ((x / scale).round_ties_even() + zp as f32).clamp(lo as f32, hi as f32) as i32).collect()
+    let range = qrange(dtype, false);
+    values.iter().map(|&x| quantize_value(x, scale, zp, range)).collect()
+}
+
+/// One value as QuantizeLinear computes it: `round(x / scale) + zero_point` in float32
+/// (half to even), clamped to `[qmin, qmax]`.
+pub fn quantize_value(x: f32, scale: f32, zp: i32, (qmin, qmax): (i32, i32)) -> i32 {
+    ((x / scale).round_ties_even() + zp as f32).clamp(qmin as f32, qmax as f32) as i32
 }
 
 #[derive(Debug, Clone)]
@@ -412,13 +418,19 @@ pub struct Row {
     pub shares: Option<String>,
 }
 
-fn channels_of(init: &TensorProto, axis: usize, values: &[f32]) -> Vec<Vec<f32>> {
+/// The channel (along `axis`) of each flat index of `init`, and the channel count.
+fn channel_of(init: &TensorProto, axis: usize) -> (impl Fn(usize) -> usize, usize) {
     let dims: Vec<usize> = init.dims.iter().map(|d| (*d).max(0) as usize).collect();
     let c = dims[axis];
-    let inner: usize = dims[axis + 1..].iter().product();
+    let inner = dims[axis + 1..].iter().product::<usize>().max(1);
+    (move |i: usize| (i / inner) % c.max(1), c)
+}
+
+fn channels_of(init: &TensorProto, axis: usize, values: &[f32]) -> Vec<Vec<f32>> {
+    let (channel, c) = channel_of(init, axis);
     let mut out = vec![Vec::with_capacity(values.len() / c.max(1)); c];
     for (i, v) in values.iter().enumerate() {
-        out[(i / inner.max(1)) % c.max(1)].push(*v);
+        out[channel(i)].push(*v);
     }
     out
 }
@@ -562,16 +574,12 @@ pub fn build(
             let init = inits[t.as_str()];
             let q: Vec<i32> = match p.axis {
                 Some(a) => {
-                    let dims: Vec<usize> = init.dims.iter().map(|d| (*d).max(0) as usize).collect();
-                    let inner: usize = dims[a + 1..].iter().product::<usize>().max(1);
-                    let c = dims[a].max(1);
+                    let (channel, _) = channel_of(init, a);
+                    let range = qrange(p.dtype, false);
                     values
                         .iter()
                         .enumerate()
-                        .map(|(i, &x)| {
-                            let k = (i / inner) % c;
-                            quantize_values(&[x], p.scales[k], p.zero_points[k], p.dtype)[0]
-                        })
+                        .map(|(i, &x)| quantize_value(x, p.scales[channel(i)], p.zero_points[channel(i)], range))
                         .collect()
                 }
                 None => quantize_values(values, p.scales[0], p.zero_points[0], p.dtype),

@@ -67,8 +67,8 @@ struct Target {
 
 /// Quantize and dequantize `x` as QuantizeLinear / DequantizeLinear do (round half to even).
 pub fn qdq(x: f32, scale: f32, zero_point: i32, qmin: i32, qmax: i32) -> f32 {
-    let q = ((x / scale).round_ties_even() + zero_point as f32).clamp(qmin as f32, qmax as f32);
-    (q - zero_point as f32) * scale
+    let q = crate::quantize::quantize_value(x, scale, zero_point, (qmin, qmax));
+    (q - zero_point) as f32 * scale
 }
 
 impl Target {
