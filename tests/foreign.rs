@@ -288,3 +288,99 @@ fn unrelated_models_give_unpaired_not_numbers() {
     assert!(reasons.iter().any(|w| w.contains("weights of this shape")), "{reasons:#?}");
     assert!(reasons.iter().all(|w| !w.is_empty()));
 }
+
+/// The rows of `name` for samples `want` from a full pass of a probe's stream (batch 64), as
+/// a comparator would see them.
+fn streamed_rows(
+    acts: &quantgraph_nodes::value::Activations,
+    name: &str,
+    want: &[usize],
+) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let ctx = quantgraph_nodes::EvalContext::detached(None);
+    let mut it = acts.stream.as_ref().unwrap().0.open(&[name.to_owned()], 64).unwrap();
+    let mut out = vec![(Vec::new(), Vec::new()); want.len()];
+    while let Some(b) = it.next_batch(&ctx).unwrap() {
+        for (slot, s) in out.iter_mut().zip(want) {
+            if (b.start..b.start + b.rows).contains(s) {
+                let row = b.row(s - b.start);
+                *slot = row.tensors[name].clone();
+            }
+        }
+    }
+    out
+}
+
+/// Activation maps of a layer whose partner in B is channels-last (the foreign NHWC QDQ
+/// model against our NCHW FP32): the asked sample comes first, then the flipped samples the
+/// comparator lists; A's maps are A's values of that sample from a full streamed pass, and
+/// B's are B's values moved to A's C×H×W order, so channel k of both is the same channel.
+#[test]
+fn activation_maps_show_asked_and_flipped_samples_in_a_layout() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let mut g = graph(&registry, "resnet8_fp32.onnx", "foreign_int8_qdq.onnx", 64);
+    let compare = g.find_node("compare").unwrap();
+    let e = Scheduler::new(registry.clone()).evaluate(&g, &[compare]);
+    let r = report(&e, &g, compare);
+    let t = r.table("per_layer").unwrap();
+    let row = t
+        .rows
+        .iter()
+        .find(|row| text(t, row, "pairing").contains("channels-last") && text(t, row, "tensor").contains("stage2"))
+        .expect("a stage-2 pair with a channels-last partner");
+    let (ta, tb) = (text(t, row, "tensor"), text(t, row, "b_tensor"));
+    let flips: Vec<usize> =
+        r.table("flips").unwrap().rows.iter().map(|row| row[0].as_f64().unwrap() as usize).collect();
+    assert!(!flips.is_empty(), "the foreign INT8 model flips some of the 64 images");
+    let asked = (0..64).find(|s| !flips.contains(s)).unwrap();
+
+    let maps = g.add_node(&registry, "compare.activation_maps", [0.0, 0.0]).unwrap();
+    for (probe, port) in [("probe_fp32", "a"), ("probe_int8", "b")] {
+        let p = g.find_node(probe).unwrap();
+        g.connect(&registry, PortRef::new(p, "activations"), PortRef::new(maps, port)).unwrap();
+    }
+    // Named by B's tensor: the pairing finds A's.
+    g.set_param(maps, "tensor", tb.clone().into()).unwrap();
+    g.set_param(maps, "samples", format!("{asked}, flips").into()).unwrap();
+    g.set_param(maps, "max_samples", 4.into()).unwrap();
+    let e = Scheduler::new(registry.clone()).evaluate(&g, &[maps]);
+    let Some(Value::Plot(p)) = e.outputs(maps).and_then(|o| o.get("maps")) else {
+        panic!("{:?}", e.outcomes.get(&maps))
+    };
+    let m = p.maps.as_ref().unwrap();
+    assert_eq!((m.tensor_a.as_str(), m.tensor_b.as_str()), (ta.as_str(), tb.as_str()));
+    let want: Vec<usize> = std::iter::once(asked).chain(flips.iter().copied()).take(4).collect();
+    assert_eq!(m.samples.iter().map(|s| s.index).collect::<Vec<_>>(), want);
+    assert_eq!(m.samples[0].why, "asked");
+    assert!(m.samples[1..].iter().all(|s| s.why == "flip"));
+
+    let acts = |probe: &str| match e.outputs(g.find_node(probe).unwrap()).and_then(|o| o.get("activations")) {
+        Some(Value::Activations(a)) => a.clone(),
+        _ => panic!("no activations from {probe}"),
+    };
+    let (a, b) = (acts("probe_fp32"), acts("probe_int8"));
+    let rows_a = streamed_rows(&a, &ta, &want);
+    let rows_b = streamed_rows(&b, &tb, &want);
+    for (s, ((sa, xa), (sb, yb))) in m.samples.iter().zip(rows_a.iter().zip(&rows_b)) {
+        let [c, h, w] = sa[..] else { panic!("A's shape {sa:?}") };
+        assert_eq!((m.channels, m.height, m.width), (c, h, w));
+        assert_eq!(sb, &vec![h, w, c], "B is channels-last");
+        // One sample alone through ONNX Runtime against the same sample in a batch of 64:
+        // the same kernels, so equal to float rounding.
+        let close = |x: &[f32], y: &[f32]| {
+            let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1e-5 * scale)
+        };
+        assert!(close(&s.a, xa), "sample {}: A's maps differ from the streamed values", s.index);
+        let moved: Vec<f32> =
+            (0..c).flat_map(|ci| (0..h * w).map(move |px| (ci, px))).map(|(ci, px)| yb[px * c + ci]).collect();
+        assert!(close(&s.b, &moved), "sample {}: B's maps are not B's values in C×H×W order", s.index);
+        assert_eq!(s.top1_a, a.predictions.as_ref().unwrap().top1.get(s.index).copied());
+        assert_eq!(s.top1_b, b.predictions.as_ref().unwrap().top1.get(s.index).copied());
+        assert!(s.thumbnail.is_some());
+    }
+    // A sample beyond the probes' is refused on the node, with what was expected.
+    g.set_param(maps, "samples", "64".into()).unwrap();
+    let e = Scheduler::new(registry).evaluate(&g, &[maps]);
+    let err = format!("{:?}", e.outcomes.get(&maps));
+    assert!(err.contains("expected indices below 64"), "{err}");
+}

@@ -77,6 +77,22 @@ pub trait NodeKind: Send + Sync + 'static {
     fn tensor_edits(&self) -> Option<TensorEdits> {
         None
     }
+    /// For kinds that show one tensor of chosen samples of two probes (see [`SampleMaps`]):
+    /// the editor's flip drill-down sets those params and wires the probes there.
+    fn sample_maps(&self) -> Option<SampleMaps> {
+        None
+    }
+}
+
+/// How a kind shows chosen samples of one tensor: the two probes' activations come in on
+/// `a_input` and `b_input`; `tensor_param` (text) names the tensor and `samples_param`
+/// (text) lists sample indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleMaps {
+    pub a_input: &'static str,
+    pub b_input: &'static str,
+    pub tensor_param: &'static str,
+    pub samples_param: &'static str,
 }
 
 /// How a kind takes per-tensor quantization edits: the model flows in on `model_input` and

@@ -16,6 +16,7 @@ pub mod frames;
 pub mod graph_view;
 pub mod history;
 pub mod inspector;
+pub mod maps_view;
 mod navigation;
 mod prompts;
 pub mod qdq_edit;

@@ -23,6 +23,8 @@ pub struct ViewState {
     pub sample: HashMap<u64, usize>,
     /// The editor's tensor selection (its serial) as last applied to each activations view.
     pub applied_selection: HashMap<u64, u64>,
+    /// Sample and channel shown by each activation-maps view.
+    pub maps: HashMap<u64, crate::maps_view::MapsCursor>,
 }
 
 /// Draw a value.
@@ -57,7 +59,11 @@ pub fn value_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str
             });
         }
         Value::Plot(p) => {
-            plot_ui(ui, p, egui::Id::new(("inspector_plot", node.0, port)), 320.0, false);
+            if p.kind == PlotKind::FeatureMaps {
+                crate::maps_view::maps_ui(editor, ui, node, p);
+            } else {
+                plot_ui(ui, p, egui::Id::new(("inspector_plot", node.0, port)), 320.0, false);
+            }
             ui.horizontal(|ui| {
                 if ui.button("Copy data as CSV").clicked() {
                     ui.ctx().copy_text(quantgraph_plot::plot_csv(p));
@@ -631,6 +637,27 @@ fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table
         }
     });
     sample_layers_ui(ui, node, sample, r);
+    match editor.selected_tensor.clone() {
+        Some(tensor) => {
+            let text = format!("Activation maps of {}", quantgraph_nodes::value::elide_middle(&tensor, 40));
+            if ui
+                .button(text)
+                .on_hover_text(format!(
+                    "{tensor}: A, B and |A − B| per channel for sample {sample} and the other flipped samples"
+                ))
+                .clicked()
+            {
+                crate::maps_view::open_maps(editor, node, &tensor, sample);
+            }
+        }
+        None => {
+            ui.label(
+                egui::RichText::new("Select a layer (a per-layer row or the graph view) to see its activation maps.")
+                    .weak()
+                    .small(),
+            );
+        }
+    }
 }
 
 /// One sample's per-layer SQNR (from the comparator's `sample_layers` table) drawn over the
@@ -839,6 +866,17 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
     if !small {
         ui.label(egui::RichText::new(&p.title).strong());
     }
+    if let Some(m) = p.maps.as_ref().filter(|_| p.kind == PlotKind::FeatureMaps) {
+        // Drawn by the inspector's maps view; a node shows what it holds.
+        ui.label(format!(
+            "{} samples · {} channels of {}×{} · select the node to see them",
+            m.samples.len(),
+            m.channels,
+            m.height,
+            m.width
+        ));
+        return;
+    }
     plot.show(ui, |pu| match p.kind {
         PlotKind::Bar | PlotKind::Histogram => {
             let groups = p.series.len().max(1) as f64;
@@ -884,6 +922,7 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
                 pu.heatmap(egui_plot::Heatmap::new(flipped, cols).show_labels(!small));
             }
         }
+        PlotKind::FeatureMaps => {}
         PlotKind::ImageGrid => {
             pu.text(egui_plot::Text::new(
                 "images",

@@ -741,3 +741,77 @@ fn a_frame_groups_nodes_and_moves_them() {
     ed.undo();
     assert!(ed.graph().frames.is_empty(), "and one more removes the frame");
 }
+
+/// Activation maps from the flip drill-down: with a layer selected, clicking a flipped
+/// sample and "Activation maps of …" adds one maps node fed by the comparator's probes (one
+/// undo step), selects it, and its view shows A, B and |A − B| per channel; the arrow keys
+/// step channels and samples.
+#[test]
+fn a_flipped_samples_activation_maps_open_from_the_drill_down() {
+    use quantgraph_nodes::value::Cell;
+    let mut ed = default_graph_on_100_images();
+    let compare = ed.graph().find_node("compare").unwrap();
+    let nodes_before = ed.graph().len();
+    let flips = match ed.outputs(compare).unwrap().get("report") {
+        Some(quantgraph_nodes::Value::Table(r)) => r.table("flips").unwrap().clone(),
+        _ => panic!("no report"),
+    };
+    assert!(!flips.rows.is_empty(), "100 images give some flips");
+    let sample = flips.rows[0][0].as_f64().unwrap() as usize;
+    ed.selected = Some(compare);
+    ed.select_tensor("/stage2/Relu_1_output_0".into());
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    let header = format!("flips ({} rows)", flips.rows.len());
+    h.get_by_label(&header).click();
+    settle(&mut h);
+    // The first flip's row, by its A probability, under the flips header.
+    let col = flips.column("p_a_pct").unwrap();
+    let Cell::Num(p) = flips.rows[0][col] else { panic!("{:?}", flips.rows[0]) };
+    let text = quantgraph_ui::views::format_figure("p_a_pct", p, false);
+    let below = h.get_by_label(&header).rect().bottom();
+    // (By accesskit: the row's last cell is under the inspector's scroll bar.)
+    h.query_all_by_label(&text).find(|n| n.rect().top() > below).expect("the flip's row").click_accesskit();
+    settle(&mut h);
+    h.get_by_label_contains("Activation maps of /stage2/Relu_1_output_0").click();
+    settle(&mut h);
+    let maps = {
+        let ed = h.state();
+        assert_eq!(ed.graph().len(), nodes_before + 1);
+        let maps = ed.selected.expect("the maps node is selected");
+        let n = ed.graph().node(maps).unwrap();
+        assert_eq!(n.kind, "compare.activation_maps");
+        assert_eq!(n.params["tensor"], "/stage2/Relu_1_output_0");
+        assert_eq!(n.params["samples"], format!("{sample}, flips"));
+        for (port, probe) in [("a", "probe_fp32"), ("b", "probe_int8")] {
+            let src = ed.graph().source_of(&PortRef::new(maps, port)).unwrap();
+            assert_eq!(ed.graph().node(src.node).unwrap().label.as_deref(), Some(probe));
+        }
+        assert!(matches!(ed.statuses.get(&maps), Some(NodeStatus::Ready { .. })), "{:?}", ed.statuses.get(&maps));
+        maps
+    };
+    // The grids and the chosen channel, each for A, B and |A − B|.
+    assert_eq!(h.query_all_by_label("|A − B|").count(), 2);
+    h.get_by_label("Channel 0 of 32");
+    // The clicked flip, then the other flips (it is one of them: listed once).
+    let shown = flips.rows.len().min(16);
+    assert!(shown >= 2, "{shown}");
+    h.get_by_value(&format!("sample {sample} (asked) · 1 of {shown}"));
+    h.key_press(egui::Key::ArrowDown);
+    settle(&mut h);
+    h.get_by_label("Channel 1 of 32");
+    h.key_press(egui::Key::ArrowRight);
+    settle(&mut h);
+    assert!(h.query_by_value(&format!("sample {sample} (asked) · 1 of {shown}")).is_none());
+    let second = flips.rows[1][0].as_f64().unwrap() as usize;
+    h.get_by_value(&format!("sample {second} (flip) · 2 of {shown}"));
+    // Opening it again reuses the node; undo removes what the first click added.
+    let ed = h.state_mut();
+    assert_eq!(quantgraph_ui::maps_view::open_maps(ed, compare, "/stage3/Relu_output_0", sample), Some(maps));
+    assert_eq!(ed.graph().len(), nodes_before + 1);
+    ed.undo();
+    assert_eq!(ed.graph().node(maps).unwrap().params["tensor"], "/stage2/Relu_1_output_0");
+    ed.undo();
+    assert!(ed.graph().node(maps).is_none());
+    assert_eq!(ed.graph().len(), nodes_before);
+}

@@ -139,6 +139,44 @@ pub trait ActivationStream: Send + Sync {
     fn open(&self, names: &[String], batch_size: usize) -> Result<Box<dyn BatchIter>, crate::NodeError>;
     /// The batch size the probe used (a comparator runs both sides with the smaller).
     fn batch_size(&self) -> usize;
+    /// `names` for the chosen samples only (in the order asked, one row each): what a view
+    /// of a few samples needs, without a pass over the others. The default walks a whole
+    /// pass and keeps those rows; a stream that can run single samples should do that.
+    fn gather(
+        &self,
+        names: &[String],
+        samples: &[usize],
+        ctx: &crate::EvalContext,
+    ) -> Result<Vec<Batch>, crate::NodeError> {
+        let mut out: Vec<Option<Batch>> = vec![None; samples.len()];
+        let mut it = self.open(names, self.batch_size())?;
+        while let Some(b) = it.next_batch(ctx)? {
+            for (slot, s) in out.iter_mut().zip(samples) {
+                if (b.start..b.start + b.rows).contains(s) {
+                    *slot = Some(b.row(*s - b.start));
+                }
+            }
+        }
+        out.into_iter()
+            .zip(samples)
+            .map(|(b, s)| b.ok_or_else(|| crate::NodeError::failed(format!("sample {s} is not in the stream"))))
+            .collect()
+    }
+}
+
+impl Batch {
+    /// Row `k` of this batch as a batch of its own.
+    pub fn row(&self, k: usize) -> Batch {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(name, (shape, data))| {
+                let item: usize = shape.iter().product();
+                (name.clone(), (shape.clone(), data.get(k * item..(k + 1) * item).unwrap_or(&[]).to_vec()))
+            })
+            .collect();
+        Batch { start: self.start + k, rows: 1, tensors }
+    }
 }
 
 /// A shared [`ActivationStream`]; equal when it is the same stream.

@@ -19,12 +19,14 @@ pub use crate::images::{BatchData, ImageSource, Images};
 
 mod activations;
 mod data;
+mod maps;
 mod model;
 mod plot;
 mod table;
 
 pub use activations::*;
 pub use data::*;
+pub use maps::*;
 pub use model::*;
 pub use plot::*;
 pub use table::*;
@@ -137,7 +139,11 @@ impl Value {
             Value::Activations(a) => a.tensors.values().map(|t| t.tensor.size_bytes()).sum::<usize>() + 1024,
             Value::Predictions(p) => p.top1.len() * 4 + 64,
             Value::Table(r) => r.tables.iter().map(|t| t.rows.len() * t.columns.len() * 16).sum::<usize>() + 256,
-            Value::Plot(p) => p.series.iter().map(|s| s.y.len() * 16).sum::<usize>() + 256,
+            Value::Plot(p) => {
+                p.series.iter().map(|s| s.y.len() * 16).sum::<usize>()
+                    + p.maps.as_ref().map_or(0, |m| m.samples.iter().map(|s| (s.a.len() + s.b.len()) * 4).sum())
+                    + 256
+            }
         }
     }
 

@@ -10,6 +10,8 @@ pub enum PlotKind {
     Histogram,
     Heatmap,
     ImageGrid,
+    /// One tensor's maps per channel for a few samples ([`PlotSpec::maps`]).
+    FeatureMaps,
 }
 
 impl PlotKind {
@@ -20,6 +22,7 @@ impl PlotKind {
             PlotKind::Histogram => "histogram",
             PlotKind::Heatmap => "heatmap",
             PlotKind::ImageGrid => "image grid",
+            PlotKind::FeatureMaps => "feature maps",
         }
     }
 }
@@ -53,6 +56,9 @@ pub struct PlotSpec {
     pub levels: Vec<(f64, String)>,
     /// Images for an image grid, with captions.
     pub images: Vec<(PreviewImage, String)>,
+    /// Feature maps, for [`PlotKind::FeatureMaps`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maps: Option<FeatureMaps>,
 }
 
 impl PlotSpec {
@@ -69,6 +75,7 @@ impl PlotSpec {
             markers: Vec::new(),
             levels: Vec::new(),
             images: Vec::new(),
+            maps: None,
         }
     }
 }

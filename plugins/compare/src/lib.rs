@@ -3,11 +3,14 @@
 //! * `compare.comparator` ([`Comparator`]) — two probes' activations (reference A, compared
 //!   B): accuracy, agreement, per-class accuracy, confusion matrices, flipped samples, and a
 //!   per-layer error table.
+//! * `compare.activation_maps` ([`maps::ActivationMaps`]) — one tensor's feature maps, A, B
+//!   and |A − B| per channel, for chosen samples (the flipped ones, say).
 //! * [`metrics`] — streaming error metrics (SQNR, MSE, MAE, max-abs, cosine), defined as in
 //!   `shared/QDQ.md` and ONNX Runtime's `qdq_loss_debug`.
 //! * [`pairing`] — which tensor of B corresponds to which of A.
 
 pub mod confidence;
+pub mod maps;
 pub mod metrics;
 pub mod pairing;
 pub mod reuse;
@@ -28,6 +31,7 @@ use metrics::ErrorStats;
 /// Register this plugin's node kinds.
 pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<()> {
     registry.register::<Comparator>()?;
+    registry.register::<maps::ActivationMaps>()?;
     Ok(())
 }
 
@@ -499,7 +503,7 @@ fn classification_report(o: &Outcomes, classes: usize, report: &mut Report) {
 }
 
 /// The model output kept in full by a probe (a classifier's scores), if any.
-fn kept_output(a: &Activations) -> Option<&quantgraph_nodes::value::Tensor> {
+pub(crate) fn kept_output(a: &Activations) -> Option<&quantgraph_nodes::value::Tensor> {
     a.tensors.values().find(|t| t.role == TensorRole::Output && !t.tensor.data.is_empty()).map(|t| &t.tensor)
 }
 

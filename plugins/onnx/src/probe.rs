@@ -108,6 +108,29 @@ impl ActivationStream for ProbeStream {
         self.batch_size
     }
     fn open(&self, names: &[String], batch_size: usize) -> Result<Box<dyn BatchIter>, NodeError> {
+        Ok(Box::new(self.iter(names, batch_size)?))
+    }
+    fn gather(&self, names: &[String], samples: &[usize], ctx: &EvalContext) -> Result<Vec<Batch>, NodeError> {
+        // One session, one run per asked sample: nothing else is computed.
+        let mut it = self.iter(names, 1)?;
+        samples
+            .iter()
+            .map(|s| {
+                if *s >= self.images.len() {
+                    return Err(NodeError::failed(format!(
+                        "sample {s} is out of range: the probe ran {} samples",
+                        self.images.len()
+                    )));
+                }
+                it.next = *s;
+                it.next_batch(ctx)?.ok_or_else(|| NodeError::failed(format!("sample {s} gave no batch")))
+            })
+            .collect()
+    }
+}
+
+impl ProbeStream {
+    fn iter(&self, names: &[String], batch_size: usize) -> Result<ProbeIter, NodeError> {
         for n in names {
             if !self.names.contains(n) {
                 return Err(NodeError::failed(format!("the probe did not capture '{n}'")));
@@ -131,14 +154,14 @@ impl ActivationStream for ProbeStream {
             .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
             runtime::session_with(&bytes, self.threads, true)?
         };
-        Ok(Box::new(ProbeIter {
+        Ok(ProbeIter {
             session,
             feed: self.feed.clone(),
             images: self.images.clone(),
             names: names.to_vec(),
             batch_size: batch_size.max(1),
             next: 0,
-        }))
+        })
     }
 }
 

@@ -44,6 +44,26 @@ pub fn plot_csv(p: &PlotSpec) -> String {
                 ok &= w.write_record([r, c, v.to_string()]).is_ok();
             }
         }
+        PlotKind::FeatureMaps => {
+            ok &= w.write_record(["sample", "channel", "y", "x", "a", "b"]).is_ok();
+            if let Some(m) = &p.maps {
+                let plane = m.plane().max(1);
+                for s in &m.samples {
+                    for (i, (a, b)) in s.a.iter().zip(&s.b).enumerate() {
+                        let (c, at) = (i / plane, i % plane);
+                        let (y, x) = (at / m.width.max(1), at % m.width.max(1));
+                        ok &= w
+                            .write_record(
+                                [s.index, c, y, x]
+                                    .map(|v| v.to_string())
+                                    .into_iter()
+                                    .chain([a.to_string(), b.to_string()]),
+                            )
+                            .is_ok();
+                    }
+                }
+            }
+        }
         _ => {
             ok &= w.write_record(["series", "x", "label", "y"]).is_ok();
             for s in &p.series {

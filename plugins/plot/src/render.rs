@@ -70,6 +70,7 @@ fn draw(p: &PlotSpec, buf: &mut [u8], width: u32, height: u32) -> DrawResult<()>
         PlotKind::Heatmap => draw_heatmap(p, &root)?,
         PlotKind::Bar | PlotKind::Line | PlotKind::Histogram => draw_xy(p, &root)?,
         PlotKind::ImageGrid => draw_images(p, &root)?,
+        PlotKind::FeatureMaps => draw_maps(p, &root)?,
     }
     root.present()?;
     Ok(())
@@ -216,6 +217,52 @@ where
             let color = if v.is_finite() && *v / max > 0.5 { WHITE } else { BLACK };
             Text::new(format!("{v}"), (c - 0.2, r - 0.15), ("sans-serif", 12).into_font().color(&color))
         }))?;
+    }
+    Ok(())
+}
+
+/// The first sample's maps: A, B and |A − B| grids side by side (A and B on one scale,
+/// |A − B| on its own), each with its range written under it.
+fn draw_maps<DB: DrawingBackend>(p: &PlotSpec, root: &DrawingArea<DB, plotters::coord::Shift>) -> DrawResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.draw(&Text::new(short(&p.title, 110), (8, 6), ("sans-serif", 18)))?;
+    let Some(m) = &p.maps else { return Ok(()) };
+    let Some(s) = m.samples.first() else { return Ok(()) };
+    let (w, h) = root.dim_in_pixel();
+    let diff: Vec<f32> = s.a.iter().zip(&s.b).map(|(x, y)| (x - y).abs()).collect();
+    let (lo, hi) = s.range();
+    let grids = [("A", &s.a, lo, hi), ("B", &s.b, lo, hi), ("|A - B|", &diff, 0.0, s.max_abs_diff())];
+    let (cols, rows) = quantgraph_nodes::value::grid_shape(m.channels);
+    // The largest whole scale at which three grids fit side by side.
+    let room_w = (w as usize).saturating_sub(40) / 3;
+    let room_h = (h as usize).saturating_sub(90);
+    let scale = (room_w / (cols * (m.width + 1)).max(1)).min(room_h / (rows * (m.height + 1)).max(1)).max(1);
+    root.draw(&Text::new(
+        format!(
+            "sample {} ({}): label {}, A {}, B {}; {}",
+            s.index,
+            s.why,
+            m.class_name(s.label),
+            m.class_name(s.top1_a),
+            m.class_name(s.top1_b),
+            p.x_label
+        ),
+        (8, 30),
+        ("sans-serif", 13),
+    ))?;
+    for (k, (name, values, lo, hi)) in grids.into_iter().enumerate() {
+        let (gw, gh, rgb) = quantgraph_nodes::value::grid_image(m, values, lo, hi, scale);
+        let ox = 10 + k as i32 * (room_w as i32 + 10);
+        let oy = 52;
+        for y in 0..gh {
+            for x in 0..gw {
+                let at = (y * gw + x) * 3;
+                root.draw_pixel((ox + x as i32, oy + y as i32), &RGBColor(rgb[at], rgb[at + 1], rgb[at + 2]))?;
+            }
+        }
+        root.draw(&Text::new(format!("{name}: {lo:.4} .. {hi:.4}"), (ox, oy + gh as i32 + 6), ("sans-serif", 13)))?;
     }
     Ok(())
 }

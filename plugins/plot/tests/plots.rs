@@ -171,3 +171,34 @@ fn reference_lines_come_from_summary_values() {
     let err = eval(&Chart, inputs, serde_json::json!({"reference": "int8_pct"})).unwrap_err().to_string();
     assert!(err.contains("int8_pct") && err.contains("fp32_pct"), "{err}");
 }
+
+/// Feature maps render to a PNG whose grids show the maps' colours (A's highest value in
+/// the top colour of the scale), and to CSV with one row per value, A and B side by side.
+#[test]
+fn feature_maps_render_as_grids_and_csv() {
+    use quantgraph_nodes::value::{heat_colour, FeatureMaps, MapSample, PlotKind, PlotSpec};
+    let (c, h, w) = (4, 3, 5);
+    let a: Vec<f32> = (0..c * h * w).map(|i| i as f32 / 10.0).collect();
+    let b: Vec<f32> = a.iter().map(|x| x * 0.9).collect();
+    let mut p = PlotSpec::new(PlotKind::FeatureMaps, "maps");
+    p.maps = Some(FeatureMaps {
+        tensor_a: "t".into(),
+        tensor_b: "t_q".into(),
+        channels: c,
+        height: h,
+        width: w,
+        class_names: vec!["cat".into()],
+        samples: vec![MapSample { index: 7, why: "flip".into(), a: a.clone(), b, ..MapSample::default() }],
+    });
+    let png = render_png(&p, 640, 360).unwrap();
+    assert_drawn_png(&png, 640, 360);
+    let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap().to_rgb8();
+    let top = heat_colour(1.0, 0.0, 1.0);
+    assert!(img.pixels().any(|px| px.0 == top), "A's largest value is drawn in the scale's top colour");
+    let csv = plot_csv(&p);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "sample,channel,y,x,a,b");
+    assert_eq!(lines.len(), 1 + c * h * w);
+    // Value 17 is channel 1 (15 per channel), row 0, column 2.
+    assert_eq!(lines[18], "7,1,0,2,1.7,1.53");
+}
