@@ -115,6 +115,10 @@ pub enum Command {
         /// Once evaluation has settled, save a screenshot of the window here and exit.
         #[arg(long, value_name = "PNG")]
         screenshot: Option<PathBuf>,
+        /// Once evaluated, open the graph window of this node's per-layer report (a
+        /// comparator's label or id), as its "Graph view with per-layer error" button does.
+        #[arg(long, value_name = "NODE")]
+        graph_view: Option<String>,
     },
     /// List every registered node kind with its ports, params and docs.
     Nodes {
@@ -142,9 +146,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             let default = PathBuf::from("assets/graphs/default.qgraph");
             let file = default.is_file().then_some(default);
-            Ok(open_editor(file, None))
+            Ok(open_editor(file, None, None))
         }
-        Some(Command::Edit { file, screenshot }) => Ok(open_editor(file, screenshot)),
+        Some(Command::Edit { file, screenshot, graph_view }) => Ok(open_editor(file, screenshot, graph_view)),
         Some(Command::Nodes { json }) => {
             print!("{}", nodes_text(&registry, json));
             Ok(ExitCode::SUCCESS)
@@ -200,16 +204,16 @@ fn check_problems(graph: &Graph, registry: &NodeRegistry, file: &Path) -> bool {
 }
 
 #[cfg(feature = "editor")]
-fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> ExitCode {
+fn open_editor(file: Option<PathBuf>, screenshot: Option<PathBuf>, graph_view: Option<String>) -> ExitCode {
     let launched = Some(crate::LAUNCHED.get().copied().unwrap_or_else(std::time::Instant::now));
-    match crate::editor::run(crate::editor::EditorPlugin { file, screenshot, launched }) {
+    match crate::editor::run(crate::editor::EditorPlugin { file, screenshot, launched, graph_view }) {
         bevy::app::AppExit::Success => ExitCode::SUCCESS,
         bevy::app::AppExit::Error(_) => ExitCode::FAILURE,
     }
 }
 
 #[cfg(not(feature = "editor"))]
-fn open_editor(_file: Option<PathBuf>, _screenshot: Option<PathBuf>) -> ExitCode {
+fn open_editor(_file: Option<PathBuf>, _screenshot: Option<PathBuf>, _graph_view: Option<String>) -> ExitCode {
     eprintln!(
         "error: this quantgraph was built without the editor (cargo feature 'editor'); it runs graphs \
          headless: quantgraph run | check | export | nodes (see --help)"

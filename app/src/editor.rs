@@ -24,6 +24,8 @@ pub struct EditorPlugin {
     pub screenshot: Option<PathBuf>,
     /// When the process started (for the launch-to-first-frame figure).
     pub launched: Option<Instant>,
+    /// Open this node's graph window once the graph has evaluated (`--graph-view`).
+    pub graph_view: Option<String>,
 }
 
 struct EditorState {
@@ -33,6 +35,7 @@ struct EditorState {
     frames: u64,
     started: Instant,
     shot_taken: bool,
+    graph_view: Option<String>,
 }
 
 /// Where the recovery file and the recent list live, from the `directories` crate: the
@@ -76,6 +79,7 @@ impl Plugin for EditorPlugin {
             frames: 0,
             started: self.launched.unwrap_or_else(Instant::now),
             shot_taken: false,
+            graph_view: self.graph_view.clone(),
         });
         app.add_plugins(EguiPlugin::default())
             .insert_resource(ClearColor(Color::srgb(0.08, 0.08, 0.09)))
@@ -173,6 +177,7 @@ fn screenshot_when_settled(
     mut state: NonSendMut<EditorState>,
     mut exit: MessageWriter<AppExit>,
 ) {
+    open_graph_view_once(&mut state);
     let Some(path) = state.screenshot.clone() else { return };
     if state.shot_taken {
         state.idle_frames += 1;
@@ -196,6 +201,30 @@ fn screenshot_when_settled(
         commands.spawn(Screenshot::primary_window()).observe(save_to_disk(path));
         state.shot_taken = true;
         state.idle_frames = 0;
+    }
+}
+
+/// `--graph-view NODE`: once nothing is running, open that node's graph window (once).
+fn open_graph_view_once(state: &mut EditorState) {
+    let Some(name) = state.graph_view.clone() else { return };
+    if state.editor.is_busy() || state.frames < 5 {
+        return;
+    }
+    let graph = state.editor.graph();
+    let node = graph.find_node(&name).or_else(|| {
+        name.trim_start_matches('#').parse().ok().map(quantgraph_nodes::NodeId).filter(|id| graph.node(*id).is_some())
+    });
+    // Results may not have arrived yet: wait for them (a few seconds of frames) before saying so.
+    if node.is_some_and(|id| state.editor.outputs(id).is_none()) && state.frames < 600 {
+        return;
+    }
+    state.graph_view = None;
+    match node.ok_or_else(|| format!("no node labelled '{name}'")).and_then(|id| state.editor.open_graph_view_of(id)) {
+        Ok(()) => info!("graph view of {name} opened"),
+        Err(e) => {
+            error!("--graph-view {name}: {e}");
+            state.editor.message = Some(format!("--graph-view {name}: {e}"));
+        }
     }
 }
 

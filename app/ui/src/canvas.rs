@@ -38,6 +38,13 @@ pub fn palette_ui(
     let mut chosen = None;
     let mut by_category: std::collections::BTreeMap<&str, Vec<&std::sync::Arc<dyn quantgraph_nodes::NodeKind>>> =
         Default::default();
+    // Kinds whose name or id has every word come first (and Enter takes the first of them);
+    // those that match only by their doc follow.
+    let name_match = |k: &dyn quantgraph_nodes::NodeKind| {
+        let name = format!("{} {}", k.display_name(), k.id()).to_lowercase();
+        q.split_whitespace().all(|w| name.contains(w))
+    };
+    let mut best = None;
     for k in registry.kinds() {
         let text = format!("{} {} {} {}", k.display_name(), k.category(), k.id(), k.doc()).to_lowercase();
         if !q.is_empty() && !q.split_whitespace().all(|w| text.contains(w)) {
@@ -49,13 +56,19 @@ pub fn palette_ui(
                 continue;
             }
         }
+        if best.is_none() && name_match(k.as_ref()) {
+            best = Some(k.id().to_owned());
+        }
         by_category.entry(k.category()).or_default().push(k);
+    }
+    for kinds in by_category.values_mut() {
+        kinds.sort_by_key(|k| !name_match(k.as_ref()));
     }
     if by_category.is_empty() {
         ui.label("No node kind matches.");
     }
-    // Enter in the search field adds the first kind listed (the field takes the focus back
-    // every frame, so `lost_focus` is never seen).
+    // Enter in the search field adds the first kind whose name matches, else the first
+    // listed (the field takes the focus back every frame, so `lost_focus` is never seen).
     let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
     let mut first = None;
     for (cat, kinds) in by_category {
@@ -68,7 +81,7 @@ pub fn palette_ui(
         }
     }
     if enter && chosen.is_none() {
-        chosen = first;
+        chosen = best.or(first);
     }
     chosen
 }

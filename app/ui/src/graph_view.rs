@@ -414,10 +414,13 @@ impl crate::Editor {
         let mut open = true;
         let mut clicked = None;
         let selected = self.selected_tensor.clone();
+        // Tall: model graphs are drawn top to bottom, so height is what makes ops readable.
+        let screen = ui.ctx().content_rect();
         egui::Window::new(format!("Graph: {}", view.title))
             .id(egui::Id::new("qg_graph_view"))
             .open(&mut open)
-            .default_size([900.0, 680.0])
+            .default_pos(screen.left_top() + egui::vec2(16.0, 30.0))
+            .default_size([(screen.width() * 0.45).clamp(420.0, 900.0), (screen.height() - 90.0).max(400.0)])
             .resizable(true)
             .show(ui.ctx(), |ui| {
                 ui.horizontal(|ui| {
@@ -513,5 +516,22 @@ mod tests {
         for e in &l.edges {
             assert!(l.ops[e.to].pos.y > l.ops[e.from].pos.y, "{:?} is not below {:?}", l.ops[e.to], l.ops[e.from]);
         }
+    }
+}
+
+impl crate::Editor {
+    /// Open the graph window of `node`'s per-layer report (a comparator's), as its "Graph
+    /// view with per-layer error" button does, and select the node.
+    pub fn open_graph_view_of(&mut self, node: quantgraph_nodes::graph::NodeId) -> Result<(), String> {
+        let outputs = self.outputs(node).cloned().ok_or("the node has no results yet")?;
+        let (port, report) = outputs
+            .iter()
+            .find_map(|(port, v)| match v {
+                quantgraph_nodes::Value::Table(r) if r.table("per_layer").is_some() => Some((port.clone(), r.clone())),
+                _ => None,
+            })
+            .ok_or("the node gives no per-layer table")?;
+        self.selected = Some(node);
+        crate::views::open_graph_view(self, node, &port, &report)
     }
 }

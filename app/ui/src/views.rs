@@ -450,6 +450,20 @@ fn compared_model(
         .max_by_key(|m| m.nodes.iter().filter(|n| n.outputs.iter().any(|o| names.contains(o))).count())
 }
 
+/// Open the graph window on the model a report's per-layer table measures (B's), its ops
+/// coloured by the table's figures.
+pub fn open_graph_view(editor: &mut Editor, node: NodeId, port: &str, r: &Report) -> Result<(), String> {
+    let per_layer = r.table("per_layer").ok_or("this report has no per-layer table")?;
+    let info = compared_model(editor, node, per_layer)
+        .ok_or("The compared models are not available: evaluate the probes first")?;
+    let figures = crate::graph_view::figures(per_layer, "b_tensor");
+    let title = format!("{} (per-layer error)", editor.graph.display_name(&editor.registry, node));
+    let mut open = crate::graph_view::Open::new(node, title, &info, figures);
+    open.source = Some((port.to_owned(), std::ptr::from_ref(r) as usize));
+    editor.graph_view = Some(open);
+    Ok(())
+}
+
 /// The edit target of the model a probe (or any node) reads: the first input whose value is a
 /// model, and the node that takes tensor edits on it.
 fn probed_model_target(editor: &Editor, node: NodeId) -> Option<crate::qdq_edit::Target> {
@@ -481,24 +495,14 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
     for n in &r.notes {
         ui.label(egui::RichText::new(n).weak().small());
     }
-    if let Some(per_layer) = r.table("per_layer") {
-        if ui
+    if r.table("per_layer").is_some()
+        && ui
             .button("Graph view with per-layer error")
             .on_hover_text("B's model drawn as a graph, each op coloured by its per-layer figure")
             .clicked()
-        {
-            match compared_model(editor, node, per_layer) {
-                Some(info) => {
-                    let figures = crate::graph_view::figures(per_layer, "b_tensor");
-                    let title = format!("{} (per-layer error)", editor.graph.display_name(&editor.registry, node));
-                    let mut open = crate::graph_view::Open::new(node, title, &info, figures);
-                    open.source = Some((port.to_owned(), std::ptr::from_ref(r) as usize));
-                    editor.graph_view = Some(open);
-                }
-                None => {
-                    editor.message = Some("The compared models are not available: evaluate the probes first".into())
-                }
-            }
+    {
+        if let Err(e) = open_graph_view(editor, node, port, r) {
+            editor.message = Some(e);
         }
     }
     for t in &r.tables {
