@@ -256,6 +256,23 @@ fn per_channel_scales_are_edited_one_channel_or_all() {
     let doubled: Vec<f32> = w.scales.iter().map(|s| (f64::from(*s) * 2.0) as f32).collect();
     assert_eq!(got.scales, doubled);
 
+    // Rows apply in order: every channel doubled, then channel 3 set (as the editor writes
+    // them when one channel is edited after all of them), and channel 3's zero point.
+    let both = overridden(
+        &registry,
+        "resnet8_perchannel_qdq.onnx",
+        serde_json::json!([
+            {"tensor": w.float_tensor, "factor": 2.0},
+            {"tensor": w.float_tensor, "scale": 0.001, "channel": "3"},
+            {"tensor": w.float_tensor, "zero_point": "0", "channel": "3"}
+        ]),
+    )
+    .unwrap();
+    let got = both.info.qdq.iter().find(|e| e.node == w.node).unwrap();
+    let mut want = doubled.clone();
+    want[3] = 0.001;
+    assert_eq!(got.scales, want, "the factor stays on the other channels");
+
     let err = overridden(
         &registry,
         "resnet8_perchannel_qdq.onnx",

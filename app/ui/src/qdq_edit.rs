@@ -80,22 +80,34 @@ fn rows(graph: &Graph, t: &Target) -> Vec<Json> {
     graph.node(t.node).and_then(|n| n.params.get(t.param)).and_then(Json::as_array).cloned().unwrap_or_default()
 }
 
-/// A whole-tensor row of `tensor`: every channel (`channel` empty or "all"), Q and DQ together.
-fn is_row_for(row: &Json, tensor: &str) -> bool {
+/// The row of `tensor` for `channel` (`None`: every channel), Q and DQ together.
+fn is_row_at(row: &Json, tensor: &str, channel: Option<usize>) -> bool {
     // As the QDQ Override reads `channel`: absent, null, empty or "all" mean every channel.
-    let every_channel = match row.get("channel") {
-        None | Some(Json::Null) => true,
-        Some(Json::String(c)) => c.trim().is_empty() || c.trim() == "all",
-        Some(_) => false,
+    let row_channel = match row.get("channel") {
+        None | Some(Json::Null) => Some(None),
+        Some(Json::String(c)) if c.trim().is_empty() || c.trim() == "all" => Some(None),
+        Some(Json::String(c)) => c.trim().parse::<usize>().ok().map(Some),
+        Some(Json::Number(n)) => n.as_u64().map(|c| Some(c as usize)),
+        Some(_) => None,
     };
     row.get("tensor").and_then(Json::as_str) == Some(tensor)
-        && every_channel
+        && row_channel == Some(channel)
         && row.get("apply_to").and_then(Json::as_str).is_none_or(|a| a == "pair")
 }
 
 /// The whole-tensor edit row of `tensor`, if there is one.
 pub fn edit_row(graph: &Graph, t: &Target, tensor: &str) -> Option<Map<String, Json>> {
-    rows(graph, t).into_iter().find(|r| is_row_for(r, tensor)).and_then(|r| r.as_object().cloned())
+    edit_row_at(graph, t, tensor, None)
+}
+
+/// The edit row of `tensor` for `channel` (`None`: the whole-tensor row), if there is one.
+pub fn edit_row_at(graph: &Graph, t: &Target, tensor: &str, channel: Option<usize>) -> Option<Map<String, Json>> {
+    rows(graph, t).into_iter().find(|r| is_row_at(r, tensor, channel)).and_then(|r| r.as_object().cloned())
+}
+
+/// Whether any row edits `tensor` (whole or one channel).
+fn has_rows(graph: &Graph, t: &Target, tensor: &str) -> bool {
+    rows(graph, t).iter().any(|r| r.get("tensor").and_then(Json::as_str) == Some(tensor))
 }
 
 /// What a drag changes.
@@ -109,11 +121,18 @@ pub enum Change {
 /// Write one change into `tensor`'s whole-tensor row (made when missing), in place: the
 /// editor's per-gesture commit makes it one undo step.
 pub fn set_edit(graph: &mut Graph, t: &Target, tensor: &str, change: Change) {
+    set_edit_at(graph, t, tensor, None, change);
+}
+
+/// Write one change into `tensor`'s row for `channel` (`None`: every channel; made when
+/// missing, after the whole-tensor row so the channel's own value wins), in place.
+pub fn set_edit_at(graph: &mut Graph, t: &Target, tensor: &str, channel: Option<usize>, change: Change) {
     let mut list = rows(graph, t);
-    let at = match list.iter().position(|r| is_row_for(r, tensor)) {
+    let at = match list.iter().position(|r| is_row_at(r, tensor, channel)) {
         Some(i) => i,
         None => {
-            list.push(json!({"tensor": tensor, "scale": 0.0, "factor": 0.0, "zero_point": "", "channel": "", "apply_to": "pair"}));
+            let ch = channel.map(|c| c.to_string()).unwrap_or_default();
+            list.push(json!({"tensor": tensor, "scale": 0.0, "factor": 0.0, "zero_point": "", "channel": ch, "apply_to": "pair"}));
             list.len() - 1
         }
     };
@@ -137,9 +156,9 @@ pub fn set_edit(graph: &mut Graph, t: &Target, tensor: &str, change: Change) {
     }
 }
 
-/// Remove `tensor`'s whole-tensor row, in place.
-pub fn clear_edit(graph: &mut Graph, t: &Target, tensor: &str) {
-    let list: Vec<Json> = rows(graph, t).into_iter().filter(|r| !is_row_for(r, tensor)).collect();
+/// Remove `tensor`'s row for `channel` (`None`: the whole-tensor row), in place.
+pub fn clear_edit(graph: &mut Graph, t: &Target, tensor: &str, channel: Option<usize>) {
+    let list: Vec<Json> = rows(graph, t).into_iter().filter(|r| !is_row_at(r, tensor, channel)).collect();
     if let Some(n) = graph.node_mut(t.node) {
         n.params.insert(t.param.to_owned(), Json::Array(list));
     }
@@ -196,77 +215,135 @@ pub fn qdq_edit_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &
                 ))
                 .weak(),
             );
-            egui::ScrollArea::vertical().max_height(320.0).id_salt(("qdq_edit_scroll", node.0, port)).show(ui, |ui| {
-                egui::Grid::new(("qdq_edit_grid", node.0, port)).striped(true).num_columns(4).show(ui, |ui| {
-                    for h in ["tensor", "scale", "zero point", ""] {
-                        ui.label(egui::RichText::new(h).strong());
-                    }
-                    ui.end_row();
-                    for e in &entries {
-                        row_ui(editor, ui, &target, e);
-                        ui.end_row();
-                    }
-                });
-            });
+            // Activations and weights apart, each scrolling on its own.
+            let (acts, weights): (Vec<&QdqEntry>, Vec<&QdqEntry>) = entries.iter().partition(|e| !e.is_weight);
+            for (name, list) in [("activations", acts), ("weights", weights)] {
+                if list.is_empty() {
+                    continue;
+                }
+                ui.label(egui::RichText::new(format!("{} {name}", list.len())).strong());
+                egui::ScrollArea::vertical().max_height(280.0).id_salt(("qdq_edit_scroll", node.0, port, name)).show(
+                    ui,
+                    |ui| {
+                        egui::Grid::new(("qdq_edit_grid", node.0, port, name)).striped(true).num_columns(4).show(
+                            ui,
+                            |ui| {
+                                let scale = if name == "weights" { "scale (channel)" } else { "scale" };
+                                for h in ["tensor", scale, "zero point", ""] {
+                                    ui.label(egui::RichText::new(h).strong());
+                                }
+                                ui.end_row();
+                                for e in list {
+                                    row_ui(editor, ui, node, &target, e);
+                                    ui.end_row();
+                                }
+                            },
+                        );
+                    },
+                );
+            }
         });
 }
 
-fn row_ui(editor: &mut Editor, ui: &mut egui::Ui, target: &Target, e: &QdqEntry) {
+fn row_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, target: &Target, e: &QdqEntry) {
     let tensor = e.float_tensor.as_str();
-    let row = edit_row(&editor.graph, target, tensor);
     let name = quantgraph_nodes::value::elide_middle(tensor, 34);
-    let label = ui.label(if row.is_some() { egui::RichText::new(format!("{name} ✎")).strong() } else { name.into() });
+    let edited = has_rows(&editor.graph, target, tensor);
+    let label = ui.label(if edited { egui::RichText::new(format!("{name} ✎")).strong() } else { name.into() });
     label.clone().on_hover_text(format!(
         "{tensor} ({}, {})",
         if e.is_weight { "weight" } else { "activation" },
         e.dtype
     ));
+    let channels = e.scales.len();
+    // Per-channel pairs: every channel (a factor on each scale) or the chosen one.
+    let key = (node.0, tensor.to_owned());
+    let mut channel = if channels > 1 { editor.views.channel.get(&key).copied().flatten() } else { None };
     let mut change = None;
-    if e.scales.len() == 1 {
-        let from_row = row.as_ref().and_then(|r| r.get("scale")).and_then(Json::as_f64).filter(|s| *s > 0.0);
-        let mut scale = from_row.unwrap_or(f64::from(e.scales[0]));
-        let speed = (scale * 0.005).max(1e-9);
-        let r = ui
-            .add(egui::DragValue::new(&mut scale).speed(speed).range(1e-12..=1e9).max_decimals(8).min_decimals(5))
-            .labelled_by(label.id)
-            .on_hover_text(format!("scale of {tensor}"));
-        if r.changed() {
-            change = Some(Change::Scale(scale));
+    ui.horizontal(|ui| {
+        if channels > 1 {
+            let mut ch: i64 = channel.map_or(-1, |c| c as i64);
+            let r = ui
+                .add(
+                    egui::DragValue::new(&mut ch)
+                        .speed(0.1)
+                        .range(-1..=channels as i64 - 1)
+                        .custom_formatter(|v, _| if v < 0.0 { "all".into() } else { format!("ch {v}") })
+                        .custom_parser(|t| {
+                            let t = t.trim().trim_start_matches("ch").trim();
+                            if t == "all" || t.is_empty() {
+                                Some(-1.0)
+                            } else {
+                                t.parse::<f64>().ok()
+                            }
+                        }),
+                )
+                .on_hover_text(format!("which of {tensor}'s {channels} channels to edit (all: a factor on each)"));
+            if r.changed() {
+                channel = usize::try_from(ch).ok();
+                editor.views.channel.insert(key.clone(), channel);
+            }
         }
+        let row = edit_row_at(&editor.graph, target, tensor, channel);
+        if channels > 1 && channel.is_none() {
+            let mut factor =
+                row.as_ref().and_then(|r| r.get("factor")).and_then(Json::as_f64).filter(|f| *f > 0.0).unwrap_or(1.0);
+            let r = ui
+                .add(egui::DragValue::new(&mut factor).speed(0.005).range(1e-4..=1e4).prefix("× ").max_decimals(4))
+                .labelled_by(label.id)
+                .on_hover_text(format!("every channel's scale of {tensor} ({channels} channels) times this"));
+            if r.changed() {
+                change = Some(Change::Factor(factor));
+            }
+        } else {
+            let c = channel.unwrap_or(0);
+            let from_row = row.as_ref().and_then(|r| r.get("scale")).and_then(Json::as_f64).filter(|s| *s > 0.0);
+            let mut scale = from_row.unwrap_or(f64::from(e.scales.get(c).copied().unwrap_or(1.0)));
+            let speed = (scale * 0.005).max(1e-9);
+            let what = match channel {
+                Some(c) => format!("scale of {tensor}, channel {c}"),
+                None => format!("scale of {tensor}"),
+            };
+            let r = ui
+                .add(egui::DragValue::new(&mut scale).speed(speed).range(1e-12..=1e9).max_decimals(8).min_decimals(5))
+                .labelled_by(label.id)
+                .on_hover_text(what);
+            if r.changed() {
+                change = Some(Change::Scale(scale));
+            }
+        }
+    });
+    let row = edit_row_at(&editor.graph, target, tensor, channel);
+    if channels > 1 && channel.is_none() {
+        ui.label(egui::RichText::new(format!("{channels} ch.")).weak());
+    } else {
+        let c = channel.unwrap_or(0);
         let (qmin, qmax) = e.qrange();
         let from_row = row
             .as_ref()
             .and_then(|r| r.get("zero_point"))
             .and_then(Json::as_str)
             .and_then(|s| s.trim().parse::<i64>().ok());
-        let mut zp = from_row.unwrap_or(i64::from(e.zero_points.first().copied().unwrap_or(0)));
+        let mut zp = from_row.unwrap_or(i64::from(e.zero_points.get(c).copied().unwrap_or(0)));
         let r = ui
             .add(egui::DragValue::new(&mut zp).speed(0.2).range(i64::from(qmin)..=i64::from(qmax)))
             .on_hover_text(format!("zero point of {tensor} ({qmin}…{qmax})"));
         if r.changed() {
             change = Some(Change::ZeroPoint(zp));
         }
-    } else {
-        // Per-channel: one factor on every channel's scale.
-        let mut factor =
-            row.as_ref().and_then(|r| r.get("factor")).and_then(Json::as_f64).filter(|f| *f > 0.0).unwrap_or(1.0);
-        let r = ui
-            .add(egui::DragValue::new(&mut factor).speed(0.005).range(1e-4..=1e4).prefix("× ").max_decimals(4))
-            .labelled_by(label.id)
-            .on_hover_text(format!("every channel's scale of {tensor} ({} channels) times this", e.scales.len()));
-        if r.changed() {
-            change = Some(Change::Factor(factor));
-        }
-        ui.label(egui::RichText::new(format!("{} ch.", e.scales.len())).weak());
     }
     if row.is_some() {
-        if ui.small_button("reset").on_hover_text("Remove this tensor's edit").clicked() {
-            clear_edit(&mut editor.graph, target, tensor);
+        let what = match channel {
+            Some(c) => format!("Remove the edit of channel {c}"),
+            None => "Remove this tensor's edit".to_owned(),
+        };
+        if ui.small_button("reset").on_hover_text(what).clicked() {
+            clear_edit(&mut editor.graph, target, tensor, channel);
         }
     } else {
         ui.label("");
     }
     if let Some(c) = change {
-        set_edit(&mut editor.graph, target, tensor, c);
+        set_edit_at(&mut editor.graph, target, tensor, channel, c);
     }
 }

@@ -23,6 +23,8 @@ pub struct ViewState {
     pub sample: HashMap<u64, usize>,
     /// The editor's tensor selection (its serial) as last applied to each activations view.
     pub applied_selection: HashMap<u64, u64>,
+    /// The channel edited in a model's Q/DQ drag table, by (node, tensor); `None`: all.
+    pub channel: HashMap<(u64, String), Option<usize>>,
     /// Sample and channel shown by each activation-maps view.
     pub maps: HashMap<u64, crate::maps_view::MapsCursor>,
 }

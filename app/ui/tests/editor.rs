@@ -815,3 +815,79 @@ fn a_flipped_samples_activation_maps_open_from_the_drill_down() {
     assert!(ed.graph().node(maps).is_none());
     assert_eq!(ed.graph().len(), nodes_before);
 }
+
+/// Per-channel weights in the drag table: the channel field starts at "all" (a factor on
+/// every channel); dragging it picks one channel, and dragging the scale then writes an edit
+/// of that channel alone to the override.
+#[test]
+fn a_per_channel_weights_single_channel_is_dragged() {
+    let mut ed = default_graph_on_100_images();
+    let int8 = ed.graph().find_node("int8").unwrap();
+    let over = ed.graph().find_node("override").unwrap();
+    let model = repo().join("tests/fixtures/foreign/resnet8_perchannel_qdq.onnx");
+    ed.set_param(int8, "path", model.to_string_lossy().as_ref().into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let Some(quantgraph_nodes::Value::Model(m)) = ed.outputs(int8).unwrap().get("model").cloned() else { panic!() };
+    let w = m.info.qdq.iter().find(|e| e.is_weight && e.scales.len() > 4).unwrap().clone();
+    ed.selected = Some(int8);
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    let drag = |h: &mut Harness<'static, Editor>, from: egui::Pos2, dx: f32| {
+        h.hover_at(from);
+        h.step();
+        h.drag_at(from);
+        h.step();
+        for i in 1..=10 {
+            h.hover_at(from + egui::vec2(dx * i as f32 / 10.0, 0.0));
+            h.step();
+        }
+        h.drop_at(from + egui::vec2(dx, 0.0));
+        h.step();
+        settle(h);
+    };
+    // The weight's row: its scale field is labelled by the tensor; the channel field is the
+    // "all" spin button left of it on the same row.
+    let factor = h
+        .query_all_by_label(&w.float_tensor)
+        .find(|n| n.accesskit_node().role() == egui::accesskit::Role::SpinButton)
+        .map(|n| n.rect())
+        .expect("the weight's factor field");
+    let channel = h
+        .query_all_by_value("all")
+        .map(|n| n.rect())
+        .find(|r| (r.center().y - factor.center().y).abs() < 4.0 && r.right() <= factor.left() + 1.0)
+        .expect("the weight's channel field");
+    // 0.1 per point: dragging right moves "all" (-1) to a channel (a few, after egui's drag
+    // threshold).
+    drag(&mut h, channel.center(), 40.0);
+    let chosen = h
+        .query_all(egui_kittest::kittest::by().role(egui::accesskit::Role::SpinButton))
+        .find(|n| (n.rect().center().y - channel.center().y).abs() < 2.0 && n.rect().left() < factor.left())
+        .and_then(|n| n.accesskit_node().value().map(|v| v.to_string()))
+        .expect("the channel field");
+    let k: usize = chosen.strip_prefix("ch ").and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{chosen}"));
+    assert!(k >= 1, "{chosen}");
+    let scale = h
+        .query_all_by_label(&w.float_tensor)
+        .find(|n| n.accesskit_node().role() == egui::accesskit::Role::SpinButton)
+        .map(|n| n.rect())
+        .unwrap();
+    drag(&mut h, scale.center(), 60.0);
+    let ed = h.state_mut();
+    let edits = ed.graph().node(over).unwrap().params["edits"].as_array().cloned().unwrap();
+    let rows: Vec<&serde_json::Value> = edits.iter().filter(|r| r["tensor"] == w.float_tensor.as_str()).collect();
+    assert_eq!(rows.len(), 1, "{edits:?}");
+    assert_eq!(rows[0]["channel"], k.to_string());
+    let s = rows[0]["scale"].as_f64().unwrap();
+    assert!(s > f64::from(w.scales[k]) * 1.05, "dragging right raises channel {k}'s scale: {s} vs {}", w.scales[k]);
+    // The override wrote exactly that channel.
+    let Some(quantgraph_nodes::Value::Model(out)) = ed.outputs(over).unwrap().get("model").cloned() else { panic!() };
+    let got = out.info.qdq.iter().find(|e| e.node == w.node).unwrap();
+    for (c, (g, o)) in got.scales.iter().zip(&w.scales).enumerate() {
+        if c == k {
+            assert!((f64::from(*g) - s).abs() <= s * 1e-6, "{g} vs {s}");
+        } else {
+            assert_eq!(g, o, "channel {c} is unchanged");
+        }
+    }
+}

@@ -193,12 +193,18 @@ fn channels(edit: &Edit, e: &QdqEntry, count: usize) -> Result<std::ops::Range<u
 }
 
 /// The edit's scales for every channel of `e` (a new value or a factor, for one channel or
-/// all), checked: positive, finite, normal.
-fn checked_scales(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<f32>>, NodeError> {
+/// all), checked: positive, finite, normal. `base` holds what earlier edits (or the rule) made
+/// of them: edits apply in order, so a channel's own row after a whole-tensor factor keeps
+/// the factor on the other channels.
+fn checked_scales(edit: &Edit, e: &QdqEntry, base: Option<&Vec<f32>>) -> Result<Option<Vec<f32>>, NodeError> {
     if edit.scale.is_none() && edit.factor.is_none() {
         return Ok(None);
     }
-    let mut out = if e.scales.is_empty() { vec![1.0] } else { e.scales.clone() };
+    let mut out = match base {
+        Some(b) => b.clone(),
+        None if e.scales.is_empty() => vec![1.0],
+        None => e.scales.clone(),
+    };
     for c in channels(edit, e, out.len())? {
         let s = match (edit.scale, edit.factor) {
             (Some(s), _) => s,
@@ -216,8 +222,9 @@ fn checked_scales(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<f32>>, NodeErr
     Ok(Some(out))
 }
 
-/// The edit's zero-points for every channel of `e`, checked against the quantized type.
-fn checked_zero_points(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<i32>>, NodeError> {
+/// The edit's zero-points for every channel of `e`, checked against the quantized type
+/// (on top of `base`, what earlier edits made of them).
+fn checked_zero_points(edit: &Edit, e: &QdqEntry, base: Option<&Vec<i32>>) -> Result<Option<Vec<i32>>, NodeError> {
     let Some(z) = edit.zero_point else { return Ok(None) };
     let (qmin, qmax) = qrange(&e.dtype);
     if z < qmin || z > qmax {
@@ -226,7 +233,11 @@ fn checked_zero_points(edit: &Edit, e: &QdqEntry) -> Result<Option<Vec<i32>>, No
             format!("tensor '{}': zero-point must be in [{qmin}, {qmax}] for {}, found {z}", edit.tensor, e.dtype),
         ));
     }
-    let mut out = if e.zero_points.is_empty() { vec![0] } else { e.zero_points.clone() };
+    let mut out = match base {
+        Some(b) => b.clone(),
+        None if e.zero_points.is_empty() => vec![0],
+        None => e.zero_points.clone(),
+    };
     for c in channels(edit, e, out.len())? {
         out[c] = z;
     }
@@ -264,6 +275,7 @@ pub fn plan(
             }
         }
     }
+    let mut edited: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for edit in edits {
         let matching: Vec<&&QdqEntry> = by_scale.values().filter(|e| e.float_tensor == edit.tensor).collect();
         if matching.is_empty() {
@@ -298,8 +310,9 @@ pub fn plan(
                 ));
             }
             for e in nodes {
-                let scales = checked_scales(edit, e)?;
-                let zero_points = checked_zero_points(edit, e)?;
+                let earlier = plan.split.iter().rev().find(|x| x.node == e.node);
+                let scales = checked_scales(edit, e, earlier.and_then(|x| x.scales.as_ref()))?;
+                let zero_points = checked_zero_points(edit, e, earlier.and_then(|x| x.zero_points.as_ref()))?;
                 for (field, old, new) in [
                     (
                         "scale",
@@ -333,10 +346,13 @@ pub fn plan(
             continue;
         }
         for e in matching {
-            if let Some(scales) = checked_scales(edit, e)? {
+            // On top of earlier edits of this pair (not of the bulk rule, which an edit replaces).
+            let base = edited.contains(&e.scale_name).then(|| plan.scales.get(&e.scale_name)).flatten();
+            if let Some(scales) = checked_scales(edit, e, base)? {
                 plan.scales.insert(e.scale_name.clone(), scales);
+                edited.insert(e.scale_name.clone());
             }
-            if let Some(zero_points) = checked_zero_points(edit, e)? {
+            if let Some(zero_points) = checked_zero_points(edit, e, plan.zero_points.get(&e.zero_point_name))? {
                 if e.zero_point_name.is_empty() {
                     return Err(NodeError::param(
                         "edits",
