@@ -217,19 +217,19 @@ impl Open {
 
     /// New figures (keyed by the ops' tensors through Q/DQ pairs).
     pub fn set_figures(&mut self, figures: BTreeMap<String, Vec<(String, f64)>>) {
-        self.figures = figures
-            .into_iter()
-            .map(|(k, v)| {
-                let mut t = k;
-                for _ in 0..8 {
-                    match self.alias.get(&t) {
-                        Some(next) => t = next.clone(),
-                        None => break,
-                    }
-                }
-                (t, v)
-            })
-            .collect();
+        self.figures = figures.into_iter().map(|(k, v)| (self.resolve(&k), v)).collect();
+    }
+
+    /// The tensor an op box stands for: a Q/DQ pair's output is the tensor it wraps.
+    pub fn resolve(&self, name: &str) -> String {
+        let mut t = name.to_owned();
+        for _ in 0..8 {
+            match self.alias.get(&t) {
+                Some(next) => t = next.clone(),
+                None => break,
+            }
+        }
+        t
     }
 
     /// The numeric columns the ops can be coloured by.
@@ -246,7 +246,8 @@ pub struct ViewInput<'a> {
     pub layout: &'a Layout,
     pub figures: &'a BTreeMap<String, Vec<(String, f64)>>,
     pub metric: &'a str,
-    pub selected: Option<&'a str>,
+    /// The selected tensor's names (any of them marks its op).
+    pub selected: &'a [String],
 }
 
 /// Draw the graph in `ui` (pan/zoom). Returns the output tensor of a clicked op.
@@ -285,10 +286,10 @@ pub fn show(ui: &mut egui::Ui, scene_rect: &mut egui::Rect, v: &ViewInput<'_>) -
                 Some(x) => scale.color(x),
                 None => egui::Color32::from_gray(55),
             };
-            let selected = v.selected == Some(op.output.as_str());
+            let selected = v.selected.contains(&op.output);
             let response = ui.interact(rect, ui.id().with(("graph_op", i)), egui::Sense::click());
             let label = format!("{} {}", op.op_type, op.name);
-            response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &label));
+            response.widget_info(|| egui::WidgetInfo::selected(egui::WidgetType::Button, true, selected, &label));
             painter.rect_filled(rect, 6.0, fill);
             painter.rect_stroke(
                 rect,
@@ -413,7 +414,7 @@ impl crate::Editor {
         }
         let mut open = true;
         let mut clicked = None;
-        let selected = self.selected_tensor.clone();
+        let selected: Vec<String> = self.selected_names().iter().map(|n| view.resolve(n)).collect();
         // Tall: model graphs are drawn top to bottom, so height is what makes ops readable.
         let screen = ui.ctx().content_rect();
         egui::Window::new(format!("Graph: {}", view.title))
@@ -449,7 +450,7 @@ impl crate::Editor {
                     layout: &view.layout,
                     figures: &view.figures,
                     metric: &view.metric,
-                    selected: selected.as_deref(),
+                    selected: &selected,
                 };
                 let mut rect = view.scene_rect;
                 clicked = show(ui, &mut rect, &input);
@@ -457,11 +458,56 @@ impl crate::Editor {
             });
         if let Some(t) = clicked {
             self.message = Some(format!("Selected tensor {t}"));
-            self.select_tensor(t);
+            let aliases = self.per_layer_partners(view.node, &t, |n| view.resolve(n));
+            self.select_tensor_as(t, aliases);
         }
         if open && self.graph.node(view.node).is_some() {
             self.graph_view = Some(view);
         }
+    }
+}
+
+impl crate::Editor {
+    /// The other names of `tensor` in `node`'s per-layer tables (a comparator's row pairing
+    /// A's tensor with B's, where B's post-DQ name `resolve`s to the op's tensor): what else
+    /// selecting it selects.
+    fn per_layer_partners(
+        &self,
+        node: quantgraph_nodes::graph::NodeId,
+        tensor: &str,
+        resolve: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        let Some(outputs) = self.outputs(node) else { return Vec::new() };
+        let mut out = Vec::new();
+        for v in outputs.values() {
+            let quantgraph_nodes::Value::Table(r) = v else { continue };
+            let Some(t) = r.table("per_layer") else { continue };
+            let cols: Vec<usize> =
+                t.columns.iter().enumerate().filter(|(_, c)| c.ends_with("tensor")).map(|(i, _)| i).collect();
+            for row in &t.rows {
+                let names: Vec<String> = cols.iter().filter_map(|c| row.get(*c)).map(|c| c.to_string()).collect();
+                if names.iter().any(|n| n == tensor || resolve(n) == tensor) {
+                    out.extend(names.into_iter().filter(|n| n != tensor && !n.is_empty()));
+                }
+            }
+        }
+        out.dedup();
+        out
+    }
+
+    /// Open the graph window of `node`'s per-layer report (a comparator's), as its "Graph
+    /// view with per-layer error" button does, and select the node.
+    pub fn open_graph_view_of(&mut self, node: quantgraph_nodes::graph::NodeId) -> Result<(), String> {
+        let outputs = self.outputs(node).cloned().ok_or("the node has no results yet")?;
+        let (port, report) = outputs
+            .iter()
+            .find_map(|(port, v)| match v {
+                quantgraph_nodes::Value::Table(r) if r.table("per_layer").is_some() => Some((port.clone(), r.clone())),
+                _ => None,
+            })
+            .ok_or("the node gives no per-layer table")?;
+        self.selected = Some(node);
+        crate::views::open_graph_view(self, node, &port, &report)
     }
 }
 
@@ -516,22 +562,5 @@ mod tests {
         for e in &l.edges {
             assert!(l.ops[e.to].pos.y > l.ops[e.from].pos.y, "{:?} is not below {:?}", l.ops[e.to], l.ops[e.from]);
         }
-    }
-}
-
-impl crate::Editor {
-    /// Open the graph window of `node`'s per-layer report (a comparator's), as its "Graph
-    /// view with per-layer error" button does, and select the node.
-    pub fn open_graph_view_of(&mut self, node: quantgraph_nodes::graph::NodeId) -> Result<(), String> {
-        let outputs = self.outputs(node).cloned().ok_or("the node has no results yet")?;
-        let (port, report) = outputs
-            .iter()
-            .find_map(|(port, v)| match v {
-                quantgraph_nodes::Value::Table(r) if r.table("per_layer").is_some() => Some((port.clone(), r.clone())),
-                _ => None,
-            })
-            .ok_or("the node gives no per-layer table")?;
-        self.selected = Some(node);
-        crate::views::open_graph_view(self, node, &port, &report)
     }
 }

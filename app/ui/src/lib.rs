@@ -178,6 +178,8 @@ pub struct Editor {
     /// The tensor the user picked last (in the graph view or a table): selected in tables
     /// and shown in histograms.
     pub selected_tensor: Option<String>,
+    /// The selected tensor's names in other models (see [`Editor::select_tensor_as`]).
+    pub selected_aliases: Vec<String>,
     /// Counts tensor selections, so each one is applied once (also a re-selection).
     pub selection_serial: u64,
     /// The graph last evaluated while the pointer was down (a drag in progress), and when.
@@ -241,6 +243,7 @@ impl Editor {
             live: None,
             graph_view: None,
             selected_tensor: None,
+            selected_aliases: Vec::new(),
             selection_serial: 0,
             textures: HashMap::new(),
             quit_requested: false,

@@ -5,8 +5,26 @@ use super::*;
 impl Editor {
     /// Select a tensor in every view (tables mark it, activations views show it).
     pub fn select_tensor(&mut self, tensor: String) {
+        self.select_tensor_as(tensor, Vec::new());
+    }
+
+    /// Select a tensor known by other names in other models too (a per-layer row's A and B
+    /// tensors, whose names differ for models from different exporters): every view marks
+    /// or shows whichever of the names it has.
+    pub fn select_tensor_as(&mut self, tensor: String, aliases: Vec<String>) {
         self.selected_tensor = Some(tensor);
+        self.selected_aliases = aliases;
         self.selection_serial += 1;
+    }
+
+    /// Whether `name` is the selected tensor or one of its other names.
+    pub fn is_selected_tensor(&self, name: &str) -> bool {
+        self.selected_tensor.as_deref() == Some(name) || self.selected_aliases.iter().any(|a| a == name)
+    }
+
+    /// The selected tensor's names, the chosen one first.
+    pub fn selected_names(&self) -> Vec<String> {
+        self.selected_tensor.iter().chain(&self.selected_aliases).cloned().collect()
     }
 
     /// Move a node on the canvas by `delta` (graph units).

@@ -262,7 +262,7 @@ fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Acti
         .or_else(|| names.first().cloned())
         .unwrap_or_default();
     // A tensor picked elsewhere (the graph view, a table) is shown once here.
-    if let Some(sel) = editor.selected_tensor.clone().filter(|t| a.tensors.contains_key(t)) {
+    if let Some(sel) = editor.selected_names().into_iter().find(|t| a.tensors.contains_key(t)) {
         if editor.views.applied_selection.get(&node.0) != Some(&editor.selection_serial) {
             editor.views.applied_selection.insert(node.0, editor.selection_serial);
             chosen = sel;
@@ -805,7 +805,16 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                 }
             }
             ui.end_row();
+            // Columns naming tensors (`tensor`, `b_tensor`): a row is marked when any of its
+            // names is selected, and a click selects them all (A's and B's names differ for
+            // models from other exporters).
+            let tensor_cols: Vec<usize> =
+                t.columns.iter().enumerate().filter(|(_, c)| c.ends_with("tensor")).map(|(i, _)| i).collect();
+            let first_names_tensor = tensor_cols.first() == Some(&0);
             for &i in &order {
+                let names: Vec<String> =
+                    tensor_cols.iter().filter_map(|c| t.rows[i].get(*c)).map(Cell::to_string).collect();
+                let row_selected = first_names_tensor && names.iter().any(|n| editor.is_selected_tensor(n));
                 for (ci, c) in t.rows[i].iter().enumerate() {
                     let column = t.columns.get(ci).map_or("", String::as_str);
                     let (text, full) = match c {
@@ -816,19 +825,18 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                         }
                         Cell::Text(s) => (s.clone(), None),
                     };
-                    let names_tensor = ci == 0 && column.contains("tensor");
-                    let hit = names_tensor && editor.selected_tensor.as_deref() == Some(c.to_string().as_str());
-                    let r = ui.selectable_label(hit, text);
+                    let r = ui.selectable_label(ci == 0 && row_selected, text);
                     let r = match full {
                         Some(full) => r.on_hover_text(full),
                         None => r,
                     };
                     if r.clicked() {
                         clicked = Some(i);
-                        if let Some(first) =
-                            t.rows[i].first().filter(|_| t.columns.first().is_some_and(|c| c.contains("tensor")))
-                        {
-                            editor.select_tensor(first.to_string());
+                        if first_names_tensor {
+                            let mut names = names.clone();
+                            let first = names.remove(0);
+                            names.retain(|n| *n != first && !n.is_empty());
+                            editor.select_tensor_as(first, names);
                         }
                     }
                 }

@@ -891,3 +891,70 @@ fn a_per_channel_weights_single_channel_is_dragged() {
         }
     }
 }
+
+/// A model from another exporter names its tensors differently from A: a per-layer row pairs
+/// A's `/stage2/...` with B's TF-style name. Clicking the row selects both names: the graph
+/// view (B's model) marks B's op; clicking another op in the graph marks that op's row
+/// (keyed by A's name) in the table.
+#[test]
+fn selection_follows_a_pair_whose_names_differ() {
+    let mut ed = default_graph_on_100_images();
+    let int8 = ed.graph().find_node("int8").unwrap();
+    let model = repo().join("tests/fixtures/foreign/foreign_int8_qdq.onnx");
+    ed.set_param(int8, "path", model.to_string_lossy().as_ref().into());
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let compare = ed.graph().find_node("compare").unwrap();
+    let t = match ed.outputs(compare).unwrap().get("report") {
+        Some(quantgraph_nodes::Value::Table(r)) => r.table("per_layer").unwrap().clone(),
+        other => panic!("{other:?}"),
+    };
+    let (ca, cb) = (t.column("tensor").unwrap(), t.column("b_tensor").unwrap());
+    let pairs: Vec<(String, String)> = t
+        .rows
+        .iter()
+        .map(|r| (r[ca].to_string(), r[cb].to_string()))
+        .filter(|(a, b)| a != b && a.starts_with("/stage"))
+        .collect();
+    assert!(pairs.len() >= 2, "{pairs:?}");
+    ed.selected = Some(compare);
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    h.get_by_label("Graph view with per-layer error").click();
+    settle(&mut h);
+    // The table row (A's name) → B's op in the graph.
+    let (a0, b0) = &pairs[0];
+    let label = quantgraph_nodes::value::elide_middle(a0, 44);
+    h.query_all_by_label(&label)
+        .find(|n| n.accesskit_node().toggled().is_some())
+        .expect("the per-layer row")
+        .click_accesskit();
+    settle(&mut h);
+    assert!(h.state().is_selected_tensor(a0) && h.state().is_selected_tensor(b0));
+    let view = h.state().graph_view.as_ref().unwrap();
+    let op = view.layout.ops.iter().find(|o| o.output == view.resolve(b0)).cloned();
+    let op = op.unwrap_or_else(|| panic!("B's graph has an op making {b0}"));
+    let marked = h
+        .query_all_by_label(&format!("{} {}", op.op_type, op.name))
+        .any(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::True));
+    assert!(marked, "the graph marks B's op {}", op.name);
+    // An op in the graph (B's name) → its row (A's name) in the table.
+    let (a1, b1) = &pairs[1];
+    let view = h.state().graph_view.as_ref().unwrap();
+    let op = view.layout.ops.iter().find(|o| o.output == view.resolve(b1)).cloned().unwrap();
+    let rect = h.get_by_label(&format!("{} {}", op.op_type, op.name)).rect();
+    let tf = h.ctx.data(|d| d.get_temp::<egui::emath::TSTransform>(egui::Id::new("qg_graph_transform"))).unwrap();
+    let at = tf.mul_pos(rect.center());
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    h.drop_at(at);
+    h.step();
+    settle(&mut h);
+    assert_eq!(h.state().selected_tensor.as_deref(), Some(op.output.as_str()));
+    assert!(h.state().is_selected_tensor(a1) && h.state().is_selected_tensor(b1));
+    let row_marked = h
+        .query_all_by_label(&quantgraph_nodes::value::elide_middle(a1, 44))
+        .any(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::True));
+    assert!(row_marked, "the per-layer row of {a1} is marked");
+}
