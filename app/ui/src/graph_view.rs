@@ -216,8 +216,27 @@ impl Open {
     }
 
     /// New figures (keyed by the ops' tensors through Q/DQ pairs).
+    /// Keys are tensors (a Q/DQ pair's output stands for the tensor it wraps) or op names (a
+    /// per-layer sweep's `layer`); figures for the same op are merged.
     pub fn set_figures(&mut self, figures: BTreeMap<String, Vec<(String, f64)>>) {
-        self.figures = figures.into_iter().map(|(k, v)| (self.resolve(&k), v)).collect();
+        let by_name: HashMap<&str, &str> =
+            self.layout.ops.iter().map(|o| (o.name.as_str(), o.output.as_str())).collect();
+        let outputs: std::collections::HashSet<&str> = self.layout.ops.iter().map(|o| o.output.as_str()).collect();
+        let mut out: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+        for (k, v) in figures {
+            let t = self.resolve(&k);
+            let t = match by_name.get(t.as_str()) {
+                Some(o) if !outputs.contains(t.as_str()) => (*o).to_owned(),
+                _ => t,
+            };
+            let slot = out.entry(t).or_default();
+            for (c, x) in v {
+                if !slot.iter().any(|(d, _)| *d == c) {
+                    slot.push((c, x));
+                }
+            }
+        }
+        self.figures = out;
     }
 
     /// The tensor an op box stands for: a Q/DQ pair's output is the tensor it wraps.
@@ -389,7 +408,10 @@ impl MetricScale {
             .values()
             .filter_map(|f| metric_of(f, metric))
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
-        MetricScale { lo, hi, larger_is_better: metric.ends_with("_db") || metric == "cosine" }
+        // Decibels, cosine and "only this layer quantized" accuracies are better larger; errors
+        // and a sweep's all-but gains (how much keeping the layer in float recovers) are worse.
+        let larger_is_better = metric.ends_with("_db") || metric == "cosine" || metric.starts_with("only_");
+        MetricScale { lo, hi, larger_is_better }
     }
     fn color(&self, v: f64) -> egui::Color32 {
         color_for(v, self.lo, self.hi, self.larger_is_better)
@@ -562,5 +584,25 @@ mod tests {
         for e in &l.edges {
             assert!(l.ops[e.to].pos.y > l.ops[e.from].pos.y, "{:?} is not below {:?}", l.ops[e.to], l.ops[e.from]);
         }
+
+        // Figures keyed by B's post-DQ tensor (a comparator's) and by op name (a sensitivity
+        // sweep's `layer`) land on the same op, merged; unknown keys stay apart.
+        let figures: BTreeMap<String, Vec<(String, f64)>> = [
+            ("c_dq".to_owned(), vec![("sqnr_db".to_owned(), 20.0)]),
+            ("conv".to_owned(), vec![("all_but_gain_pt".to_owned(), 0.4)]),
+            ("elsewhere".to_owned(), vec![("sqnr_db".to_owned(), 1.0)]),
+        ]
+        .into_iter()
+        .collect();
+        let open = Open::new(quantgraph_nodes::NodeId(1), "t".into(), &info, figures);
+        assert_eq!(
+            open.figures.get("c"),
+            Some(&vec![("sqnr_db".to_owned(), 20.0), ("all_but_gain_pt".to_owned(), 0.4)])
+        );
+        assert_eq!(open.metrics(), ["all_but_gain_pt", "sqnr_db"]);
+        assert!(open.figures.contains_key("elsewhere"));
+        // A sweep's gain is worse when larger; an "only this layer" accuracy better.
+        assert!(!MetricScale::of(&open.figures, "all_but_gain_pt").larger_is_better);
+        assert!(MetricScale::of(&open.figures, "only_acc_pct").larger_is_better);
     }
 }

@@ -458,7 +458,24 @@ pub fn open_graph_view(editor: &mut Editor, node: NodeId, port: &str, r: &Report
     let per_layer = r.table("per_layer").ok_or("this report has no per-layer table")?;
     let info = compared_model(editor, node, per_layer)
         .ok_or("The compared models are not available: evaluate the probes first")?;
-    let figures = crate::graph_view::figures(per_layer, "b_tensor");
+    let mut figures = crate::graph_view::figures(per_layer, "b_tensor");
+    // Per-layer tables of other nodes keyed by op name (a sensitivity sweep's `layer`): their
+    // figures are offered too, for the ops of this model they name.
+    let ids: Vec<NodeId> = editor.graph.nodes().map(|n| n.id).filter(|id| *id != node).collect();
+    for id in ids {
+        let Some(outputs) = editor.outputs(id) else { continue };
+        for v in outputs.values() {
+            let Value::Table(other) = v else { continue };
+            for t in other.tables.iter().filter(|t| t.columns.first().is_some_and(|c| c == "layer")) {
+                let names: std::collections::HashSet<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
+                for (k, vals) in crate::graph_view::figures(t, "layer") {
+                    if names.contains(k.as_str()) {
+                        figures.entry(k).or_default().extend(vals);
+                    }
+                }
+            }
+        }
+    }
     let title = format!("{} (per-layer error)", editor.graph.display_name(&editor.registry, node));
     let mut open = crate::graph_view::Open::new(node, title, &info, figures);
     open.source = Some((port.to_owned(), std::ptr::from_ref(r) as usize));
