@@ -316,8 +316,9 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
         });
         ui.data_mut(|d| d.insert_temp(id, channel));
     }
-    // Handles: per-tensor pairs whose model an edit node reads.
-    let target = if channels == 1 && t.qdq.is_some() { probed_model_target(editor, node) } else { None };
+    // Handles: pairs whose model an edit node reads (per-channel: the chosen channel).
+    let target = if t.qdq.is_some() { probed_model_target(editor, node) } else { None };
+    let edit_channel = (channels > 1).then_some(channel);
     let drag_id = egui::Id::new(("clip_drag", node.0, t.name.as_str()));
     // A drag whose release was not seen here (the view was hidden) is over.
     if !ui.input(|i| i.pointer.any_down()) {
@@ -353,7 +354,18 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
         if target.is_some() {
             let owner = crate::qdq_edit::owner(qdq, q);
             let shared = if owner == q.float_tensor { String::new() } else { format!(" (it is {owner}'s pair too)") };
-            ui.label(egui::RichText::new(format!("Drag a red edge to set the clip range{shared}.")).weak());
+            let which = if channels > 1 { format!(" of channel {channel}") } else { String::new() };
+            ui.label(egui::RichText::new(format!("Drag a red edge to set the clip range{which}{shared}.")).weak());
+        } else if let Some(from) = unedited_model_source(editor, node) {
+            // No edit node reads this model: offer one (the click is the user's consent).
+            if ui
+                .button("Insert a QDQ Override to drag the clip range")
+                .on_hover_text("Adds one after the model this probe reads; the probe then reads the edited model")
+                .clicked()
+                && crate::qdq_edit::insert_edit_node(editor, from.node, &from.port).is_some()
+            {
+                editor.message = Some("Inserted a QDQ Override: drag a red edge to edit the range".into());
+            }
         }
     }
     let mut plot = Plot::new(("hist", node.0, t.name.as_str())).height(220.0).legend(Legend::default());
@@ -414,23 +426,25 @@ pub fn tensor_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Probe
         if dragged.is_some() {
             let (scale, zp) = params(q, lo, hi);
             let tensor = crate::qdq_edit::owner(qdq, q).to_owned();
-            crate::qdq_edit::set_edit(
-                &mut editor.graph,
-                target,
-                &tensor,
-                crate::qdq_edit::Change::Scale(f64::from(scale)),
-            );
-            crate::qdq_edit::set_edit(
-                &mut editor.graph,
-                target,
-                &tensor,
-                crate::qdq_edit::Change::ZeroPoint(i64::from(zp)),
-            );
+            for change in
+                [crate::qdq_edit::Change::Scale(f64::from(scale)), crate::qdq_edit::Change::ZeroPoint(i64::from(zp))]
+            {
+                crate::qdq_edit::set_edit_at(&mut editor.graph, target, &tensor, edit_channel, change);
+            }
         }
     }
     if released {
         ui.data_mut(|d| d.remove::<(u8, f32, f32)>(drag_id));
     }
+}
+
+/// The model port a probe reads, when no node taking tensor edits reads it.
+fn unedited_model_source(editor: &Editor, node: NodeId) -> Option<PortRef> {
+    let wires: Vec<PortRef> = editor.graph.wires().filter(|w| w.to.node == node).map(|w| w.from).collect();
+    wires.into_iter().find(|from| {
+        matches!(editor.outputs(from.node).and_then(|o| o.get(&from.port)), Some(Value::Model(_)))
+            && crate::qdq_edit::edit_target(editor, from.node, &from.port).is_none()
+    })
 }
 
 /// The model whose tensors a per-layer table names (its `b_tensor` column): of the

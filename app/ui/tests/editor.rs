@@ -958,3 +958,32 @@ fn selection_follows_a_pair_whose_names_differ() {
         .any(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::True));
     assert!(row_marked, "the per-layer row of {a1} is marked");
 }
+
+/// A probe of a model no QDQ Override reads: its histogram offers to insert one (the click is
+/// the consent); after it, the clip range has handles that write to the new override.
+#[test]
+fn a_histogram_without_an_override_offers_to_insert_one() {
+    let mut ed = default_graph_on_100_images();
+    let (int8, probe) = (ed.graph().find_node("int8").unwrap(), ed.graph().find_node("probe_int8").unwrap());
+    let over = ed.graph().find_node("override").unwrap();
+    ed.delete(&[over]);
+    ed.connect(PortRef::new(int8, "model"), PortRef::new(probe, "model")).unwrap();
+    assert!(ed.wait_idle(Duration::from_secs(120)));
+    let nodes_before = ed.graph().len();
+    ed.selected = Some(probe);
+    let mut h = tall_harness(ed);
+    settle(&mut h);
+    assert!(h.query_by_label_contains("Drag a red edge").is_none(), "no handles without an override");
+    h.get_by_label("Insert a QDQ Override to drag the clip range").click();
+    settle(&mut h);
+    {
+        let ed = h.state();
+        assert_eq!(ed.graph().len(), nodes_before + 1);
+        let new = ed.graph().nodes().find(|n| n.kind == "onnx.qdq_override").map(|n| n.id).unwrap();
+        assert_eq!(ed.graph().source_of(&PortRef::new(new, "model")), Some(&PortRef::new(int8, "model")));
+        assert_eq!(ed.graph().source_of(&PortRef::new(probe, "model")), Some(&PortRef::new(new, "model")));
+    }
+    h.get_by_label_contains("Drag a red edge");
+    h.state_mut().undo();
+    assert_eq!(h.state().graph().len(), nodes_before);
+}
