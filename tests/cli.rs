@@ -58,7 +58,7 @@ fn check_accepts_the_bundled_graphs_and_reports_problems_with_a_nonzero_exit() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!out.status.success());
     assert!(text.contains("parameter 'threads': expected an integer in [0, 256], found -3"), "{text}");
-    assert!(text.contains("input 'dataset' is not connected"), "{text}");
+    assert!(text.contains("input 'dataset': not connected"), "{text}");
     assert!(text.contains("input 'model': Dataset output cannot feed a Model input"), "{text}");
     assert!(text.contains("unknown node kind 'no.such_kind'"), "{text}");
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NodeError, Result};
 use crate::kind::PortSpec;
 use crate::param::{self, Params};
 use crate::registry::NodeRegistry;
@@ -388,56 +388,75 @@ impl Graph {
         }
     }
 
-    /// Everything wrong with the graph, as `(node, message)` (node `None` for the graph).
+    /// What keeps node `id` from being evaluated, in the order it is checked: its kind unknown
+    /// or newer than this build, params its schema refuses, inputs not connected or wired to
+    /// something that cannot feed them. The one validation of a node: the scheduler fails the
+    /// node with the first problem, `check` and [`Graph::validate`] list them all.
+    pub fn node_problems(&self, registry: &NodeRegistry, id: NodeId) -> Vec<NodeError> {
+        let Some(node) = self.nodes.get(&id) else { return vec![NodeError::failed("missing node")] };
+        let Some(kind) = registry.get(&node.kind) else { return vec![NodeError::UnknownKind(node.kind.clone())] };
+        let mut out = Vec::new();
+        if node.kind_version > kind.version() {
+            out.push(NodeError::failed(format!(
+                "'{}' version {} is newer than this build's version {}",
+                node.kind,
+                node.kind_version,
+                kind.version()
+            )));
+        }
+        for (name, msg) in param::validate(&kind.params(), &node.params) {
+            out.push(NodeError::param(name, msg));
+        }
+        for port in kind.inputs(&node.params) {
+            let Some(src) = self.wires.get(&PortRef::new(id, &port.name)) else {
+                if !port.optional {
+                    out.push(NodeError::input(&port.name, "not connected"));
+                }
+                continue;
+            };
+            let Some(src_node) = self.nodes.get(&src.node) else {
+                out.push(NodeError::input(&port.name, "wired to a missing node"));
+                continue;
+            };
+            // A placeholder source (unknown kind) is reported on that node.
+            let Some(src_kind) = registry.get(&src_node.kind) else { continue };
+            match src_kind.outputs(&src_node.params).into_iter().find(|p| p.name == src.port) {
+                Some(o) if o.ty == port.ty => {}
+                Some(o) => {
+                    out.push(NodeError::input(&port.name, format!("{} output cannot feed a {} input", o.ty, port.ty)))
+                }
+                None => out.push(NodeError::input(
+                    &port.name,
+                    format!("wired to '{}', which {} does not have", src.port, src.node),
+                )),
+            }
+        }
+        out
+    }
+
+    /// Everything wrong with the graph, as `(node, message)` (node `None` for the graph):
+    /// every node's [`Graph::node_problems`], wires to ports or nodes that do not exist, and
+    /// cycles.
     pub fn validate(&self, registry: &NodeRegistry) -> Vec<(Option<NodeId>, String)> {
         let mut problems = Vec::new();
         for node in self.nodes.values() {
-            let Some(kind) = registry.get(&node.kind) else {
-                problems.push((Some(node.id), format!("unknown node kind '{}'", node.kind)));
-                continue;
-            };
-            if node.kind_version > kind.version() {
-                problems.push((
-                    Some(node.id),
-                    format!(
-                        "'{}' version {} is newer than this build's version {}",
-                        node.kind,
-                        node.kind_version,
-                        kind.version()
-                    ),
-                ));
-            }
-            for (name, msg) in param::validate(&kind.params(), &node.params) {
-                problems.push((Some(node.id), format!("parameter '{name}': {msg}")));
-            }
-            let inputs = kind.inputs(&node.params);
-            for port in &inputs {
-                if !port.optional && !self.wires.contains_key(&PortRef::new(node.id, &port.name)) {
-                    problems.push((Some(node.id), format!("input '{}' is not connected", port.name)));
-                }
+            for p in self.node_problems(registry, node.id) {
+                problems.push((Some(node.id), p.to_string()));
             }
         }
         for w in self.wires() {
-            let (Some(from_node), Some(to_node)) = (self.nodes.get(&w.from.node), self.nodes.get(&w.to.node)) else {
+            let (Some(_), Some(to_node)) = (self.nodes.get(&w.from.node), self.nodes.get(&w.to.node)) else {
                 problems.push((
                     None,
                     format!("wire {}.{} → {}.{} names a missing node", w.from.node, w.from.port, w.to.node, w.to.port),
                 ));
                 continue;
             };
-            let (Some(fk), Some(tk)) = (registry.get(&from_node.kind), registry.get(&to_node.kind)) else {
-                continue; // placeholders: reported above
-            };
-            let out = fk.outputs(&from_node.params).into_iter().find(|p| p.name == w.from.port);
-            let inp = tk.inputs(&to_node.params).into_iter().find(|p| p.name == w.to.port);
-            match (out, inp) {
-                (None, _) => problems.push((Some(w.from.node), format!("no output port '{}'", w.from.port))),
-                (_, None) => problems.push((Some(w.to.node), format!("no input port '{}'", w.to.port))),
-                (Some(o), Some(i)) if o.ty != i.ty => problems.push((
-                    Some(w.to.node),
-                    format!("input '{}': {} output cannot feed a {} input", i.name, o.ty, i.ty),
-                )),
-                _ => {}
+            // A wire into a port the node does not have (its own inputs are checked above).
+            if let Some(tk) = registry.get(&to_node.kind) {
+                if !tk.inputs(&to_node.params).iter().any(|p| p.name == w.to.port) {
+                    problems.push((Some(w.to.node), format!("no input port '{}'", w.to.port)));
+                }
             }
         }
         if let Err(cycle) = self.topo_order() {

@@ -323,3 +323,24 @@ impl WaitEvents for quantgraph_nodes::scheduler::RunHandle {
         out
     }
 }
+
+/// One validation: the scheduler fails a node with the first of `Graph::node_problems`, and
+/// `validate` (what `check` prints) lists the same problems with the same words.
+#[test]
+fn the_scheduler_and_check_report_a_nodes_problems_alike() {
+    let r = registry();
+    let mut g = Graph::new();
+    let c = konst(&mut g, &r, 1.0);
+    let lonely = g.add_node(&r, "test.add", [0.0, 0.0]).unwrap();
+    g.set_param(c, "value", "not a number".into()).unwrap();
+    let problems = g.node_problems(&r, lonely);
+    assert_eq!(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["input 'a': not connected"]);
+    let e = Scheduler::new(r.clone()).evaluate(&g, &[lonely, c]);
+    assert_eq!(e.error(lonely), Some(&problems[0]));
+    let listed = g.validate(&r);
+    assert!(listed.contains(&(Some(lonely), "input 'a': not connected".to_owned())), "{listed:?}");
+    let c_problem = g.node_problems(&r, c).remove(0);
+    assert!(matches!(c_problem, NodeError::Param { .. }), "{c_problem:?}");
+    assert_eq!(e.error(c), Some(&c_problem));
+    assert!(listed.contains(&(Some(c), c_problem.to_string())), "{listed:?}");
+}

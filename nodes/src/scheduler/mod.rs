@@ -32,7 +32,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use crate::error::NodeError;
 use crate::graph::{Graph, NodeId, PortRef};
 use crate::kind::{EvalContext, Inputs, NodeKind, Outputs};
-use crate::param::{self, Params};
+use crate::param::Params;
 use crate::registry::NodeRegistry;
 
 mod cache;

@@ -66,24 +66,13 @@ impl Scheduler {
     }
 
     pub(super) fn plan_node(&self, graph: &Graph, id: NodeId, planned: &BTreeMap<NodeId, PlanNode>) -> PlanNode {
-        let Some(node) = graph.node(id) else {
+        // The node's own problems (the one validation `check` and the editor use too).
+        if let Some(e) = graph.node_problems(&self.registry, id).into_iter().next() {
+            return self.static_failure(graph, id, e);
+        }
+        let (Some(node), Some(kind)) = (graph.node(id), graph.node(id).and_then(|n| self.registry.get(&n.kind))) else {
             return self.static_failure(graph, id, NodeError::failed("missing node"));
         };
-        let Some(kind) = self.registry.get(&node.kind) else {
-            return self.static_failure(graph, id, NodeError::UnknownKind(node.kind.clone()));
-        };
-        if node.kind_version > kind.version() {
-            let msg = format!(
-                "'{}' version {} is newer than this build's version {}",
-                node.kind,
-                node.kind_version,
-                kind.version()
-            );
-            return self.static_failure(graph, id, NodeError::failed(msg));
-        }
-        if let Some((name, msg)) = param::validate(&kind.params(), &node.params).into_iter().next() {
-            return self.static_failure(graph, id, NodeError::param(name, msg));
-        }
         let mut inputs = Vec::new();
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(kind.id().as_bytes());
@@ -94,28 +83,8 @@ impl Scheduler {
             h.update(identity.as_bytes());
         }
         for port in kind.inputs(&node.params) {
-            let Some(src) = graph.source_of(&PortRef::new(id, &port.name)) else {
-                if port.optional {
-                    continue;
-                }
-                return self.static_failure(graph, id, NodeError::input(&port.name, "not connected"));
-            };
-            let Some(src_node) = graph.node(src.node) else {
-                return self.static_failure(graph, id, NodeError::input(&port.name, "wired to a missing node"));
-            };
-            if let Some(src_kind) = self.registry.get(&src_node.kind) {
-                match src_kind.outputs(&src_node.params).into_iter().find(|p| p.name == src.port) {
-                    Some(out) if out.ty == port.ty => {}
-                    Some(out) => {
-                        let msg = format!("{} output cannot feed a {} input", out.ty, port.ty);
-                        return self.static_failure(graph, id, NodeError::input(&port.name, msg));
-                    }
-                    None => {
-                        let msg = format!("wired to '{}', which {} does not have", src.port, src.node);
-                        return self.static_failure(graph, id, NodeError::input(&port.name, msg));
-                    }
-                }
-            }
+            // Optional inputs may be unconnected; the rest were checked above.
+            let Some(src) = graph.source_of(&PortRef::new(id, &port.name)) else { continue };
             let upstream_key = planned.get(&src.node).map(|p| p.key).unwrap_or_default();
             h.update(b"\0in\0");
             h.update(port.name.as_bytes());
