@@ -530,6 +530,10 @@ fn run(
 ) -> anyhow::Result<ExitCode> {
     let (mut graph, report) = file::load(path, registry)?;
     tracing::info!(file = %path.display(), nodes = graph.len(), migrated = report.migrated.len(), "graph loaded");
+    // Edits to come: keep activations at cut points so they re-run only what they reach.
+    if !thens.is_empty() {
+        crate::keep_cuts(crate::EDIT_LOOP_CUT_BUDGET);
+    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

@@ -62,6 +62,8 @@ impl Plugin for EditorPlugin {
                 Arc::new(NodeRegistry::new())
             }
         };
+        // Every edit re-evaluates: keep activations at cut points for suffix runs.
+        crate::keep_cuts(crate::EDIT_LOOP_CUT_BUDGET);
         let mut editor = Editor::new(registry);
         if let Some(dir) = state_dir() {
             editor.recent = load_recent(&dir);

@@ -40,7 +40,18 @@ pub fn registry() -> anyhow::Result<NodeRegistry> {
 /// pairs): for tests that compare an incremental evaluation with one from scratch.
 pub fn clear_reuse_caches() {
     quantgraph_onnx::reuse::clear();
+    quantgraph_onnx::cuts::clear();
     quantgraph_compare::reuse::clear();
+}
+
+/// Memory for the activations kept at cut points of probed models, so that an evaluation
+/// after an edit runs only the part of a model downstream of a cut (see
+/// `quantgraph_onnx::cuts`). The editor and `quantgraph run --then` turn it on.
+pub const EDIT_LOOP_CUT_BUDGET: usize = 256 << 20;
+
+/// Turn suffix runs on (`bytes` > 0) or off for this process.
+pub fn keep_cuts(bytes: usize) {
+    quantgraph_onnx::cuts::set_budget(bytes);
 }
 
 /// When `main` started.

@@ -31,6 +31,13 @@ impl<K: Ord + Clone, V: Clone> Memo<K, V> {
     }
 
     pub fn put(&self, key: K, value: V) {
+        self.put_within(key, value, self.max_bytes);
+    }
+
+    /// `put`, holding at most `max_bytes` (or the table's own bound, if smaller): for a
+    /// budget chosen at run time.
+    pub fn put_within(&self, key: K, value: V, max_bytes: usize) {
+        let max_bytes = max_bytes.min(self.max_bytes);
         let Ok(mut guard) = self.inner.lock() else { return };
         let t = guard.get_or_insert_with(|| Table { map: BTreeMap::new(), order: VecDeque::new(), bytes: 0 });
         t.bytes += (self.size)(&value);
@@ -38,7 +45,7 @@ impl<K: Ord + Clone, V: Clone> Memo<K, V> {
             Some(old) => t.bytes = t.bytes.saturating_sub((self.size)(&old)),
             None => t.order.push_back(key),
         }
-        while t.order.len() > self.max_entries || t.bytes > self.max_bytes {
+        while t.order.len() > self.max_entries || t.bytes > max_bytes {
             let Some(oldest) = t.order.pop_front() else { break };
             if let Some(v) = t.map.remove(&oldest) {
                 t.bytes = t.bytes.saturating_sub((self.size)(&v));

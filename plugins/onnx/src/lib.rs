@@ -14,6 +14,7 @@
 //! [`runtime`] finds and loads the ONNX Runtime library.
 
 pub mod calibrate;
+pub mod cuts;
 pub mod info;
 pub mod model;
 pub mod probe;

@@ -15,7 +15,7 @@ use quantgraph_nodes::{
 };
 use rayon::prelude::*;
 
-use crate::{info, proto, reuse, runtime};
+use crate::{cuts, info, proto, reuse, runtime};
 
 /// Model + Dataset → Activations.
 #[derive(Default)]
@@ -66,6 +66,24 @@ pub struct ProbeStream {
     images: Arc<Dataset>,
     names: Vec<String>,
     batch_size: usize,
+    cuts: StreamCuts,
+}
+
+/// What a stream needs to run a suffix (see [`crate::cuts`]): the model's graph (initializer
+/// data left out) and its cut tensors with their digests, earliest first.
+#[derive(Default)]
+struct StreamCuts {
+    graph: Arc<proto::GraphProto>,
+    candidates: Vec<(String, u64)>,
+}
+
+/// The graph without initializer data (names only): what suffix planning reads.
+fn light_graph(m: &proto::ModelProto) -> proto::GraphProto {
+    let mut g = m.graph.clone().unwrap_or_default();
+    for t in &mut g.initializer {
+        *t = proto::TensorProto { name: std::mem::take(&mut t.name), ..proto::TensorProto::default() };
+    }
+    g
 }
 
 struct ProbeIter {
@@ -75,6 +93,8 @@ struct ProbeIter {
     names: Vec<String>,
     batch_size: usize,
     next: usize,
+    /// Run from this cut's cached values through a suffix model.
+    cut: Option<(String, Arc<cuts::CutValues>)>,
 }
 
 impl BatchIter for ProbeIter {
@@ -86,12 +106,27 @@ impl BatchIter for ProbeIter {
         ctx.check_cancelled()?;
         let (start, end) = (self.next, (self.next + self.batch_size).min(n));
         let mut batch = Batch { start, rows: end - start, tensors: BTreeMap::new() };
-        runtime::run_batch(ctx, &mut self.session, &self.feed, &self.images.images, start, end, &self.names, |outs| {
+        let keep = |outs: Vec<(&str, Vec<usize>, &[f32])>| {
             for (name, item_shape, data) in outs {
                 batch.tensors.insert(name.to_owned(), (item_shape, data.to_vec()));
             }
             Ok(())
-        })?;
+        };
+        match &self.cut {
+            Some((cut, values)) => {
+                runtime::run_cut_batch(ctx, &mut self.session, &self.feed, cut, values, start, end, &self.names, keep)?
+            }
+            None => runtime::run_batch(
+                ctx,
+                &mut self.session,
+                &self.feed,
+                &self.images.images,
+                start,
+                end,
+                &self.names,
+                keep,
+            )?,
+        }
         self.next = end;
         Ok(Some(batch))
     }
@@ -136,6 +171,28 @@ impl ProbeStream {
                 return Err(NodeError::failed(format!("the probe did not capture '{n}'")));
             }
         }
+        // From a cached cut when there is one upstream of everything asked for.
+        let candidates: Vec<String> = self.cuts.candidates.iter().map(|(c, _)| c.clone()).collect();
+        let digest_of = |t: &str| self.cuts.candidates.iter().find(|(c, _)| c == t).map_or(0, |(_, d)| *d);
+        if let Some((cut, values, nodes)) =
+            cuts::best(&self.cuts.graph, &candidates, names, self.images.len(), digest_of)
+        {
+            let outputs = names
+                .iter()
+                .map(|t| info::typed_output(t, self.types.get(t).copied().unwrap_or(proto::FLOAT)))
+                .collect();
+            let bytes = cuts::suffix_model(&self.bytes, &cut, &nodes, outputs)
+                .map_err(|e| NodeError::failed(format!("building the model's suffix from '{cut}' failed: {e}")))?;
+            return Ok(ProbeIter {
+                session: runtime::session_with(&bytes, self.threads, true)?,
+                feed: self.feed.clone(),
+                images: self.images.clone(),
+                names: names.to_vec(),
+                batch_size: batch_size.max(1),
+                next: 0,
+                cut: Some((cut, values)),
+            });
+        }
         // Only the requested tensors become outputs: ONNX Runtime fuses everything else.
         let extra: Vec<&String> = names.iter().filter(|n| !self.model_outputs.contains(n)).collect();
         let session = if extra.is_empty() {
@@ -161,6 +218,7 @@ impl ProbeStream {
             names: names.to_vec(),
             batch_size: batch_size.max(1),
             next: 0,
+            cut: None,
         })
     }
 }
@@ -299,9 +357,32 @@ impl NodeKind for LayerProbe {
         };
 
         // One pass: statistics and histograms of every captured tensor, the outputs.
-        let mut session = runtime::session_with(&probed_bytes, model.threads, !pass_extra.is_empty())?;
         let mut names = pass_extra.clone();
         names.push(logits_name.clone());
+        // After an edit downstream of a cached cut, only the model's suffix runs.
+        let graph = light_graph(&proto_model);
+        let candidates = if cuts::budget() > 0 { cuts::candidates(&graph, &types) } else { Vec::new() };
+        let suffix = cuts::best(&graph, &candidates, &names, n, digest_of);
+        let mut session = match &suffix {
+            Some((cut, _, nodes)) => {
+                let outputs =
+                    names.iter().map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)));
+                let bytes = cuts::suffix_model(&model.bytes, cut, nodes, outputs.collect())
+                    .map_err(|e| NodeError::failed(format!("building the model's suffix from '{cut}' failed: {e}")))?;
+                runtime::session_with(&bytes, model.threads, true)?
+            }
+            None => runtime::session_with(&probed_bytes, model.threads, !pass_extra.is_empty())?,
+        };
+        // A full pass keeps the model's cut tensors (those it captures anyway) for later
+        // suffix runs.
+        let mut keep_cuts: BTreeMap<String, (Vec<usize>, Vec<f32>)> = match suffix {
+            None => candidates
+                .iter()
+                .filter(|c| pass_extra.contains(c) && cuts::get(digest_of(c), n).is_none())
+                .map(|c| (c.clone(), (Vec::new(), Vec::new())))
+                .collect(),
+            Some(_) => BTreeMap::new(),
+        };
         let mut acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)> = BTreeMap::new();
         let mut logits: Vec<f32> = Vec::new();
         let mut logits_shape: Vec<usize> = Vec::new();
@@ -314,9 +395,13 @@ impl NodeKind for LayerProbe {
         while start < n {
             ctx.check_cancelled()?;
             let end = (start + batch).min(n);
-            runtime::run_batch(ctx, &mut session, &feed, &dataset.images, start, end, &names, |outs| {
+            let handle = |outs: Vec<(&str, Vec<usize>, &[f32])>| -> Result<(), NodeError> {
                 let mut work: Vec<(&mut TensorAccumulator, &[f32])> = Vec::new();
                 for (name, item_shape, data) in &outs {
+                    if let Some((shape, values)) = keep_cuts.get_mut(*name) {
+                        shape.clone_from(item_shape);
+                        values.extend_from_slice(data);
+                    }
                     if *name == logits_name {
                         logits_shape.clone_from(item_shape);
                         if n.saturating_mul(item_shape.iter().product()) <= MAX_KEPT_OUTPUT_VALUES {
@@ -341,7 +426,27 @@ impl NodeKind for LayerProbe {
                 // Statistics of the batch's tensors in parallel, while ONNX Runtime waits.
                 work.into_par_iter().for_each(|(a, data)| a.add(data));
                 Ok(())
-            })?;
+            };
+            match &suffix {
+                Some((cut, values, _)) => {
+                    runtime::run_cut_batch(ctx, &mut session, &feed, cut, values, start, end, &names, handle)?
+                }
+                None => runtime::run_batch(ctx, &mut session, &feed, &dataset.images, start, end, &names, handle)?,
+            }
+            if start == 0 && !keep_cuts.is_empty() {
+                // Now that their sizes are known: the latest cuts that fit in half the budget
+                // (the other half is for the model this one is compared with).
+                let mut room = cuts::budget() / 2;
+                for c in candidates.iter().rev() {
+                    let Some((shape, _)) = keep_cuts.get(c) else { continue };
+                    let bytes = shape.iter().product::<usize>() * n * 4;
+                    if bytes <= room {
+                        room -= bytes;
+                    } else {
+                        keep_cuts.remove(c);
+                    }
+                }
+            }
             if start == 0 && !pass_extra.is_empty() {
                 // Did probing change what is measured? Once, on the first batch.
                 let first = std::mem::take(&mut first_batch);
@@ -404,6 +509,30 @@ impl NodeKind for LayerProbe {
             }
             unprobed_top1 = Some(top1);
         }
+        // Earliest first: when the budget is short, the cache keeps the latest cuts.
+        let mut kept = (0usize, 0usize);
+        for c in &candidates {
+            if let Some((item_shape, data)) = keep_cuts.remove(c) {
+                kept = (kept.0 + 1, kept.1 + data.len() * 4);
+                cuts::put(digest_of(c), n, cuts::CutValues { item_shape, data });
+            }
+        }
+        if kept.0 > 0 {
+            notes.push(format!(
+                "kept the values of {} of the model's {} cut tensors ({:.1} MB) so that an edit downstream of one \
+                 re-runs only the ops after it",
+                kept.0,
+                candidates.len(),
+                kept.1 as f64 / 1e6
+            ));
+        }
+        if let Some((cut, _, nodes)) = &suffix {
+            notes.push(format!(
+                "ran {} of {} ops, from '{cut}' (its values kept from an earlier run: the edit is downstream of it)",
+                nodes.len(),
+                proto_model.graph.as_ref().map_or(0, |g| g.node.len())
+            ));
+        }
         if untyped > 0 {
             notes.push(format!(
                 "{untyped} tensor(s) of the model have no declared type and none could be worked out from the ops; \
@@ -441,7 +570,22 @@ impl NodeKind for LayerProbe {
         let digest_map: BTreeMap<String, u64> =
             extra.iter().chain(std::iter::once(&logits_name)).map(|t| (t.clone(), digest_of(t))).collect();
         let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1: unprobed_top1 };
-        finish(model, dataset, computed, digest_map, outputs, notes, extra, batch, feed, types, &logits_name)
+        let cut_digests: Vec<(String, u64)> = candidates.iter().map(|c| (c.clone(), digest_of(c))).collect();
+        let stream_cuts = StreamCuts { graph: Arc::new(graph), candidates: cut_digests };
+        finish(
+            model,
+            dataset,
+            computed,
+            digest_map,
+            outputs,
+            notes,
+            extra,
+            batch,
+            feed,
+            types,
+            &logits_name,
+            stream_cuts,
+        )
     }
 }
 
@@ -469,6 +613,7 @@ fn finish(
     feed: runtime::Feed,
     types: BTreeMap<String, i32>,
     logits_name: &str,
+    cuts: StreamCuts,
 ) -> Result<Outputs, NodeError> {
     let n = dataset.len();
     let ProbeOutputs { logits, logits_shape, logits_acc, top1 } = outputs;
@@ -530,6 +675,7 @@ fn finish(
         images: dataset.clone(),
         names: stream_names,
         batch_size: batch,
+        cuts,
     };
     let acts = Activations {
         model_name: model.name.clone(),

@@ -625,11 +625,16 @@ pub enum NodeOut {
 
 /// A graph rebuilt around its nodes: the node list replaced whole, initializers added and
 /// removed, value infos of tensors that no longer exist dropped.
+#[derive(Default)]
 pub struct GraphRebuild {
     pub nodes: Vec<NodeOut>,
     pub extra_initializers: Vec<TensorProto>,
     pub removed_initializers: std::collections::BTreeSet<String>,
     pub dropped_value_info: std::collections::BTreeSet<String>,
+    /// When set, the graph's inputs (other than initializers listed as inputs) are these.
+    pub inputs: Option<Vec<ValueInfoProto>>,
+    /// When set, the graph's outputs are these.
+    pub outputs: Option<Vec<ValueInfoProto>>,
 }
 
 /// Rename inputs (field 1) and outputs (field 2) of an encoded NodeProto by name.
@@ -685,6 +690,11 @@ pub fn rebuild_graph(model: &[u8], plan: GraphRebuild) -> Result<Vec<u8>, String
 
 fn rebuild(graph: &[u8], plan: &GraphRebuild) -> Result<Vec<u8>, String> {
     let all = fields(graph)?;
+    let initializers: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter(|f| f.number == 5 && f.wire_type == 2)
+        .map(|f| field_string(f.payload, 8))
+        .collect::<Result<_, _>>()?;
     let originals: Vec<&[u8]> = all.iter().filter(|f| f.number == 1 && f.wire_type == 2).map(|f| f.payload).collect();
     let mut out = Vec::with_capacity(graph.len() + 4096);
     let mut wrote_nodes = false;
@@ -716,11 +726,18 @@ fn rebuild(graph: &[u8], plan: &GraphRebuild) -> Result<Vec<u8>, String> {
             // An initializer also listed as a graph input (older exporters): the input goes too.
             (11, 2) if plan.removed_initializers.contains(&field_string(f.payload, 1)?) => {}
             (13, 2) if plan.dropped_value_info.contains(&field_string(f.payload, 1)?) => {}
+            (11, 2) if plan.inputs.is_some() && !initializers.contains(&field_string(f.payload, 1)?) => {}
+            (12, 2) if plan.outputs.is_some() => {}
             _ => out.extend_from_slice(f.raw),
         }
     }
     if !wrote_nodes {
         write_nodes(&mut out)?;
+    }
+    for (number, list) in [(11, &plan.inputs), (12, &plan.outputs)] {
+        for v in list.iter().flatten() {
+            put_len_delimited(&mut out, number, &v.encode_to_vec());
+        }
     }
     for t in &plan.extra_initializers {
         put_len_delimited(&mut out, 5, &t.encode_to_vec());
@@ -768,10 +785,7 @@ pub fn prune_dead(model: &[u8]) -> Result<Vec<u8>, String> {
         .filter(|i| keep[*i])
         .map(|index| NodeOut::Original { index, inputs: Default::default(), outputs: Default::default() })
         .collect();
-    rebuild_graph(
-        model,
-        GraphRebuild { nodes, extra_initializers: Vec::new(), removed_initializers, dropped_value_info },
-    )
+    rebuild_graph(model, GraphRebuild { nodes, removed_initializers, dropped_value_info, ..GraphRebuild::default() })
 }
 
 /// A graph output declaration for a float tensor of unknown shape.

@@ -724,6 +724,7 @@ pub fn build(
             extra_initializers: new_inits,
             removed_initializers: removed_inits,
             dropped_value_info: gone,
+            ..proto::GraphRebuild::default()
         },
     )?;
     Ok((out, rows))

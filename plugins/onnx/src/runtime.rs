@@ -212,7 +212,22 @@ pub fn run_batch<R>(
             .map_err(ort_err("making the input tensor"))?
             .into_dyn(),
     };
-    run_cancellable(ctx, session, vec![(feed.name.as_str(), input)], |result| {
+    run_feeding(ctx, session, feed, vec![(feed.name.as_str(), input)], outputs, f)
+}
+
+/// Run the session on `inputs` and hand every named output to `f` as `(name, shape per
+/// sample, data)`, borrowed from ONNX Runtime's buffers; int8/uint8 outputs are dequantized
+/// with `feed`'s scales and zero points.
+#[allow(clippy::type_complexity)]
+pub fn run_feeding<R>(
+    ctx: &EvalContext,
+    session: &mut Session,
+    feed: &Feed,
+    inputs: Vec<(&str, ort::value::DynValue)>,
+    outputs: &[String],
+    f: impl FnOnce(Vec<(&str, Vec<usize>, &[f32])>) -> Result<R, NodeError>,
+) -> Result<R, NodeError> {
+    run_cancellable(ctx, session, inputs, |result| {
         let mut outs = Vec::with_capacity(outputs.len());
         let mut converted: Vec<(usize, Vec<usize>, Vec<f32>)> = Vec::new();
         for (k, name) in outputs.iter().enumerate() {
@@ -244,6 +259,42 @@ pub fn run_batch<R>(
             outs.insert((*k).min(outs.len()), (outputs[*k].as_str(), item_shape.clone(), values.as_slice()));
         }
         f(outs)
+    })
+}
+
+/// Run samples `start..end` of a cut's cached values through a suffix model (see
+/// [`crate::cuts`]), as [`run_batch`] runs images through the whole model.
+#[allow(clippy::type_complexity)]
+#[allow(clippy::too_many_arguments)]
+/// The cut itself, when asked for, is its kept values (the suffix model does not make it).
+pub fn run_cut_batch<R>(
+    ctx: &EvalContext,
+    session: &mut Session,
+    feed: &Feed,
+    cut: &str,
+    values: &crate::cuts::CutValues,
+    start: usize,
+    end: usize,
+    outputs: &[String],
+    f: impl FnOnce(Vec<(&str, Vec<usize>, &[f32])>) -> Result<R, NodeError>,
+) -> Result<R, NodeError> {
+    let (shape, data) = values.batch(start, end).ok_or_else(|| {
+        NodeError::failed(format!("the cached values of '{cut}' do not cover samples {start}..{end}"))
+    })?;
+    let ort_shape: Vec<i64> = shape.iter().map(|d| *d as i64).collect();
+    let input = ort::value::Tensor::from_array((ort_shape, data.to_vec()))
+        .map_err(ort_err("making the cut's input tensor"))?
+        .into_dyn();
+    let made: Vec<String> = outputs.iter().filter(|o| *o != cut).cloned().collect();
+    let at = outputs.iter().position(|o| o == cut);
+    run_feeding(ctx, session, feed, vec![(cut, input)], &made, |outs| {
+        // A vector of its own: it borrows both ONNX Runtime's outputs and the kept values.
+        let mut all: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(outs.len() + 1);
+        all.extend(outs);
+        if let Some(at) = at {
+            all.insert(at.min(all.len()), (cut, values.item_shape.clone(), data));
+        }
+        f(all)
     })
 }
 
