@@ -436,6 +436,7 @@ fn report_from_json(v: &serde_json::Value) -> Report {
             .unwrap_or_default(),
         notes: Vec::new(),
         partial: None,
+        hints: serde_json::from_value(v["hints"].clone()).unwrap_or_default(),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::value::{Cell, Report, Table};
+use crate::value::{Cell, LayerTable, Report, ReportHints, Table};
 
 /// Summary figures shown first, in this order (any others follow alphabetically).
 const HEADLINE_METRICS: [&str; 5] = ["accuracy_a", "accuracy_b", "accuracy_diff", "agreement", "min_sqnr_db"];
@@ -127,6 +127,11 @@ pub fn diff(before: &Report, after: &Report) -> Report {
         tables: vec![summary, per_layer],
         notes: Vec::new(),
         partial: None,
+        hints: ReportHints {
+            open: vec!["per_layer".into()],
+            layers: Some(LayerTable { table: "per_layer".into(), tensor_column: "tensor".into() }),
+            ..ReportHints::default()
+        },
     }
 }
 

@@ -141,7 +141,7 @@ fn place(ops: &mut [Op], edges: &[Edge]) -> Option<egui::Vec2> {
 /// Per-layer figures by tensor: `metric` and every numeric column, from a `per_layer` table
 /// (keyed by `b_tensor` when present, the model drawn being B's, else by `tensor`).
 pub fn figures(t: &Table, key_column: &str) -> BTreeMap<String, Vec<(String, f64)>> {
-    let Some(k) = t.column(key_column).or_else(|| t.column("tensor")) else { return BTreeMap::new() };
+    let Some(k) = t.column(key_column) else { return BTreeMap::new() };
     t.rows
         .iter()
         .map(|r| {
@@ -427,8 +427,8 @@ impl crate::Editor {
             if let Some(quantgraph_nodes::Value::Table(r)) = self.outputs.get(&view.node).and_then(|o| o.get(&port)) {
                 let at = std::ptr::from_ref(r.as_ref()) as usize;
                 if at != seen {
-                    if let Some(t) = r.table("per_layer") {
-                        view.set_figures(figures(t, "b_tensor"));
+                    if let Some((t, key)) = crate::views::layer_table(r) {
+                        view.set_figures(figures(t, key));
                     }
                     view.source = Some((port, at));
                 }
@@ -503,7 +503,7 @@ impl crate::Editor {
         let mut out = Vec::new();
         for v in outputs.values() {
             let quantgraph_nodes::Value::Table(r) = v else { continue };
-            let Some(t) = r.table("per_layer") else { continue };
+            let Some((t, _)) = crate::views::layer_table(r) else { continue };
             let cols: Vec<usize> =
                 t.columns.iter().enumerate().filter(|(_, c)| c.ends_with("tensor")).map(|(i, _)| i).collect();
             for row in &t.rows {
@@ -524,7 +524,9 @@ impl crate::Editor {
         let (port, report) = outputs
             .iter()
             .find_map(|(port, v)| match v {
-                quantgraph_nodes::Value::Table(r) if r.table("per_layer").is_some() => Some((port.clone(), r.clone())),
+                quantgraph_nodes::Value::Table(r) if crate::views::layer_table(r).is_some() => {
+                    Some((port.clone(), r.clone()))
+                }
                 _ => None,
             })
             .ok_or("the node gives no per-layer table")?;

@@ -79,7 +79,7 @@ impl Snapshots {
     pub fn record(&mut self, node: NodeId, outputs: &Outputs) {
         for (port, value) in outputs.iter() {
             if let Value::Table(r) = value {
-                if !r.summary.is_empty() || r.table("per_layer").is_some() {
+                if !r.summary.is_empty() || crate::views::layer_table(r).is_some() {
                     self.by_port.entry((node, port.clone())).or_default().push(r);
                 }
             }

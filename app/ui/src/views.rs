@@ -453,39 +453,50 @@ fn compared_model(
     editor: &Editor,
     node: NodeId,
     per_layer: &Table,
+    tensor_column: &str,
 ) -> Option<std::sync::Arc<quantgraph_nodes::value::ModelInfo>> {
-    let col = per_layer.column("b_tensor").or_else(|| per_layer.column("tensor"))?;
+    let col = per_layer.column(tensor_column)?;
+    // Names of tensors or of ops (a sweep's layers).
     let names: std::collections::HashSet<String> = per_layer.rows.iter().map(|r| r[col].to_string()).collect();
     let wires: Vec<PortRef> = editor.graph.wires().filter(|w| w.to.node == node).map(|w| w.from).collect();
     wires
         .iter()
         .filter_map(|from| match editor.outputs(from.node).and_then(|o| o.get(&from.port)) {
             Some(Value::Activations(a)) => Some(a.model.clone()),
+            Some(Value::Model(m)) => Some(m.info.clone()),
             _ => None,
         })
-        .max_by_key(|m| m.nodes.iter().filter(|n| n.outputs.iter().any(|o| names.contains(o))).count())
+        .max_by_key(|m| {
+            m.nodes.iter().filter(|n| names.contains(&n.name) || n.outputs.iter().any(|o| names.contains(o))).count()
+        })
+}
+
+/// A report's table of layers (as its hints say) and the column naming the drawn model's
+/// tensors.
+pub fn layer_table(r: &Report) -> Option<(&Table, &str)> {
+    let h = r.hints.layers.as_ref()?;
+    Some((r.table(&h.table)?, h.tensor_column.as_str()))
 }
 
 /// Open the graph window on the model a report's per-layer table measures (B's), its ops
 /// coloured by the table's figures.
 pub fn open_graph_view(editor: &mut Editor, node: NodeId, port: &str, r: &Report) -> Result<(), String> {
-    let per_layer = r.table("per_layer").ok_or("this report has no per-layer table")?;
-    let info = compared_model(editor, node, per_layer)
+    let (per_layer, key) = layer_table(r).ok_or("this report has no table of layers")?;
+    let info = compared_model(editor, node, per_layer, key)
         .ok_or("The compared models are not available: evaluate the probes first")?;
-    let mut figures = crate::graph_view::figures(per_layer, "b_tensor");
-    // Per-layer tables of other nodes keyed by op name (a sensitivity sweep's `layer`): their
-    // figures are offered too, for the ops of this model they name.
+    let mut figures = crate::graph_view::figures(per_layer, key);
+    // Tables of layers of other nodes keyed by op name (a sensitivity sweep's): their figures
+    // are offered too, for the ops of this model they name.
+    let op_names: std::collections::HashSet<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
     let ids: Vec<NodeId> = editor.graph.nodes().map(|n| n.id).filter(|id| *id != node).collect();
     for id in ids {
         let Some(outputs) = editor.outputs(id) else { continue };
         for v in outputs.values() {
             let Value::Table(other) = v else { continue };
-            for t in other.tables.iter().filter(|t| t.columns.first().is_some_and(|c| c == "layer")) {
-                let names: std::collections::HashSet<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
-                for (k, vals) in crate::graph_view::figures(t, "layer") {
-                    if names.contains(k.as_str()) {
-                        figures.entry(k).or_default().extend(vals);
-                    }
+            let Some((t, key)) = layer_table(other) else { continue };
+            for (k, vals) in crate::graph_view::figures(t, key) {
+                if op_names.contains(k.as_str()) {
+                    figures.entry(k).or_default().extend(vals);
                 }
             }
         }
@@ -528,7 +539,7 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
     for n in &r.notes {
         ui.label(egui::RichText::new(n).weak().small());
     }
-    if r.table("per_layer").is_some()
+    if layer_table(r).is_some()
         && ui
             .button("Graph view with per-layer error")
             .on_hover_text("B's model drawn as a graph, each op coloured by its per-layer figure")
@@ -541,14 +552,16 @@ fn report_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, r
     for t in &r.tables {
         egui::CollapsingHeader::new(format!("{} ({} rows)", t.name, t.rows.len()))
             .id_salt(("table", node.0, port, t.name.as_str()))
-            .default_open(t.name == "per_layer")
+            .default_open(r.hints.open.contains(&t.name))
             .show(ui, |ui| {
                 let clicked = table_ui(editor, ui, &format!("{}-{port}-{}", node.0, t.name), t, 260.0);
-                if t.name == "flips" {
+                // Rows that are samples: a click shows the sample.
+                if let Some(col) = r.hints.samples.iter().find(|s| s.table == t.name).and_then(|s| t.column(&s.column))
+                {
                     if let Some(row) = clicked {
                         editor.views.sample.insert(node.0, row);
                     }
-                    flip_image_ui(editor, ui, node, t, r);
+                    sample_ui(editor, ui, node, t, col, r);
                 }
             });
     }
@@ -640,24 +653,39 @@ fn before_after_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &
         });
 }
 
-/// The image of the flipped sample last clicked in a comparator's flips table, both
-/// predictions with their probabilities, and its per-layer SQNR against the dataset's.
-fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table, r: &Report) {
+/// The dataset a node's samples come from: a dataset wired into it, else the one its
+/// activations were probed on; with the node that made it (for texture keys).
+fn samples_dataset(editor: &Editor, node: NodeId) -> Option<(NodeId, std::sync::Arc<Dataset>)> {
+    let wires: Vec<PortRef> = editor.graph.wires().filter(|w| w.to.node == node).map(|w| w.from).collect();
+    let direct = wires.iter().find_map(|from| match editor.outputs(from.node).and_then(|o| o.get(&from.port)) {
+        Some(Value::Dataset(d)) => Some((from.node, d.clone())),
+        _ => None,
+    });
+    direct.or_else(|| {
+        wires.iter().find_map(|from| match editor.outputs(from.node).and_then(|o| o.get(&from.port)) {
+            Some(Value::Activations(a)) => a.dataset.clone().map(|d| (from.node, d)),
+            _ => None,
+        })
+    })
+}
+
+/// The sample last clicked in a table of samples: its image, the row's figures (a flip's
+/// predictions and probabilities), its per-layer curve against the dataset's, and activation
+/// maps of the selected tensor.
+fn sample_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table, col: usize, r: &Report) {
     let Some(row) = editor.views.sample.get(&node.0).copied() else {
         ui.label(egui::RichText::new("Click a row to see its image.").weak().small());
         return;
     };
-    let Some(sample) = t.rows.get(row).and_then(|r| r.first()).and_then(Cell::as_f64).map(|s| s as usize) else {
+    let Some(sample) = t.rows.get(row).and_then(|r| r.get(col)).and_then(Cell::as_f64).map(|s| s as usize) else {
         return;
     };
-    // The dataset feeding the comparator.
-    let Some(src) = editor.graph.source_of(&PortRef::new(node, "dataset")).cloned() else { return };
-    let Some(Value::Dataset(d)) = editor.outputs(src.node).and_then(|o| o.get(&src.port)).cloned() else { return };
+    let Some((src_node, d)) = samples_dataset(editor, node) else { return };
     // Keyed by what the picture is (the dataset's files and the sample's index in them), so
     // another selection, seed or folder never shows a stale picture.
     let key = format!(
         "flip{}-{}-{:?}-{}-{}",
-        src.node.0,
+        src_node.0,
         sample,
         d.source_indices.get(sample),
         d.source,
@@ -697,13 +725,15 @@ fn flip_image_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, t: &Table
     }
 }
 
-/// One sample's per-layer SQNR (from the comparator's `sample_layers` table) drawn over the
-/// dataset-wide per-layer SQNR: where the lines part is where this sample diverges.
+/// One sample's per-layer figure (from the table the report's `sample_curve` hint names, a
+/// comparator's SQNR) drawn over the dataset-wide one: where the lines part is where this
+/// sample diverges.
 pub fn sample_layers_ui(ui: &mut egui::Ui, node: NodeId, sample: usize, r: &Report) {
-    let Some(t) = r.table("sample_layers") else { return };
+    let Some(curve) = &r.hints.sample_curve else { return };
+    let Some(t) = r.table(&curve.table) else { return };
     let col = |name: &str| t.column(name);
     let (Some(cs), Some(ct), Some(cq), Some(cd)) =
-        (col("sample"), col("tensor"), col("sqnr_db"), col("dataset_sqnr_db"))
+        (col(&curve.sample), col(&curve.layer), col(&curve.value), col(&curve.reference))
     else {
         return;
     };
@@ -717,7 +747,7 @@ pub fn sample_layers_ui(ui: &mut egui::Ui, node: NodeId, sample: usize, r: &Repo
     let points = |c: usize| -> PlotPoints {
         rows.iter().enumerate().filter_map(|(i, row)| Some([i as f64, row.get(c)?.as_f64()?])).collect()
     };
-    ui.label(egui::RichText::new(format!("Per-layer SQNR of sample {sample} (dB)")).strong());
+    ui.label(egui::RichText::new(format!("Per-layer {} of sample {sample}", curve.label)).strong());
     let labels = names.clone();
     Plot::new(("sample_layers", node.0, sample))
         .height(180.0)

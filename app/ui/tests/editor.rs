@@ -317,12 +317,30 @@ fn a_flipped_samples_per_layer_sqnr_is_drawn_against_the_dataset_curve() {
             ]);
         }
     }
-    let report = Report { tables: vec![t], ..Report::default() };
+    let hints = quantgraph_nodes::value::ReportHints {
+        sample_curve: Some(quantgraph_nodes::value::SampleCurve {
+            table: "sample_layers".into(),
+            sample: "sample".into(),
+            layer: "tensor".into(),
+            value: "sqnr_db".into(),
+            reference: "dataset_sqnr_db".into(),
+            label: "SQNR (dB)".into(),
+        }),
+        ..Default::default()
+    };
+    // Without the hint, the same table is just a table: the editor does not go by its name.
+    let plain = Report { tables: vec![t.clone()], ..Report::default() };
+    let mut h = Harness::builder().with_size(egui::vec2(520.0, 260.0)).build_ui(move |ui| {
+        quantgraph_ui::views::sample_layers_ui(ui, quantgraph_nodes::NodeId(7), 3, &plain);
+    });
+    h.run();
+    assert!(h.query_by_label_contains("Per-layer").is_none());
+    let report = Report { tables: vec![t], hints, ..Report::default() };
     let mut h = Harness::builder().with_size(egui::vec2(520.0, 260.0)).build_ui(move |ui| {
         quantgraph_ui::views::sample_layers_ui(ui, quantgraph_nodes::NodeId(7), 3, &report);
     });
     h.run();
-    h.get_by_label("Per-layer SQNR of sample 3 (dB)");
+    h.get_by_label("Per-layer SQNR (dB) of sample 3");
     h.get_by_label("this sample");
     h.get_by_label("all samples");
     h.snapshot_options("sample_layers", &snapshot_options().max_failed_pixels(40));

@@ -86,6 +86,62 @@ pub struct Report {
     /// per-pair sums), when asked for: what `quantgraph merge` combines across shards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<serde_json::Value>,
+    /// How the editor shows the tables, set by the kind that makes the report: the editor
+    /// never matches on table names.
+    #[serde(default, skip_serializing_if = "ReportHints::is_empty")]
+    pub hints: ReportHints,
+}
+
+/// Display hints of a [`Report`]'s tables.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReportHints {
+    /// Tables shown open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<String>,
+    /// A table whose rows are a model's layers: the editor offers a graph view of the model
+    /// coloured by its numeric columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<LayerTable>,
+    /// Tables whose rows are samples, with the column holding the sample index: clicking a
+    /// row shows that sample (its image, its per-layer curve, activation maps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleRows>,
+    /// Per-sample per-layer figures drawn as a curve against the dataset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_curve: Option<SampleCurve>,
+}
+
+impl ReportHints {
+    pub fn is_empty(&self) -> bool {
+        *self == ReportHints::default()
+    }
+}
+
+/// A table of layers: which column names the drawn model's tensors (its rows colour that
+/// model's ops).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LayerTable {
+    pub table: String,
+    pub tensor_column: String,
+}
+
+/// A table of samples and its sample-index column.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SampleRows {
+    pub table: String,
+    pub column: String,
+}
+
+/// Where a sample's per-layer curve is: rows `(sample, layer, value, reference)`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SampleCurve {
+    pub table: String,
+    pub sample: String,
+    pub layer: String,
+    pub value: String,
+    pub reference: String,
+    /// What the value is, for the chart's title (e.g. "SQNR (dB)").
+    pub label: String,
 }
 
 impl Report {

@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
-use quantgraph_nodes::value::{Activations, Batch, BatchIter, Cell, Report, Table, TensorRole};
+use quantgraph_nodes::value::{
+    Activations, Batch, BatchIter, Cell, LayerTable, Report, ReportHints, SampleCurve, SampleRows, Table, TensorRole,
+};
 use quantgraph_nodes::{
     EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
 };
@@ -152,7 +154,27 @@ pub fn report_from(p: &Partial) -> Report {
         }
     }
     layers_report(&p.outcomes, &p.layers, &mut report);
+    report.hints = hints();
     report
+}
+
+/// How the editor shows a comparison: the per-layer table open and drawn on B's model
+/// (rows keyed by B's tensor), flips as samples (a click shows the sample), and each
+/// drill-down sample's per-layer SQNR as a curve against the dataset's.
+fn hints() -> ReportHints {
+    ReportHints {
+        open: vec!["per_layer".into()],
+        layers: Some(LayerTable { table: "per_layer".into(), tensor_column: "b_tensor".into() }),
+        samples: vec![SampleRows { table: "flips".into(), column: "sample".into() }],
+        sample_curve: Some(SampleCurve {
+            table: "sample_layers".into(),
+            sample: "sample".into(),
+            layer: "tensor".into(),
+            value: "sqnr_db".into(),
+            reference: "dataset_sqnr_db".into(),
+            label: "SQNR (dB)".into(),
+        }),
+    }
 }
 
 /// Combine the partial results of shards, in shard order, into those of one run over all

@@ -644,6 +644,15 @@ impl NodeKind for Sensitivity {
                 if r.str("grouping")? == "layer" { "layers" } else { "tensors" },
                 if within { "" } else { " (not within the tolerance even with every group in float)" }
             )),
+            // Rows are layers (op names) or tensors: the editor can draw them on the model.
+            hints: quantgraph_nodes::value::ReportHints {
+                open: vec!["sensitivity".into()],
+                layers: Some(quantgraph_nodes::value::LayerTable {
+                    table: "sensitivity".into(),
+                    tensor_column: "layer".into(),
+                }),
+                ..Default::default()
+            },
             ..Report::default()
         };
         report.summary.insert("accuracy_fp32".into(), acc_fp32);
