@@ -263,7 +263,7 @@ impl SnarlViewer<NodeId> for CanvasViewer<'_> {
             ui.horizontal(|ui| {
                 let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
                 ui.painter().circle_filled(rect.center(), 6.0, status.color());
-                ui.label(egui::RichText::new(status.label()).size(BODY_SIZE));
+                ui.label(egui::RichText::new(status.label_with(self.editor.show_timings)).size(BODY_SIZE));
             });
             match &status {
                 NodeStatus::Running { fraction, message } => {

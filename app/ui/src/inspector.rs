@@ -39,7 +39,7 @@ pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
     }
     let status = editor.statuses.get(&id).cloned().unwrap_or(NodeStatus::Dirty);
     ui.horizontal(|ui| {
-        ui.colored_label(status.color(), status.label());
+        ui.colored_label(status.color(), status.label_with(editor.show_timings));
         if let NodeStatus::Running { fraction, message } = &status {
             ui.add(egui::ProgressBar::new(*fraction).text(message.as_str()));
         }

@@ -58,7 +58,14 @@ pub enum NodeStatus {
 
 impl NodeStatus {
     pub fn label(&self) -> String {
+        self.label_with(true)
+    }
+
+    /// The label, with or without the run time ("done in 0.21 s" or "done"; tests and
+    /// snapshots leave times out so that they are the same on every run).
+    pub fn label_with(&self, timings: bool) -> String {
         match self {
+            NodeStatus::Ready { cached: false, .. } if !timings => "done".into(),
             NodeStatus::Dirty => "dirty".into(),
             NodeStatus::Queued => "queued".into(),
             NodeStatus::Running { fraction, .. } => format!("running {:.0} %", fraction * 100.0),
@@ -187,6 +194,9 @@ pub struct Editor {
     textures: HashMap<String, egui::TextureHandle>,
     /// Set when the user asked to quit and it is safe to.
     pub quit_requested: bool,
+    /// Show run times in node states and the cache's size in the status bar (off in tests:
+    /// they change from run to run, and snapshots must not).
+    pub show_timings: bool,
     pub(crate) views: views::ViewState,
     /// Earlier reports of each node, for before/after.
     pub(crate) snapshots: snapshots::Snapshots,
@@ -244,6 +254,7 @@ impl Editor {
             graph_view: None,
             selected_tensor: None,
             selected_aliases: Vec::new(),
+            show_timings: true,
             selection_serial: 0,
             textures: HashMap::new(),
             quit_requested: false,
@@ -890,7 +901,9 @@ impl Editor {
             if failed > 0 {
                 ui.colored_label(NodeStatus::Failed(String::new()).color(), format!("{failed} failed"));
             }
-            ui.label(format!("cache {:.1} MiB", self.scheduler.cache_bytes() as f64 / (1024.0 * 1024.0)));
+            if self.show_timings {
+                ui.label(format!("cache {:.1} MiB", self.scheduler.cache_bytes() as f64 / (1024.0 * 1024.0)));
+            }
             if let Some(m) = &self.message {
                 ui.separator();
                 ui.label(m);
