@@ -71,6 +71,27 @@ fn after_a_last_stage_edit_only_the_suffix_runs_and_gives_the_full_runs_values()
         other => panic!("{other:?}"),
     };
 
+    // Activation maps of a cut tensor of A (its kept values are all A needs): drawn.
+    let maps = g.add_node(&registry, "compare.activation_maps", [0.0, 0.0]).unwrap();
+    for (probe, port) in [("probe_fp32", "a"), ("probe_int8", "b")] {
+        let p = g.find_node(probe).unwrap();
+        g.connect(
+            &registry,
+            quantgraph_nodes::graph::PortRef::new(p, "activations"),
+            quantgraph_nodes::graph::PortRef::new(maps, port),
+        )
+        .unwrap();
+    }
+    g.set_param(maps, "tensor", "/stage2/Relu_1_output_0".into()).unwrap();
+    g.set_param(maps, "samples", "0, 1".into()).unwrap();
+    let em = s.evaluate(&g, &[maps]);
+    assert!(
+        matches!(em.outputs(maps).and_then(|o| o.get("maps")), Some(Value::Plot(_))),
+        "{:?}",
+        em.outcomes.get(&maps)
+    );
+    g.remove_node(maps);
+
     // The edited tensor and the logits, streamed from the suffix and then from a full run.
     let names: Vec<String> = ["/stage3/Relu_1_output_0_DequantizeLinear_Output", "logits"]
         .iter()

@@ -424,11 +424,18 @@ impl crate::Editor {
         let Some(mut view) = self.graph_view.take() else { return };
         // The figures follow the report as it is re-evaluated (a dragged scale).
         if let Some((port, seen)) = view.source.clone() {
-            if let Some(quantgraph_nodes::Value::Table(r)) = self.outputs.get(&view.node).and_then(|o| o.get(&port)) {
+            if let Some(quantgraph_nodes::Value::Table(r)) =
+                self.outputs.get(&view.node).and_then(|o| o.get(&port)).cloned()
+            {
                 let at = std::ptr::from_ref(r.as_ref()) as usize;
                 if at != seen {
-                    if let Some((t, key)) = crate::views::layer_table(r) {
-                        view.set_figures(figures(t, key));
+                    if let Some((t, key)) = crate::views::layer_table(&r) {
+                        // As when it was opened: with other nodes' tables of layers (a sweep's).
+                        let layout = view.layout.clone();
+                        let names: std::collections::HashSet<&str> =
+                            layout.ops.iter().map(|o| o.name.as_str()).collect();
+                        let figures = crate::views::layer_figures(self, view.node, t, key, &names);
+                        view.set_figures(figures);
                     }
                     view.source = Some((port, at));
                 }
@@ -513,6 +520,7 @@ impl crate::Editor {
                 }
             }
         }
+        out.sort();
         out.dedup();
         out
     }

@@ -62,10 +62,12 @@ impl NodeStatus {
     }
 
     /// The label, with or without the run time ("done in 0.21 s" or "done"; tests and
-    /// snapshots leave times out so that they are the same on every run).
+    /// snapshots leave times, and whether a result was cached, out so that they are the same
+    /// on every run).
     pub fn label_with(&self, timings: bool) -> String {
         match self {
-            NodeStatus::Ready { cached: false, .. } if !timings => "done".into(),
+            // Whether a result came from the cache depends on how edits were batched.
+            NodeStatus::Ready { .. } if !timings => "done".into(),
             NodeStatus::Dirty => "dirty".into(),
             NodeStatus::Queued => "queued".into(),
             NodeStatus::Running { fraction, .. } => format!("running {:.0} %", fraction * 100.0),
@@ -141,6 +143,9 @@ pub struct Palette {
     /// Where the new node goes (graph coordinates).
     pub pos: [f32; 2],
 }
+
+/// Textures kept for thumbnails, flips and activation maps before they are all dropped.
+const MAX_TEXTURES: usize = 512;
 
 /// The editor: document, evaluation, and window.
 pub struct Editor {
@@ -678,6 +683,10 @@ impl Editor {
     ) -> egui::TextureHandle {
         if let Some(t) = self.textures.get(key) {
             return t.clone();
+        }
+        // Bounded: old keys (earlier results' pictures) go; what is on screen is made again.
+        if self.textures.len() >= MAX_TEXTURES {
+            self.textures.clear();
         }
         let img = egui::ColorImage::from_rgb([image.width as usize, image.height as usize], &image.rgb);
         let t = ctx.load_texture(key, img, egui::TextureOptions::NEAREST);

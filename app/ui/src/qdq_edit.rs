@@ -132,8 +132,22 @@ pub fn set_edit_at(graph: &mut Graph, t: &Target, tensor: &str, channel: Option<
         Some(i) => i,
         None => {
             let ch = channel.map(|c| c.to_string()).unwrap_or_default();
-            list.push(json!({"tensor": tensor, "scale": 0.0, "factor": 0.0, "zero_point": "", "channel": ch, "apply_to": "pair"}));
-            list.len() - 1
+            let row = json!({"tensor": tensor, "scale": 0.0, "factor": 0.0, "zero_point": "", "channel": ch, "apply_to": "pair"});
+            // Rows apply in order: a whole-tensor row goes before the tensor's channel rows,
+            // so a channel's own value wins whichever was edited first.
+            let first_channel_row = list
+                .iter()
+                .position(|r| r.get("tensor").and_then(Json::as_str) == Some(tensor) && !is_row_at(r, tensor, None));
+            match (channel, first_channel_row) {
+                (None, Some(i)) => {
+                    list.insert(i, row);
+                    i
+                }
+                _ => {
+                    list.push(row);
+                    list.len() - 1
+                }
+            }
         }
     };
     if let Some(row) = list[at].as_object_mut() {
@@ -298,7 +312,20 @@ fn row_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, target: &Target,
         } else {
             let c = channel.unwrap_or(0);
             let from_row = row.as_ref().and_then(|r| r.get("scale")).and_then(Json::as_f64).filter(|s| *s > 0.0);
-            let mut scale = from_row.unwrap_or(f64::from(e.scales.get(c).copied().unwrap_or(1.0)));
+            // Without its own row, a channel shows what the whole-tensor row makes of it.
+            let whole = channel.and_then(|_| edit_row_at(&editor.graph, target, tensor, None));
+            let composed = |original: f64| match &whole {
+                Some(w) => match (
+                    w.get("scale").and_then(Json::as_f64).filter(|s| *s > 0.0),
+                    w.get("factor").and_then(Json::as_f64).filter(|f| *f > 0.0),
+                ) {
+                    (Some(s), _) => s,
+                    (None, Some(f)) => original * f,
+                    _ => original,
+                },
+                None => original,
+            };
+            let mut scale = from_row.unwrap_or_else(|| composed(f64::from(e.scales.get(c).copied().unwrap_or(1.0))));
             let speed = (scale * 0.005).max(1e-9);
             let what = match channel {
                 Some(c) => format!("scale of {tensor}, channel {c}"),

@@ -478,18 +478,18 @@ pub fn layer_table(r: &Report) -> Option<(&Table, &str)> {
     Some((r.table(&h.table)?, h.tensor_column.as_str()))
 }
 
-/// Open the graph window on the model a report's per-layer table measures (B's), its ops
-/// coloured by the table's figures.
-pub fn open_graph_view(editor: &mut Editor, node: NodeId, port: &str, r: &Report) -> Result<(), String> {
-    let (per_layer, key) = layer_table(r).ok_or("this report has no table of layers")?;
-    let info = compared_model(editor, node, per_layer, key)
-        .ok_or("The compared models are not available: evaluate the probes first")?;
-    let mut figures = crate::graph_view::figures(per_layer, key);
-    // Tables of layers of other nodes keyed by op name (a sensitivity sweep's): their figures
-    // are offered too, for the ops of this model they name.
-    let op_names: std::collections::HashSet<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
-    let ids: Vec<NodeId> = editor.graph.nodes().map(|n| n.id).filter(|id| *id != node).collect();
-    for id in ids {
+/// The figures a graph view colours ops by: `node`'s table of layers, and the tables of
+/// layers of other nodes keyed by op name (a sensitivity sweep's) for the ops of the drawn
+/// model (`op_names`).
+pub(crate) fn layer_figures(
+    editor: &Editor,
+    node: NodeId,
+    table: &Table,
+    key: &str,
+    op_names: &std::collections::HashSet<&str>,
+) -> std::collections::BTreeMap<String, Vec<(String, f64)>> {
+    let mut figures = crate::graph_view::figures(table, key);
+    for id in editor.graph.nodes().map(|n| n.id).filter(|id| *id != node) {
         let Some(outputs) = editor.outputs(id) else { continue };
         for v in outputs.values() {
             let Value::Table(other) = v else { continue };
@@ -501,6 +501,17 @@ pub fn open_graph_view(editor: &mut Editor, node: NodeId, port: &str, r: &Report
             }
         }
     }
+    figures
+}
+
+/// Open the graph window on the model a report's per-layer table measures (B's), its ops
+/// coloured by the table's figures.
+pub fn open_graph_view(editor: &mut Editor, node: NodeId, port: &str, r: &Report) -> Result<(), String> {
+    let (per_layer, key) = layer_table(r).ok_or("this report has no table of layers")?;
+    let info = compared_model(editor, node, per_layer, key)
+        .ok_or("The compared models are not available: evaluate the probes first")?;
+    let op_names: std::collections::HashSet<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
+    let figures = layer_figures(editor, node, per_layer, key, &op_names);
     let title = format!("{} (per-layer error)", editor.graph.display_name(&editor.registry, node));
     let mut open = crate::graph_view::Open::new(node, title, &info, figures);
     open.source = Some((port.to_owned(), std::ptr::from_ref(r) as usize));

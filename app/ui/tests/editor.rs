@@ -1014,7 +1014,7 @@ fn a_histogram_without_an_override_offers_to_insert_one() {
 /// committed snapshot): smooth gradients tinted by class. At a fixed path, since the dataset
 /// view shows it.
 fn generated_images() -> PathBuf {
-    let dir = std::env::temp_dir().join("quantgraph-snapshot-images");
+    let dir = std::path::PathBuf::from("/tmp/quantgraph-snapshot-images");
     let classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
     for (c, class) in classes.iter().enumerate() {
         std::fs::create_dir_all(dir.join(class)).unwrap();
@@ -1041,6 +1041,15 @@ fn evaluated_nodes_look_as_they_did() {
     ed.set_param(ds, "path", generated_images().to_string_lossy().as_ref().into());
     ed.set_param(ds, "per_class", 0.into());
     ed.set_param(ds, "count", 0.into());
+    // The models from a fixed folder too: the model view shows their path, which must not
+    // depend on where the repository is checked out.
+    let models = std::path::PathBuf::from("/tmp/quantgraph-snapshot-models");
+    std::fs::create_dir_all(&models).unwrap();
+    for (label, file) in [("fp32", "resnet8_fp32.onnx"), ("int8", "resnet8_int8_qdq.onnx")] {
+        std::fs::copy(repo().join("models").join(file), models.join(file)).unwrap();
+        let id = ed.graph().find_node(label).unwrap();
+        ed.set_param(id, "path", models.join(file).to_string_lossy().as_ref().into());
+    }
     // The plots a little to the right: where nodes overlap, which one is drawn on top
     // depends on the order they were last touched.
     ed.edit(|g, _| {
@@ -1077,4 +1086,23 @@ fn inspector_snapshot(h: &mut Harness<'static, Editor>, name: &str, heading: &st
     let x = ((left * h.ctx.pixels_per_point()).max(0.0) as u32).min(img.width() - 1);
     let cropped = image::imageops::crop_imm(&img, x, 0, img.width() - x, img.height()).to_image();
     egui_kittest::try_image_snapshot_options(&cropped, name, &snapshot_options()).map_err(|e| e.to_string())
+}
+
+/// Edit rows of one per-channel tensor: a whole-tensor row always goes before its channel
+/// rows (rows apply in order, so a channel's own value wins), whichever was edited first.
+#[test]
+fn a_whole_tensor_edit_goes_before_channel_edits() {
+    use quantgraph_ui::qdq_edit::{set_edit_at, Change, Target};
+    let registry = registry();
+    let mut g = quantgraph_nodes::graph::Graph::new();
+    let over = g.add_node(&registry, "onnx.qdq_override", [0.0, 0.0]).unwrap();
+    let t = Target { node: over, param: "edits" };
+    set_edit_at(&mut g, &t, "w", Some(3), Change::Scale(0.01));
+    set_edit_at(&mut g, &t, "w", None, Change::Factor(2.0));
+    set_edit_at(&mut g, &t, "w", Some(1), Change::Scale(0.02));
+    let rows = g.node(over).unwrap().params["edits"].as_array().cloned().unwrap();
+    let channels: Vec<&str> = rows.iter().map(|r| r["channel"].as_str().unwrap()).collect();
+    assert_eq!(channels, ["", "3", "1"]);
+    // The override's schema takes the rows as written.
+    assert!(g.validate(&registry).iter().all(|(_, m)| !m.contains("edits")), "{:?}", g.validate(&registry));
 }

@@ -190,6 +190,19 @@ impl NodeKind for ActivationMaps {
                 },
             ));
         }
+        // The memory bound, before anything is run (A's per-sample size from its shape).
+        let per_sample: usize = a.tensors.get(&pair.a).map_or(0, |t| t.tensor.shape.iter().skip(1).product());
+        if per_sample.saturating_mul(2).saturating_mul(chosen.len()) > MAX_VALUES {
+            return Err(NodeError::param(
+                "max_samples",
+                format!(
+                    "{} samples of '{}' ({per_sample} values each, A and B) exceed {MAX_VALUES} values; ask for fewer \
+                     samples",
+                    chosen.len(),
+                    pair.a
+                ),
+            ));
+        }
         let indices: Vec<usize> = chosen.iter().map(|(s, _)| *s).collect();
         // Only these samples run, A and B at once.
         let mut names_b = vec![pair.b.clone()];

@@ -66,7 +66,8 @@ pub fn get(digest: u64, samples: usize) -> Option<Arc<CutValues>> {
 
 pub fn put(digest: u64, samples: usize, values: CutValues) {
     let budget = budget();
-    if digest != 0 && budget > 0 && values.data.len() * 4 <= budget {
+    let whole = values.data.len() == samples * values.item_shape.iter().product::<usize>();
+    if digest != 0 && budget > 0 && whole && values.data.len() * 4 <= budget {
         VALUES.put_within((digest, samples), Arc::new(values), budget);
     }
 }
@@ -80,6 +81,10 @@ pub fn clear() {
 /// still needed later (or graph outputs) that depend on the input; where that is exactly
 /// one float tensor, it is a cut. Tensors computed from initializers alone are not counted.
 pub fn candidates(g: &GraphProto, types: &BTreeMap<String, i32>) -> Vec<String> {
+    // Subgraphs (If, Loop, Scan) may read outer tensors by name: no cuts there.
+    if g.node.iter().any(|n| n.attribute.iter().any(|a| a.r#type == 5 || a.r#type == 10)) {
+        return Vec::new();
+    }
     let initializers: BTreeSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let outputs: BTreeSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
     // Tensors that depend on a graph input.
@@ -181,6 +186,10 @@ pub fn best(
     candidates.iter().rev().find_map(|c| {
         let values = get(digest_of(c), samples)?;
         let nodes = suffix_nodes(g, c, wanted)?;
+        // Nothing to run (only the cut itself wanted): a full run, not a model without outputs.
+        if nodes.is_empty() {
+            return None;
+        }
         Some((c.clone(), values, nodes))
     })
 }

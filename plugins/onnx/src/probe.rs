@@ -174,24 +174,31 @@ impl ProbeStream {
         // From a cached cut when there is one upstream of everything asked for.
         let candidates: Vec<String> = self.cuts.candidates.iter().map(|(c, _)| c.clone()).collect();
         let digest_of = |t: &str| self.cuts.candidates.iter().find(|(c, _)| c == t).map_or(0, |(_, d)| *d);
+        // Only when activations are asked for: the model's outputs alone run unprobed (Q/DQ
+        // fused), which a suffix (always probing) would not reproduce.
+        let probing = names.iter().any(|n| !self.model_outputs.contains(n));
         if let Some((cut, values, nodes)) =
-            cuts::best(&self.cuts.graph, &candidates, names, self.images.len(), digest_of)
+            cuts::best(&self.cuts.graph, &candidates, names, self.images.len(), digest_of).filter(|_| probing)
         {
             let outputs = names
                 .iter()
                 .map(|t| info::typed_output(t, self.types.get(t).copied().unwrap_or(proto::FLOAT)))
                 .collect();
-            let bytes = cuts::suffix_model(&self.bytes, &cut, &nodes, outputs)
-                .map_err(|e| NodeError::failed(format!("building the model's suffix from '{cut}' failed: {e}")))?;
-            return Ok(ProbeIter {
-                session: runtime::session_with(&bytes, self.threads, true)?,
-                feed: self.feed.clone(),
-                images: self.images.clone(),
-                names: names.to_vec(),
-                batch_size: batch_size.max(1),
-                next: 0,
-                cut: Some((cut, values)),
-            });
+            // A suffix that cannot be built or loaded is skipped: the full model runs instead.
+            let session = cuts::suffix_model(&self.bytes, &cut, &nodes, outputs)
+                .ok()
+                .and_then(|bytes| runtime::session_with(&bytes, self.threads, true).ok());
+            if let Some(session) = session {
+                return Ok(ProbeIter {
+                    session,
+                    feed: self.feed.clone(),
+                    images: self.images.clone(),
+                    names: names.to_vec(),
+                    batch_size: batch_size.max(1),
+                    next: 0,
+                    cut: Some((cut, values)),
+                });
+            }
         }
         // Only the requested tensors become outputs: ONNX Runtime fuses everything else.
         let extra: Vec<&String> = names.iter().filter(|n| !self.model_outputs.contains(n)).collect();
@@ -362,15 +369,21 @@ impl NodeKind for LayerProbe {
         // After an edit downstream of a cached cut, only the model's suffix runs.
         let graph = light_graph(&proto_model);
         let candidates = if cuts::budget() > 0 { cuts::candidates(&graph, &types) } else { Vec::new() };
-        let suffix = cuts::best(&graph, &candidates, &names, n, digest_of);
-        let mut session = match &suffix {
-            Some((cut, _, nodes)) => {
-                let outputs =
-                    names.iter().map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)));
-                let bytes = cuts::suffix_model(&model.bytes, cut, nodes, outputs.collect())
-                    .map_err(|e| NodeError::failed(format!("building the model's suffix from '{cut}' failed: {e}")))?;
-                runtime::session_with(&bytes, model.threads, true)?
-            }
+        // Only for a probing pass: without extra outputs the model runs as it does unprobed
+        // (Q/DQ fused), which a suffix (always probing) would not reproduce.
+        let mut suffix =
+            if pass_extra.is_empty() { None } else { cuts::best(&graph, &candidates, &names, n, digest_of) };
+        // A suffix that cannot be built or loaded is skipped: the full model runs instead.
+        let suffix_session = suffix.as_ref().and_then(|(cut, _, nodes)| {
+            let outputs = names.iter().map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)));
+            let bytes = cuts::suffix_model(&model.bytes, cut, nodes, outputs.collect()).ok()?;
+            runtime::session_with(&bytes, model.threads, true).ok()
+        });
+        if suffix_session.is_none() {
+            suffix = None;
+        }
+        let mut session = match suffix_session {
+            Some(s) => s,
             None => runtime::session_with(&probed_bytes, model.threads, !pass_extra.is_empty())?,
         };
         // A full pass keeps the model's cut tensors (those it captures anyway) for later

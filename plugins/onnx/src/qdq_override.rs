@@ -310,9 +310,16 @@ pub fn plan(
                 ));
             }
             for e in nodes {
-                let earlier = plan.split.iter().rev().find(|x| x.node == e.node);
-                let scales = checked_scales(edit, e, earlier.and_then(|x| x.scales.as_ref()))?;
-                let zero_points = checked_zero_points(edit, e, earlier.and_then(|x| x.zero_points.as_ref()))?;
+                // One copy per node, on top of earlier edits of it (split or of the pair).
+                let earlier = plan.split.iter().position(|x| x.node == e.node);
+                let base_scales = earlier.and_then(|i| plan.split[i].scales.clone()).or_else(|| {
+                    edited.contains(&e.scale_name).then(|| plan.scales.get(&e.scale_name).cloned()).flatten()
+                });
+                let base_zps = earlier
+                    .and_then(|i| plan.split[i].zero_points.clone())
+                    .or_else(|| plan.zero_points.get(&e.zero_point_name).cloned());
+                let scales = checked_scales(edit, e, base_scales.as_ref())?;
+                let zero_points = checked_zero_points(edit, e, base_zps.as_ref())?;
                 for (field, old, new) in [
                     (
                         "scale",
@@ -335,13 +342,24 @@ pub fn plan(
                         });
                     }
                 }
-                plan.split.push(SplitEdit {
-                    node: e.node.clone(),
-                    scale_name: e.scale_name.clone(),
-                    zero_point_name: e.zero_point_name.clone(),
-                    scales,
-                    zero_points,
-                });
+                match earlier {
+                    Some(i) => {
+                        let s = &mut plan.split[i];
+                        if scales.is_some() {
+                            s.scales = scales;
+                        }
+                        if zero_points.is_some() {
+                            s.zero_points = zero_points;
+                        }
+                    }
+                    None => plan.split.push(SplitEdit {
+                        node: e.node.clone(),
+                        scale_name: e.scale_name.clone(),
+                        zero_point_name: e.zero_point_name.clone(),
+                        scales,
+                        zero_points,
+                    }),
+                }
             }
             continue;
         }

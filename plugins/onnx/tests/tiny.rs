@@ -300,6 +300,20 @@ fn qdq_override_can_edit_only_the_dequantize_node_of_a_pair() {
     assert_ne!(before.tensors["logits"].tensor.data, after.tensors["logits"].tensor.data);
     let err = override_with(&q, serde_json::json!([{"tensor": "w1", "scale": 0.5, "apply_to": "Q only"}])).unwrap_err();
     assert!(err.to_string().contains("tensor 'w1' has no QuantizeLinear node to edit alone"), "{err}");
+
+    // Two rows for the DQ alone compose: its scale from the first, its zero point from the
+    // second (one copy of each parameter, not the second row's copy of the original scale).
+    let out = override_with(
+        &q,
+        serde_json::json!([
+            {"tensor": "relu1", "scale": 0.5, "apply_to": "DQ only"},
+            {"tensor": "relu1", "zero_point": "3", "apply_to": "DQ only"}
+        ]),
+    )
+    .unwrap();
+    let Some(Value::Model(m)) = out.get("model") else { panic!() };
+    let dequant = m.info.qdq.iter().find(|e| e.float_tensor == "relu1" && e.op_type == "DequantizeLinear").unwrap();
+    assert_eq!((dequant.scales.clone(), dequant.zero_points.clone()), (vec![0.5], vec![3]));
 }
 
 /// A cancelled evaluation stops inside an ONNX Runtime run, not only between batches: the
