@@ -511,10 +511,8 @@ impl crate::Editor {
         for v in outputs.values() {
             let quantgraph_nodes::Value::Table(r) = v else { continue };
             let Some((t, _)) = crate::views::layer_table(r) else { continue };
-            let cols: Vec<usize> =
-                t.columns.iter().enumerate().filter(|(_, c)| c.ends_with("tensor")).map(|(i, _)| i).collect();
             for row in &t.rows {
-                let names: Vec<String> = cols.iter().filter_map(|c| row.get(*c)).map(|c| c.to_string()).collect();
+                let names = crate::views::row_tensor_names(t, row);
                 if names.iter().any(|n| n == tensor || resolve(n) == tensor) {
                     out.extend(names.into_iter().filter(|n| n != tensor && !n.is_empty()));
                 }

@@ -80,12 +80,7 @@ pub fn maps_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, p: &PlotSpe
     let s = &m.samples[cur.sample];
     ui.horizontal(|ui| {
         if let Some(img) = &s.thumbnail {
-            let key = {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                img.rgb.hash(&mut h);
-                format!("maps-thumb-{}-{}", node.0, h.finish())
-            };
+            let key = format!("maps-thumb-{}-{}", node.0, s.digest);
             let tex = editor.texture(ui.ctx(), &key, img);
             ui.image((tex.id(), egui::vec2(72.0, 72.0)));
         }
@@ -110,22 +105,15 @@ pub fn maps_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, p: &PlotSpe
     // A third of it each, at least 100 px (they wrap when the panel is narrower).
     let grid_w = ((avail - 44.0) / 3.0).clamp(100.0, 420.0);
     let grid_h = grid_w * (rows * (m.height + 1)) as f32 / (cols * (m.width + 1)) as f32;
-    // Keyed by content, not by address: a later result at a freed address is another picture.
-    let ptr = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for v in s.a.iter().chain(&s.b) {
-            v.to_bits().hash(&mut h);
-        }
-        (m.tensor_a.as_str(), m.channels, m.height, m.width, s.index).hash(&mut h);
-        h.finish()
-    };
+    // Keyed by content (the node's digest of the values), not by address: a later result at
+    // a freed address is another picture.
+    let digest = s.digest;
     let mut clicked_channel = None;
     ui.horizontal_wrapped(|ui| {
         for (name, values, lo, hi) in [("A", &s.a, lo, hi), ("B", &s.b, lo, hi), ("|A − B|", &diff, dlo, dhi)] {
             ui.vertical(|ui| {
                 ui.label(egui::RichText::new(name).strong());
-                let key = format!("maps-{}-{ptr}-{}-{name}-{}", node.0, cur.sample, cur.diff_on_shared_scale);
+                let key = format!("maps-{}-{digest}-{name}-{}", node.0, cur.diff_on_shared_scale);
                 let tex = editor.texture_with(ui.ctx(), &key, || {
                     let (w, h, rgb) = grid_image(m, values, lo, hi, 1);
                     Some(PreviewImage { index: s.index, label: 0, width: w as u32, height: h as u32, rgb })

@@ -877,15 +877,11 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
                 }
             }
             ui.end_row();
-            // Columns naming tensors (`tensor`, `b_tensor`): a row is marked when any of its
-            // names is selected, and a click selects them all (A's and B's names differ for
-            // models from other exporters).
-            let tensor_cols: Vec<usize> =
-                t.columns.iter().enumerate().filter(|(_, c)| c.ends_with("tensor")).map(|(i, _)| i).collect();
-            let first_names_tensor = tensor_cols.first() == Some(&0);
+            // A row is marked when any of its tensor names is selected, and a click selects
+            // them all (A's and B's names differ for models from other exporters).
+            let first_names_tensor = t.columns.first().is_some_and(|c| c.ends_with("tensor"));
             for &i in &order {
-                let names: Vec<String> =
-                    tensor_cols.iter().filter_map(|c| t.rows[i].get(*c)).map(Cell::to_string).collect();
+                let names = row_tensor_names(t, &t.rows[i]);
                 let row_selected = first_names_tensor && names.iter().any(|n| editor.is_selected_tensor(n));
                 for (ci, c) in t.rows[i].iter().enumerate() {
                     let column = t.columns.get(ci).map_or("", String::as_str);
@@ -917,6 +913,11 @@ pub fn table_ui(editor: &mut Editor, ui: &mut egui::Ui, key: &str, t: &Table, ma
         });
     });
     clicked
+}
+
+/// The tensor names in a table row: its columns named `…tensor` (`tensor`, `b_tensor`).
+pub fn row_tensor_names(t: &Table, row: &[Cell]) -> Vec<String> {
+    t.columns.iter().zip(row).filter(|(c, _)| c.ends_with("tensor")).map(|(_, v)| v.to_string()).collect()
 }
 
 /// Horizontal reference lines with their values in the legend.

@@ -320,17 +320,8 @@ fn a_flipped_samples_per_layer_sqnr_is_drawn_against_the_dataset_curve() {
             ]);
         }
     }
-    let hints = quantgraph_nodes::value::ReportHints {
-        sample_curve: Some(quantgraph_nodes::value::SampleCurve {
-            table: "sample_layers".into(),
-            sample: "sample".into(),
-            layer: "tensor".into(),
-            value: "sqnr_db".into(),
-            reference: "dataset_sqnr_db".into(),
-            label: "SQNR (dB)".into(),
-        }),
-        ..Default::default()
-    };
+    // The comparator's hints: its sample_layers table is the per-sample curve.
+    let hints = quantgraph_compare::report_hints();
     // Without the hint, the same table is just a table: the editor does not go by its name.
     let plain = Report { tables: vec![t.clone()], ..Report::default() };
     let mut h = Harness::builder().with_size(egui::vec2(520.0, 260.0)).build_ui(move |ui| {

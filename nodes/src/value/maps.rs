@@ -19,6 +19,10 @@ pub struct MapSample {
     pub thumbnail: Option<PreviewImage>,
     pub a: Vec<f32>,
     pub b: Vec<f32>,
+    /// Identity of the values (tensor, sample, A and B), computed once by the node that made
+    /// them: what drawings of them are cached by.
+    #[serde(default)]
+    pub digest: u64,
 }
 
 impl MapSample {

@@ -154,14 +154,14 @@ pub fn report_from(p: &Partial) -> Report {
         }
     }
     layers_report(&p.outcomes, &p.layers, &mut report);
-    report.hints = hints();
+    report.hints = report_hints();
     report
 }
 
 /// How the editor shows a comparison: the per-layer table open and drawn on B's model
 /// (rows keyed by B's tensor), flips as samples (a click shows the sample), and each
 /// drill-down sample's per-layer SQNR as a curve against the dataset's.
-fn hints() -> ReportHints {
+pub fn report_hints() -> ReportHints {
     ReportHints {
         open: vec!["per_layer".into()],
         layers: Some(LayerTable { table: "per_layer".into(), tensor_column: "b_tensor".into() }),

@@ -251,17 +251,6 @@ impl NodeKind for ActivationMaps {
         let (c, h, w, moved) = chw(&sa, channels_last).ok_or_else(|| {
             NodeError::param("tensor", format!("maps are drawn for up to 3 axes per sample; '{}' has {sa:?}", pair.a))
         })?;
-        let item = c * h * w;
-        if item.saturating_mul(2).saturating_mul(chosen.len()) > MAX_VALUES {
-            return Err(NodeError::param(
-                "max_samples",
-                format!(
-                    "{} samples of '{}' ({item} values each, A and B) exceed {MAX_VALUES} values; ask for fewer samples",
-                    chosen.len(),
-                    pair.a
-                ),
-            ));
-        }
         let class_names = pa.map(|p| p.class_names.clone()).unwrap_or_default();
         let prob = |acts: &Activations, i: usize, k: Option<u32>| -> Option<f64> {
             let t = crate::kept_output(acts)?;
@@ -277,7 +266,15 @@ impl NodeKind for ActivationMaps {
                 if moved { (to_channel_major(xa, c, h, w), to_channel_major(&yb, c, h, w)) } else { (xa.to_vec(), yb) };
             let top1_a = pa.and_then(|p| p.top1.get(*index).copied());
             let top1_b = pb.and_then(|p| p.top1.get(*index).copied());
+            let digest = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                (&pair.a, *index, c, h, w).hash(&mut hasher);
+                xa.iter().chain(&yb).for_each(|v| v.to_bits().hash(&mut hasher));
+                hasher.finish()
+            };
             samples.push(MapSample {
+                digest,
                 index: *index,
                 why: (*why).into(),
                 label: pa.and_then(|p| p.labels.as_ref()).and_then(|l| l.get(*index).copied()),

@@ -170,21 +170,20 @@ pub fn suffix_model(
     )
 }
 
-/// The latest cut of `candidates` that is cached for `samples` samples (by `digest_of`) and
-/// from which every `wanted` tensor can be computed: the cut, its values and the suffix's
-/// nodes.
+/// The latest of `candidates` (cut tensors with their digests, earliest first) that is cached
+/// for `samples` samples and from which every `wanted` tensor can be computed: the cut, its
+/// values and the suffix's nodes.
 pub fn best(
     g: &GraphProto,
-    candidates: &[String],
+    candidates: &[(String, u64)],
     wanted: &[String],
     samples: usize,
-    digest_of: impl Fn(&str) -> u64,
 ) -> Option<(String, Arc<CutValues>, Vec<usize>)> {
     if budget() == 0 {
         return None;
     }
-    candidates.iter().rev().find_map(|c| {
-        let values = get(digest_of(c), samples)?;
+    candidates.iter().rev().find_map(|(c, digest)| {
+        let values = get(*digest, samples)?;
         let nodes = suffix_nodes(g, c, wanted)?;
         // Nothing to run (only the cut itself wanted): a full run, not a model without outputs.
         if nodes.is_empty() {
@@ -192,6 +191,22 @@ pub fn best(
         }
         Some((c.clone(), values, nodes))
     })
+}
+
+/// A probing session of the suffix from `cut` (its `nodes`, as [`best`] chose them) making
+/// `wanted`; `None` when it cannot be built or loaded: the caller runs the whole model.
+pub fn suffix_session(
+    bytes: &[u8],
+    cut: &str,
+    nodes: &[usize],
+    wanted: &[String],
+    types: &BTreeMap<String, i32>,
+    threads: usize,
+) -> Option<ort::session::Session> {
+    let outputs =
+        wanted.iter().map(|t| crate::info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT))).collect();
+    let bytes = suffix_model(bytes, cut, nodes, outputs).ok()?;
+    crate::runtime::session_with(&bytes, threads, true).ok()
 }
 
 #[cfg(test)]

@@ -171,37 +171,34 @@ impl ProbeStream {
                 return Err(NodeError::failed(format!("the probe did not capture '{n}'")));
             }
         }
-        // From a cached cut when there is one upstream of everything asked for.
-        let candidates: Vec<String> = self.cuts.candidates.iter().map(|(c, _)| c.clone()).collect();
-        let digest_of = |t: &str| self.cuts.candidates.iter().find(|(c, _)| c == t).map_or(0, |(_, d)| *d);
-        // Only when activations are asked for: the model's outputs alone run unprobed (Q/DQ
-        // fused), which a suffix (always probing) would not reproduce.
-        let probing = names.iter().any(|n| !self.model_outputs.contains(n));
-        if let Some((cut, values, nodes)) =
-            cuts::best(&self.cuts.graph, &candidates, names, self.images.len(), digest_of).filter(|_| probing)
-        {
-            let outputs = names
-                .iter()
-                .map(|t| info::typed_output(t, self.types.get(t).copied().unwrap_or(proto::FLOAT)))
-                .collect();
-            // A suffix that cannot be built or loaded is skipped: the full model runs instead.
-            let session = cuts::suffix_model(&self.bytes, &cut, &nodes, outputs)
-                .ok()
-                .and_then(|bytes| runtime::session_with(&bytes, self.threads, true).ok());
-            if let Some(session) = session {
-                return Ok(ProbeIter {
-                    session,
-                    feed: self.feed.clone(),
-                    images: self.images.clone(),
-                    names: names.to_vec(),
-                    batch_size: batch_size.max(1),
-                    next: 0,
-                    cut: Some((cut, values)),
-                });
-            }
-        }
         // Only the requested tensors become outputs: ONNX Runtime fuses everything else.
         let extra: Vec<&String> = names.iter().filter(|n| !self.model_outputs.contains(n)).collect();
+        // From a cached cut when there is one upstream of everything asked for, and only when
+        // activations are asked for: the model's outputs alone run unprobed (Q/DQ fused),
+        // which a suffix (always probing) would not reproduce.
+        let suffix = cuts::best(&self.cuts.graph, &self.cuts.candidates, names, self.images.len())
+            .filter(|_| !extra.is_empty())
+            .and_then(|(cut, values, nodes)| {
+                let session = cuts::suffix_session(&self.bytes, &cut, &nodes, names, &self.types, self.threads)?;
+                Some((session, (cut, values)))
+            });
+        let (session, cut) = match suffix {
+            Some((session, cut)) => (session, Some(cut)),
+            None => (self.full_session(&extra)?, None),
+        };
+        Ok(ProbeIter {
+            session,
+            feed: self.feed.clone(),
+            images: self.images.clone(),
+            names: names.to_vec(),
+            batch_size: batch_size.max(1),
+            next: 0,
+            cut,
+        })
+    }
+
+    /// A session of the whole model with `extra` as additional outputs.
+    fn full_session(&self, extra: &[&String]) -> Result<ort::session::Session, NodeError> {
         let session = if extra.is_empty() {
             runtime::session_with(&self.bytes, self.threads, true)?
         } else {
@@ -218,15 +215,7 @@ impl ProbeStream {
             .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?;
             runtime::session_with(&bytes, self.threads, true)?
         };
-        Ok(ProbeIter {
-            session,
-            feed: self.feed.clone(),
-            images: self.images.clone(),
-            names: names.to_vec(),
-            batch_size: batch_size.max(1),
-            next: 0,
-            cut: None,
-        })
+        Ok(session)
     }
 }
 
@@ -368,17 +357,24 @@ impl NodeKind for LayerProbe {
         names.push(logits_name.clone());
         // After an edit downstream of a cached cut, only the model's suffix runs.
         let graph = light_graph(&proto_model);
-        let candidates = if cuts::budget() > 0 { cuts::candidates(&graph, &types) } else { Vec::new() };
+        let candidates: Vec<(String, u64)> = if cuts::budget() > 0 {
+            cuts::candidates(&graph, &types)
+                .into_iter()
+                .map(|c| {
+                    let d = digest_of(&c);
+                    (c, d)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         // Only for a probing pass: without extra outputs the model runs as it does unprobed
         // (Q/DQ fused), which a suffix (always probing) would not reproduce.
-        let mut suffix =
-            if pass_extra.is_empty() { None } else { cuts::best(&graph, &candidates, &names, n, digest_of) };
+        let mut suffix = if pass_extra.is_empty() { None } else { cuts::best(&graph, &candidates, &names, n) };
         // A suffix that cannot be built or loaded is skipped: the full model runs instead.
-        let suffix_session = suffix.as_ref().and_then(|(cut, _, nodes)| {
-            let outputs = names.iter().map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)));
-            let bytes = cuts::suffix_model(&model.bytes, cut, nodes, outputs.collect()).ok()?;
-            runtime::session_with(&bytes, model.threads, true).ok()
-        });
+        let suffix_session = suffix
+            .as_ref()
+            .and_then(|(cut, _, nodes)| cuts::suffix_session(&model.bytes, cut, nodes, &names, &types, model.threads));
         if suffix_session.is_none() {
             suffix = None;
         }
@@ -391,8 +387,8 @@ impl NodeKind for LayerProbe {
         let mut keep_cuts: BTreeMap<String, (Vec<usize>, Vec<f32>)> = match suffix {
             None => candidates
                 .iter()
-                .filter(|c| pass_extra.contains(c) && cuts::get(digest_of(c), n).is_none())
-                .map(|c| (c.clone(), (Vec::new(), Vec::new())))
+                .filter(|(c, d)| pass_extra.contains(c) && cuts::get(*d, n).is_none())
+                .map(|(c, _)| (c.clone(), (Vec::new(), Vec::new())))
                 .collect(),
             Some(_) => BTreeMap::new(),
         };
@@ -450,7 +446,7 @@ impl NodeKind for LayerProbe {
                 // Now that their sizes are known: the latest cuts that fit in half the budget
                 // (the other half is for the model this one is compared with).
                 let mut room = cuts::budget() / 2;
-                for c in candidates.iter().rev() {
+                for (c, _) in candidates.iter().rev() {
                     let Some((shape, _)) = keep_cuts.get(c) else { continue };
                     let bytes = shape.iter().product::<usize>() * n * 4;
                     if bytes <= room {
@@ -524,10 +520,10 @@ impl NodeKind for LayerProbe {
         }
         // Earliest first: when the budget is short, the cache keeps the latest cuts.
         let mut kept = (0usize, 0usize);
-        for c in &candidates {
+        for (c, digest) in &candidates {
             if let Some((item_shape, data)) = keep_cuts.remove(c) {
                 kept = (kept.0 + 1, kept.1 + data.len() * 4);
-                cuts::put(digest_of(c), n, cuts::CutValues { item_shape, data });
+                cuts::put(*digest, n, cuts::CutValues { item_shape, data });
             }
         }
         if kept.0 > 0 {
@@ -583,8 +579,7 @@ impl NodeKind for LayerProbe {
         let digest_map: BTreeMap<String, u64> =
             extra.iter().chain(std::iter::once(&logits_name)).map(|t| (t.clone(), digest_of(t))).collect();
         let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1: unprobed_top1 };
-        let cut_digests: Vec<(String, u64)> = candidates.iter().map(|c| (c.clone(), digest_of(c))).collect();
-        let stream_cuts = StreamCuts { graph: Arc::new(graph), candidates: cut_digests };
+        let stream_cuts = StreamCuts { graph: Arc::new(graph), candidates: candidates.clone() };
         finish(
             model,
             dataset,
