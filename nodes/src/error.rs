@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("a node kind with id '{0}' is already registered")]
     DuplicateKind(String),
+    #[error("node kind '{0}' declares its params wrongly: {1}")]
+    BadParamsDeclaration(String, String),
     #[error("unknown node kind '{0}'")]
     UnknownKind(String),
     #[error("no node with id {0}")]

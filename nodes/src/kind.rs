@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::NodeError;
-use crate::param::{ParamSpec, Params};
+use crate::param::{KindParams, ParamSpec, Params};
 use crate::value::{Activations, Dataset, ModelValue, PlotSpec, PortType, Predictions, Report, Tensor, Value};
 
 /// A declared input or output port.
@@ -36,8 +36,10 @@ pub struct Migration {
     pub apply: fn(&mut Params) -> Result<(), String>,
 }
 
-/// A kind of node. Implement it on a plain struct and register it with
-/// [`NodeRegistry::register`](crate::NodeRegistry::register).
+/// A kind of node, as the engine and the editor see it: its schema as data and its params
+/// as JSON. Plugins written in Rust implement [`TypedKind`] instead (params declared once
+/// with [`params!`](crate::params), evaluation given the typed struct), which implements
+/// this trait; implement it directly only for kinds whose schema is itself data.
 ///
 /// Only `id`, `display_name`, `category`, `doc`, `params`, `inputs`, `outputs` and
 /// `evaluate` are required.
@@ -81,6 +83,106 @@ pub trait NodeKind: Send + Sync + 'static {
     /// the editor's flip drill-down sets those params and wires the probes there.
     fn sample_maps(&self) -> Option<SampleMaps> {
         None
+    }
+    /// Check the kind's params declaration (every default reads into its field and writes
+    /// back the same); the registry runs it when the kind is registered.
+    fn check_params(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A kind of node with typed params: implement it on a plain struct, declare the params
+/// struct with [`params!`](crate::params), and register the kind with
+/// [`NodeRegistry::register`](crate::NodeRegistry::register). `evaluate` receives the
+/// struct, read from the node's JSON params after any migrations: defaults filled, every
+/// value checked against its spec, unknown names and record fields refused (the node
+/// fails with an error naming the param).
+///
+/// Only `Params`, `id`, `display_name`, `category`, `doc`, `inputs`, `outputs` and
+/// `evaluate` are required.
+pub trait TypedKind: Send + Sync + 'static {
+    /// The params struct (use [`NoParams`](crate::param::NoParams) for none).
+    type Params: KindParams;
+    /// Stable, namespaced id stored in graph files, e.g. `"onnx.model"`.
+    fn id(&self) -> &'static str;
+    /// Version of this kind's params; bump it and add a [`Migration`] when they change.
+    fn version(&self) -> u32 {
+        1
+    }
+    fn display_name(&self) -> &'static str;
+    /// Palette category, e.g. `"Data"`, `"Model"`, `"Analysis"`.
+    fn category(&self) -> &'static str;
+    /// One paragraph for users: what it does, what it needs, what it gives.
+    fn doc(&self) -> &'static str;
+    /// Input ports (a kind whose ports depend on its params implements [`NodeKind`]).
+    fn inputs(&self) -> Vec<PortSpec>;
+    /// Output ports.
+    fn outputs(&self) -> Vec<PortSpec>;
+    /// Compute the outputs from the typed params. Runs on a worker thread; report progress
+    /// and check cancellation through `ctx` when the work is long.
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Self::Params) -> Result<Outputs, NodeError>;
+    /// See [`NodeKind::external_identity`]; not called when the params do not read.
+    fn external_identity(&self, _params: &Self::Params, _base_dir: Option<&Path>) -> Option<String> {
+        None
+    }
+    /// Migrations of old params (JSON, before they are typed), one step each.
+    fn migrations(&self) -> Vec<Migration> {
+        Vec::new()
+    }
+    /// See [`NodeKind::tensor_edits`].
+    fn tensor_edits(&self) -> Option<TensorEdits> {
+        None
+    }
+    /// See [`NodeKind::sample_maps`].
+    fn sample_maps(&self) -> Option<SampleMaps> {
+        None
+    }
+}
+
+impl<K: TypedKind> NodeKind for K {
+    fn id(&self) -> &'static str {
+        TypedKind::id(self)
+    }
+    fn version(&self) -> u32 {
+        TypedKind::version(self)
+    }
+    fn display_name(&self) -> &'static str {
+        TypedKind::display_name(self)
+    }
+    fn category(&self) -> &'static str {
+        TypedKind::category(self)
+    }
+    fn doc(&self) -> &'static str {
+        TypedKind::doc(self)
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        K::Params::specs()
+    }
+    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+        TypedKind::inputs(self)
+    }
+    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+        TypedKind::outputs(self)
+    }
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
+        let typed = K::Params::from_params(params)?;
+        TypedKind::evaluate(self, ctx, inputs, &typed)
+    }
+    fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
+        let typed = K::Params::from_params(params).ok()?;
+        TypedKind::external_identity(self, &typed, base_dir)
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        TypedKind::migrations(self)
+    }
+    fn tensor_edits(&self) -> Option<TensorEdits> {
+        TypedKind::tensor_edits(self)
+    }
+    fn sample_maps(&self) -> Option<SampleMaps> {
+        TypedKind::sample_maps(self)
+    }
+    fn check_params(&self) -> Result<(), String> {
+        crate::param::typed::check_declaration::<K::Params>()
     }
 }
 

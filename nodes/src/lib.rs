@@ -4,9 +4,11 @@
 //!
 //! * [`value`]: the port types and the values that flow on wires ([`Value`] is cheap to
 //!   clone: every payload sits behind an `Arc`).
-//! * [`param`]: the declared parameter schema of a node kind and typed access to params.
-//! * [`kind`]: the [`NodeKind`] trait a plugin implements, and the [`EvalContext`] a node
-//!   evaluates in (progress, cancellation, paths).
+//! * [`param`]: the declared parameter schema of a node kind and typed params
+//!   ([`params!`] declares a kind's params struct and its schema at once).
+//! * [`kind`]: the [`TypedKind`] trait a plugin implements (and [`NodeKind`], the form the
+//!   engine sees), and the [`EvalContext`] a node evaluates in (progress, cancellation,
+//!   paths).
 //! * [`registry`]: the [`NodeRegistry`] where kinds are registered by type.
 //! * [`graph`]: the [`Graph`] (nodes, wires, edits that refuse type mismatches and cycles).
 //! * [`file`]: `.qgraph` files (JSON, atomic and deterministic saves, migrations,
@@ -39,8 +41,8 @@ pub mod value;
 
 pub use error::{Error, NodeError, Result};
 pub use graph::{Graph, Node, NodeId, PortRef, Wire};
-pub use kind::{EvalContext, Inputs, NodeKind, Outputs, PortSpec};
-pub use param::{ParamKind, ParamSpec, Params};
+pub use kind::{EvalContext, Inputs, NodeKind, Outputs, PortSpec, TypedKind};
+pub use param::{KindParams, NoParams, ParamKind, ParamSpec, Params};
 pub use registry::NodeRegistry;
 pub use scheduler::{Evaluation, Event, NodeOutcome, Scheduler};
 pub use value::{PortType, Value};

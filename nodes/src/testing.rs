@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use crate::error::{NodeError, Result};
-use crate::kind::{file_identity, resolve_path, single, EvalContext, Inputs, NodeKind, Outputs, PortSpec};
-use crate::param::{ParamReader, ParamSpec, Params};
+use crate::kind::{file_identity, resolve_path, single, EvalContext, Inputs, Outputs, PortSpec, TypedKind};
+use crate::param::NoParams;
 use crate::registry::NodeRegistry;
 use crate::value::{PortType, Value};
 
@@ -29,7 +29,14 @@ pub fn register_nodes(registry: &mut NodeRegistry) -> Result<()> {
 #[derive(Default)]
 pub struct Const;
 
-impl NodeKind for Const {
+crate::params! {
+    pub struct ConstParams {
+        pub value: f64 = float("Value", 0.0, -1e12, 1e12),
+    }
+}
+
+impl TypedKind for Const {
+    type Params = ConstParams;
     fn id(&self) -> &'static str {
         "test.const"
     }
@@ -45,18 +52,14 @@ impl NodeKind for Const {
     fn doc(&self) -> &'static str {
         "Outputs the number in its `value` param."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::float("value", "Value", 0.0, -1e12, 1e12)]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         Vec::new()
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
-    fn evaluate(&self, _: &EvalContext, _: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
-        Ok(single("out", Value::Scalar(r.f64("value")?)))
+    fn evaluate(&self, _: &EvalContext, _: &Inputs, params: &ConstParams) -> Result<Outputs, NodeError> {
+        Ok(single("out", Value::Scalar(params.value)))
     }
     fn migrations(&self) -> Vec<crate::kind::Migration> {
         // Version 1 called the param `v`.
@@ -75,7 +78,14 @@ impl NodeKind for Const {
 #[derive(Default)]
 pub struct Add;
 
-impl NodeKind for Add {
+crate::params! {
+    pub struct AddParams {
+        pub bias: f64 = float("Bias", 0.0, -1e12, 1e12),
+    }
+}
+
+impl TypedKind for Add {
+    type Params = AddParams;
     fn id(&self) -> &'static str {
         "test.add"
     }
@@ -88,27 +98,30 @@ impl NodeKind for Add {
     fn doc(&self) -> &'static str {
         "Outputs a + b + bias; b is optional."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::float("bias", "Bias", 0.0, -1e12, 1e12)]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("a", PortType::Scalar), PortSpec::optional("b", PortType::Scalar)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
-    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &AddParams) -> Result<Outputs, NodeError> {
         let b = match inputs.optional("b") {
             Some(_) => inputs.scalar("b")?,
             None => 0.0,
         };
-        Ok(single("out", Value::Scalar(inputs.scalar("a")? + b + r.f64("bias")?)))
+        Ok(single("out", Value::Scalar(inputs.scalar("a")? + b + params.bias)))
     }
 }
 
 #[derive(Default)]
 pub struct Slow;
+
+crate::params! {
+    pub struct SlowParams {
+        pub millis: u64 = int("Milliseconds", 100, 0, 600_000),
+        pub tag: f64 = float("Tag", 0.0, -1e12, 1e12),
+    }
+}
 
 static SLOW_CANCELLED: std::sync::Mutex<std::collections::BTreeMap<u64, usize>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -118,7 +131,8 @@ pub fn slow_cancellations(millis: u64) -> usize {
     SLOW_CANCELLED.lock().map(|m| m.get(&millis).copied().unwrap_or(0)).unwrap_or(0)
 }
 
-impl NodeKind for Slow {
+impl TypedKind for Slow {
+    type Params = SlowParams;
     fn id(&self) -> &'static str {
         "test.slow"
     }
@@ -131,21 +145,14 @@ impl NodeKind for Slow {
     fn doc(&self) -> &'static str {
         "Passes x through after `millis` milliseconds, reporting progress and stopping when cancelled."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::int("millis", "Milliseconds", 100, 0, 600_000),
-            ParamSpec::float("tag", "Tag", 0.0, -1e12, 1e12),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("x", PortType::Scalar)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
-        let millis = r.i64("millis")?.max(0) as u64;
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &SlowParams) -> Result<Outputs, NodeError> {
+        let millis = params.millis;
         let start = std::time::Instant::now();
         while start.elapsed().as_millis() < u128::from(millis) {
             if ctx.is_cancelled() {
@@ -157,14 +164,21 @@ impl NodeKind for Slow {
             ctx.progress(start.elapsed().as_millis() as f32 / millis.max(1) as f32, "sleeping");
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        Ok(single("out", Value::Scalar(inputs.scalar("x")? + r.f64("tag")?)))
+        Ok(single("out", Value::Scalar(inputs.scalar("x")? + params.tag)))
     }
 }
 
 #[derive(Default)]
 pub struct Fail;
 
-impl NodeKind for Fail {
+crate::params! {
+    pub struct FailParams {
+        pub message: String = text("Message", "deliberate failure"),
+    }
+}
+
+impl TypedKind for Fail {
+    type Params = FailParams;
     fn id(&self) -> &'static str {
         "test.fail"
     }
@@ -177,24 +191,22 @@ impl NodeKind for Fail {
     fn doc(&self) -> &'static str {
         "Always fails with the message in its param."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::text("message", "Message", "deliberate failure")]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::optional("x", PortType::Scalar)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
-    fn evaluate(&self, _: &EvalContext, _: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        Err(NodeError::failed(ParamReader::new(params, self.params()).str("message")?))
+    fn evaluate(&self, _: &EvalContext, _: &Inputs, params: &FailParams) -> Result<Outputs, NodeError> {
+        Err(NodeError::failed(params.message.clone()))
     }
 }
 
 #[derive(Default)]
 pub struct Panic;
 
-impl NodeKind for Panic {
+impl TypedKind for Panic {
+    type Params = NoParams;
     fn id(&self) -> &'static str {
         "test.panic"
     }
@@ -207,17 +219,14 @@ impl NodeKind for Panic {
     fn doc(&self) -> &'static str {
         "Always panics (to test that panics are contained)."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        Vec::new()
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::optional("x", PortType::Scalar)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
     #[allow(clippy::panic)]
-    fn evaluate(&self, _: &EvalContext, _: &Inputs, _: &Params) -> Result<Outputs, NodeError> {
+    fn evaluate(&self, _: &EvalContext, _: &Inputs, _: &NoParams) -> Result<Outputs, NodeError> {
         panic!("test.panic always panics")
     }
 }
@@ -225,7 +234,14 @@ impl NodeKind for Panic {
 #[derive(Default)]
 pub struct FileLen;
 
-impl NodeKind for FileLen {
+crate::params! {
+    pub struct FileLenParams {
+        pub path: String = path("File", "", &[], false),
+    }
+}
+
+impl TypedKind for FileLen {
+    type Params = FileLenParams;
     fn id(&self) -> &'static str {
         "test.file"
     }
@@ -238,22 +254,18 @@ impl NodeKind for FileLen {
     fn doc(&self) -> &'static str {
         "Outputs the length in bytes of the file at `path`."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::path("path", "File", "", &[], false)]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         Vec::new()
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
-    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let path = ctx.resolve_path(&ParamReader::new(params, self.params()).str("path")?);
+    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &FileLenParams) -> Result<Outputs, NodeError> {
+        let path = ctx.resolve_path(&params.path);
         let bytes = std::fs::read(&path).map_err(|e| NodeError::file(format!("cannot read the file ({e})"), &path))?;
         Ok(single("out", Value::Scalar(bytes.len() as f64)))
     }
-    fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
-        let p = params.get("path")?.as_str()?;
-        Some(file_identity(&resolve_path(base_dir, p)))
+    fn external_identity(&self, params: &FileLenParams, base_dir: Option<&Path>) -> Option<String> {
+        Some(file_identity(&resolve_path(base_dir, &params.path)))
     }
 }

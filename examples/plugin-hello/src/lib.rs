@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, Report, Table, TensorRole};
 use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+    params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
 };
 
 /// Register this plugin's node kinds.
@@ -37,7 +36,15 @@ pub fn topk_correct(scores: &[f32], classes: usize, labels: &[u32], k: usize) ->
         .count()
 }
 
-impl NodeKind for TopK {
+params! {
+    /// Top-k's params: k.
+    pub struct TopKParams {
+        pub k: usize = int("k", 5, 1, 1000),
+    }
+}
+
+impl TypedKind for TopK {
+    type Params = TopKParams;
     fn id(&self) -> &'static str {
         "hello.topk"
     }
@@ -52,17 +59,14 @@ impl NodeKind for TopK {
          highest-scoring classes (ties count for the label). An example of a plugin crate \
          (examples/plugin-hello)."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::int("k", "k", 5, 1, 1000)]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("activations", PortType::Activations)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("report", PortType::Table)]
     }
-    fn evaluate(&self, _ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let k = ParamReader::new(params, self.params()).usize("k")?;
+    fn evaluate(&self, _ctx: &EvalContext, inputs: &Inputs, params: &TopKParams) -> Result<Outputs, NodeError> {
+        let k = params.k;
         let acts = inputs.activations("activations")?;
         let Some(labels) = acts.predictions.as_ref().and_then(|p| p.labels.clone()) else {
             return Err(NodeError::input("activations", "expected a probe of a labelled dataset, found no labels"));

@@ -23,7 +23,7 @@ use quantgraph_nodes::value::{
     Activations, Batch, BatchIter, Cell, LayerTable, Report, ReportHints, SampleCurve, SampleRows, Table, TensorRole,
 };
 use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+    params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,25 @@ pub fn register_nodes(registry: &mut NodeRegistry) -> quantgraph_nodes::Result<(
 #[derive(Default)]
 pub struct Comparator;
 
-impl NodeKind for Comparator {
+params! {
+    /// The Comparator's params.
+    pub struct CompareParams {
+        pub classification: String = choice("Classification metrics", "auto", &["auto", "always", "never"])
+            .with_doc(
+                "auto: accuracy, agreement, confusion and flips only when the model output is [N, C] with C the \
+                 dataset's number of classes; always: for any output with one score axis; never: per-layer \
+                 and per-output errors only.",
+            ),
+        pub partials: bool = bool("Mergeable partial results", false).with_doc(
+            "Add the report's raw sums and per-sample outcomes (its 'partial' field in JSON) so that runs over \
+             shards of a dataset can be merged into the report of one run (quantgraph run --shard K/N, \
+             quantgraph merge). Set by --shard.",
+        ),
+    }
+}
+
+impl TypedKind for Comparator {
+    type Params = CompareParams;
     fn id(&self) -> &'static str {
         "compare.comparator"
     }
@@ -65,34 +83,18 @@ impl NodeKind for Comparator {
          quantizer removed a Relu, B is compared with A's Relu output and the row says how this \
          differs from ONNX Runtime's qdq_loss_debug figure."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::choice("classification", "Classification metrics", "auto", &["auto", "always", "never"])
-                .with_doc(
-                    "auto: accuracy, agreement, confusion and flips only when the model output is [N, C] with C the \
-                 dataset's number of classes; always: for any output with one score axis; never: per-layer \
-                 and per-output errors only.",
-                ),
-            ParamSpec::bool("partials", "Mergeable partial results", false).with_doc(
-                "Add the report's raw sums and per-sample outcomes (its 'partial' field in JSON) so that runs over \
-                 shards of a dataset can be merged into the report of one run (quantgraph run --shard K/N, \
-                 quantgraph merge). Set by --shard.",
-            ),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::new("a", PortType::Activations),
             PortSpec::new("b", PortType::Activations),
             PortSpec::optional("dataset", PortType::Dataset),
         ]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("report", PortType::Table)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = quantgraph_nodes::param::ParamReader::new(params, self.params());
-        let mode = r.str("classification")?;
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &CompareParams) -> Result<Outputs, NodeError> {
+        let mode = params.classification.clone();
         let a = inputs.activations("a")?;
         let b = inputs.activations("b")?;
         let (labels, classes) = match inputs.optional("dataset") {
@@ -118,7 +120,7 @@ impl NodeKind for Comparator {
                 total - reused
             ));
         }
-        if r.bool("partials")? {
+        if params.partials {
             report.partial = Some(
                 serde_json::to_value(&partial)
                     .map_err(|e| NodeError::failed(format!("writing the partial results failed: {e}")))?,

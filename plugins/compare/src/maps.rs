@@ -8,11 +8,8 @@
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::{single, SampleMaps};
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Activations, Batch, FeatureMaps, MapSample, PlotKind, PlotSpec};
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 
 use crate::pairing::{self, Layout, Verdict};
 
@@ -99,7 +96,23 @@ fn stream_of<'a>(
     })
 }
 
-impl NodeKind for ActivationMaps {
+params! {
+    /// The Activation Maps' params.
+    pub struct MapsParams {
+        pub tensor: String = tensor_name("Tensor", "a", false)
+            .with_doc("A's tensor (or B's: its partner in A is found by the pairing)."),
+        pub samples: String = text("Samples", "flips")
+            .with_doc("Sample indices (as in the comparator's tables) and/or 'flips', separated by commas."),
+        pub max_samples: usize = int("Most samples", 16, 1, MAX_SAMPLES as i64),
+        pub layout: String = choice("A's layout", "auto", &["auto", "channels-first", "channels-last"]).with_doc(
+            "How A's tensor is laid out per sample. auto: channels-last where the pairing shows it (B is \
+             NCHW and A transposed), else channels-first (C × H × W); the plot says which it used.",
+        ),
+    }
+}
+
+impl TypedKind for ActivationMaps {
+    type Params = MapsParams;
     fn id(&self) -> &'static str {
         "compare.activation_maps"
     }
@@ -116,32 +129,18 @@ impl NodeKind for ActivationMaps {
          those samples are run again through each probe's model; no other activations are kept. \
          In the editor, a comparator's flip drill-down opens it for the selected tensor and sample."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::tensor_name("tensor", "Tensor", "a", false)
-                .with_doc("A's tensor (or B's: its partner in A is found by the pairing)."),
-            ParamSpec::text("samples", "Samples", "flips")
-                .with_doc("Sample indices (as in the comparator's tables) and/or 'flips', separated by commas."),
-            ParamSpec::int("max_samples", "Most samples", 16, 1, MAX_SAMPLES as i64),
-            ParamSpec::choice("layout", "A's layout", "auto", &["auto", "channels-first", "channels-last"]).with_doc(
-                "How A's tensor is laid out per sample. auto: channels-last where the pairing shows it (B is \
-                 NCHW and A transposed), else channels-first (C × H × W); the plot says which it used.",
-            ),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("a", PortType::Activations), PortSpec::new("b", PortType::Activations)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("maps", PortType::Plot)]
     }
     fn sample_maps(&self) -> Option<SampleMaps> {
         Some(SampleMaps { a_input: "a", b_input: "b", tensor_param: "tensor", samples_param: "samples" })
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &MapsParams) -> Result<Outputs, NodeError> {
         let (a, b) = (inputs.activations("a")?, inputs.activations("b")?);
-        let tensor = r.str("tensor")?;
+        let tensor = params.tensor.clone();
         if tensor.trim().is_empty() {
             return Err(NodeError::param(
                 "tensor",
@@ -171,8 +170,8 @@ impl NodeKind for ActivationMaps {
             }
             _ => Vec::new(),
         };
-        let max = r.usize("max_samples")?;
-        let chosen = parse_samples(&r.str("samples")?, &flips, max).map_err(|e| NodeError::param("samples", e))?;
+        let max = params.max_samples;
+        let chosen = parse_samples(&params.samples, &flips, max).map_err(|e| NodeError::param("samples", e))?;
         let n = stream_of(a, "a")?.samples();
         if let Some((s, _)) = chosen.iter().find(|(s, _)| *s >= n) {
             return Err(NodeError::param(
@@ -183,7 +182,7 @@ impl NodeKind for ActivationMaps {
         if chosen.is_empty() {
             return Err(NodeError::param(
                 "samples",
-                if r.str("samples")?.contains("flips") {
+                if params.samples.contains("flips") {
                     "no sample flips between A and B; name samples by index (e.g. 0, 17)".to_owned()
                 } else {
                     "expected at least one sample index or 'flips'".to_owned()
@@ -242,7 +241,7 @@ impl NodeKind for ActivationMaps {
                 ))
             }
         };
-        let layout_param = r.str("layout")?;
+        let layout_param = params.layout.clone();
         let channels_last = match layout_param.as_str() {
             "channels-last" => true,
             "channels-first" => false,

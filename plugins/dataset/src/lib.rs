@@ -18,10 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::{file_identity, single};
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Dataset, Images, Layout, PreviewImage};
 use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+    params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
 };
 
 pub use formats::{RawImages, Source};
@@ -60,7 +59,61 @@ pub struct Cifar10Loader;
 const PREVIEW_COUNT: usize = 32;
 const THUMBNAIL_LIMIT: usize = 20_000;
 
-impl NodeKind for Cifar10Loader {
+params! {
+    /// The Dataset Loader's params.
+    pub struct LoaderParams {
+        pub format: String = choice("Format", "cifar10-binary", &["cifar10-binary", "cifar10-python", "image-folder"]),
+        pub path: String = path("Folder", "", &[], true)
+            .with_doc("Empty: $QUANTGRAPH_CIFAR10, else ../shared/data/cifar10."),
+        pub split: String = choice("Split", "test", &["test", "train"]),
+        pub count: usize = int("Images (0: all)", 1000, 0, 10_000_000),
+        pub per_class: usize = int("Images per class (0: off)", 0, 0, 1_000_000)
+            .with_doc("When set, take this many images of each class instead of `count`."),
+        pub offset: usize = int("Offset", 0, 0, 10_000_000),
+        pub shuffle: bool = bool("Shuffle", false),
+        pub seed: u64 = int("Seed", 0, 0, i64::from(u32::MAX)),
+        pub classes: String = path("Class list", "", &["txt"], false).with_doc(
+            "Image folders: a text file with one class per line in the model's output-index order \
+             (a line may be 'id name', e.g. 'n01440764 tench'); class folders are matched by id. \
+             Empty: sorted folder names.",
+        ),
+        pub labels_csv: String = path("Labels CSV", "", &["csv"], false).with_doc(
+            "Image folders: a CSV of filename,label rows (filename relative to the folder, label an \
+             output index or a class id from the class list); the images are its rows.",
+        ),
+        pub skip_unmapped: bool = bool("Skip folders not in the list", false).with_doc(
+            "Skip class folders missing from the class list (named in the source line) instead of failing.",
+        ),
+        pub resize: String = choice("Resize", "none", &["none", "shorter-side", "exact", "letterbox"]).with_doc(
+            "shorter-side: shorter side to N, the other in proportion (torchvision Resize(N)); exact: W×H; \
+             letterbox: fit in W×H keeping the aspect, padded with grey 114.",
+        ),
+        pub resize_to: String = text("Resize to (N or WxH)", "").with_doc("e.g. 256 (shorter side) or 224x224."),
+        pub filter: String = choice("Resampling", "bilinear", &["bilinear", "bicubic", "nearest"])
+            .with_doc("As PIL's Image.resize does it (antialiased when shrinking)."),
+        pub crop: String = text("Center crop (N or WxH)", "").with_doc("After resizing; e.g. 224. Empty: none."),
+        pub normalize: String = choice("Normalize", "custom", &["custom", "imagenet", "raw", "unit", "minus-one-one"])
+            .with_doc(
+                "imagenet: /255 then mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]; raw: 0–255; \
+                 unit: /255; minus-one-one: /127.5 − 1; custom: Pixel scale, Mean and Std below.",
+            ),
+        pub scale: String = choice("Pixel scale", "raw", &["raw", "unit"])
+            .with_doc("custom normalization — raw: 0–255; unit: divided by 255."),
+        pub mean: String = text("Mean (per channel)", "")
+            .with_doc("e.g. 0.4914,0.4822,0.4465 — subtracted after scaling."),
+        pub std: String = text("Std (per channel)", "")
+            .with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
+        pub channels: String = choice("Channel order", "RGB", &["RGB", "BGR"]),
+        pub layout: String = choice("Layout", "NCHW", &["NCHW", "NHWC"]),
+        pub shard: String = text("Shard (K/N, empty: all)", "").with_doc(
+            "Only the K-th (from 0) of N contiguous slices of the selected images, for running one dataset \
+             as N jobs (quantgraph run --shard K/N sets it; quantgraph merge combines the results).",
+        ),
+    }
+}
+
+impl TypedKind for Cifar10Loader {
+    type Params = LoaderParams;
     fn id(&self) -> &'static str {
         "dataset.cifar10"
     }
@@ -78,113 +131,45 @@ impl NodeKind for Cifar10Loader {
          and preprocesses it (raw 0–255 or divided by 255, optional per-channel mean/std, NCHW or \
          NHWC). An empty path means $QUANTGRAPH_CIFAR10, else ../shared/data/cifar10."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::choice(
-                "format",
-                "Format",
-                "cifar10-binary",
-                &["cifar10-binary", "cifar10-python", "image-folder"],
-            ),
-            ParamSpec::path("path", "Folder", "", &[], true)
-                .with_doc("Empty: $QUANTGRAPH_CIFAR10, else ../shared/data/cifar10."),
-            ParamSpec::choice("split", "Split", "test", &["test", "train"]),
-            ParamSpec::int("count", "Images (0: all)", 1000, 0, 10_000_000),
-            ParamSpec::int("per_class", "Images per class (0: off)", 0, 0, 1_000_000)
-                .with_doc("When set, take this many images of each class instead of `count`."),
-            ParamSpec::int("offset", "Offset", 0, 0, 10_000_000),
-            ParamSpec::bool("shuffle", "Shuffle", false),
-            ParamSpec::int("seed", "Seed", 0, 0, i64::from(u32::MAX)),
-            ParamSpec::path("classes", "Class list", "", &["txt"], false).with_doc(
-                "Image folders: a text file with one class per line in the model's output-index order \
-                 (a line may be 'id name', e.g. 'n01440764 tench'); class folders are matched by id. \
-                 Empty: sorted folder names.",
-            ),
-            ParamSpec::path("labels_csv", "Labels CSV", "", &["csv"], false).with_doc(
-                "Image folders: a CSV of filename,label rows (filename relative to the folder, label an \
-                 output index or a class id from the class list); the images are its rows.",
-            ),
-            ParamSpec::bool("skip_unmapped", "Skip folders not in the list", false).with_doc(
-                "Skip class folders missing from the class list (named in the source line) instead of failing.",
-            ),
-            ParamSpec::choice("resize", "Resize", "none", &["none", "shorter-side", "exact", "letterbox"]).with_doc(
-                "shorter-side: shorter side to N, the other in proportion (torchvision Resize(N)); exact: W×H; \
-                 letterbox: fit in W×H keeping the aspect, padded with grey 114.",
-            ),
-            ParamSpec::text("resize_to", "Resize to (N or WxH)", "").with_doc("e.g. 256 (shorter side) or 224x224."),
-            ParamSpec::choice("filter", "Resampling", "bilinear", &["bilinear", "bicubic", "nearest"])
-                .with_doc("As PIL's Image.resize does it (antialiased when shrinking)."),
-            ParamSpec::text("crop", "Center crop (N or WxH)", "").with_doc("After resizing; e.g. 224. Empty: none."),
-            ParamSpec::choice(
-                "normalize",
-                "Normalize",
-                "custom",
-                &["custom", "imagenet", "raw", "unit", "minus-one-one"],
-            )
-            .with_doc(
-                "imagenet: /255 then mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]; raw: 0–255; \
-                     unit: /255; minus-one-one: /127.5 − 1; custom: Pixel scale, Mean and Std below.",
-            ),
-            ParamSpec::choice("scale", "Pixel scale", "raw", &["raw", "unit"])
-                .with_doc("custom normalization — raw: 0–255; unit: divided by 255."),
-            ParamSpec::text("mean", "Mean (per channel)", "")
-                .with_doc("e.g. 0.4914,0.4822,0.4465 — subtracted after scaling."),
-            ParamSpec::text("std", "Std (per channel)", "")
-                .with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
-            ParamSpec::choice("channels", "Channel order", "RGB", &["RGB", "BGR"]),
-            ParamSpec::choice("layout", "Layout", "NCHW", &["NCHW", "NHWC"]),
-            ParamSpec::text("shard", "Shard (K/N, empty: all)", "").with_doc(
-                "Only the K-th (from 0) of N contiguous slices of the selected images, for running one dataset \
-                 as N jobs (quantgraph run --shard K/N sets it; quantgraph merge combines the results).",
-            ),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         Vec::new()
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("dataset", PortType::Dataset)]
     }
-    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
-        let dir = data_dir(&r.str("path")?, ctx.base_dir());
-        let source = Source::parse(&r.str("format")?, &r.str("split")?);
+    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &LoaderParams) -> Result<Outputs, NodeError> {
+        let p = params;
+        let dir = data_dir(&p.path, ctx.base_dir());
+        let source = Source::parse(&p.format, &p.split);
         let selection = formats::Selection {
-            count: r.usize("count")?,
-            per_class: r.usize("per_class")?,
-            offset: r.usize("offset")?,
-            shuffle: r.bool("shuffle")?,
-            seed: r.i64("seed")? as u64,
-            shard: formats::parse_shard(&r.str("shard")?)?,
+            count: p.count,
+            per_class: p.per_class,
+            offset: p.offset,
+            shuffle: p.shuffle,
+            seed: p.seed,
+            shard: formats::parse_shard(&p.shard)?,
         };
         // Bad preprocessing params fail before anything is read.
-        let text = |key: &str| r.str(key);
-        let (normalize, scale, mean, std) = (text("normalize")?, text("scale")?, text("mean")?, text("std")?);
-        let (layout, resize, resize_to) = (text("layout")?, text("resize")?, text("resize_to")?);
-        let (filter, crop, channels) = (text("filter")?, text("crop")?, text("channels")?);
         let pre = Preprocess::from_params(&PreprocessParams {
-            normalize: &normalize,
-            scale: &scale,
-            mean: &mean,
-            std: &std,
-            layout: &layout,
-            resize: &resize,
-            resize_to: &resize_to,
-            filter: &filter,
-            crop: &crop,
-            channels: &channels,
+            normalize: &p.normalize,
+            scale: &p.scale,
+            mean: &p.mean,
+            std: &p.std,
+            layout: &p.layout,
+            resize: &p.resize,
+            resize_to: &p.resize_to,
+            filter: &p.filter,
+            crop: &p.crop,
+            channels: &p.channels,
         })?;
         let layout = if pre.layout_nhwc { Layout::Nhwc } else { Layout::Nchw };
         ctx.progress(0.1, "reading");
         let dataset = if let Source::ImageFolder { .. } = source {
-            let optional_path = |key: &str| -> Result<Option<std::path::PathBuf>, NodeError> {
-                let p = r.str(key)?;
-                Ok((!p.trim().is_empty()).then(|| ctx.resolve_path(&p)))
-            };
+            let optional_path = |p: &str| (!p.trim().is_empty()).then(|| ctx.resolve_path(p));
             let opts = formats::LabelOptions {
-                classes_file: optional_path("classes")?,
-                csv_file: optional_path("labels_csv")?,
-                skip_unmapped: r.bool("skip_unmapped")?,
+                classes_file: optional_path(&p.classes),
+                csv_file: optional_path(&p.labels_csv),
+                skip_unmapped: p.skip_unmapped,
             };
             folder_dataset(ctx, source, &dir, &selection, &opts, pre, layout)?
         } else {
@@ -194,16 +179,14 @@ impl NodeKind for Cifar10Loader {
         };
         Ok(single("dataset", Value::Dataset(Arc::new(dataset))))
     }
-    fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
-        let r = ParamReader::new(params, self.params());
-        let dir = data_dir(&r.str("path").ok()?, base_dir);
-        let source = Source::parse(&r.str("format").ok()?, &r.str("split").ok()?);
+    fn external_identity(&self, params: &LoaderParams, base_dir: Option<&Path>) -> Option<String> {
+        let dir = data_dir(&params.path, base_dir);
+        let source = Source::parse(&params.format, &params.split);
         if let Source::ImageFolder { .. } = source {
             let mut parts = vec![formats::folder_identity(&source.folder(&dir))];
-            for key in ["classes", "labels_csv"] {
-                let p = r.str(key).ok()?;
+            for p in [&params.classes, &params.labels_csv] {
                 if !p.trim().is_empty() {
-                    parts.push(file_identity(&quantgraph_nodes::kind::resolve_path(base_dir, &p)));
+                    parts.push(file_identity(&quantgraph_nodes::kind::resolve_path(base_dir, p)));
                 }
             }
             return Some(parts.join(";"));

@@ -25,11 +25,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, Report, Table};
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 use rayon::prelude::*;
 
 use crate::quantize::{self, Options};
@@ -305,7 +302,27 @@ pub fn mse_range(h: &Histogram, min: f32, max: f32, qmin: i32, qmax: i32, symmet
     best.1
 }
 
-impl NodeKind for Calibrate {
+params! {
+    /// Calibrate's params.
+    pub struct CalibrateParams {
+        pub method: String = choice("Method", "minmax", &["minmax", "percentile", "entropy", "mse"]),
+        pub percentile: f64 = float("Percentile", 99.999, 50.0, 100.0)
+            .with_doc("Percentile method: the share of |x| kept inside the range."),
+        pub bins: usize = int("Histogram bins", 2048, 128, 1 << 20)
+            .with_doc("Percentile, Entropy and MSE. ORT uses 2,048 for Percentile and 128 for Entropy."),
+        pub quantized_bins: usize = int("Quantized bins (Entropy)", 128, 2, 65_536),
+        pub activations: String = choice("Activations", "int8", &["int8", "uint8"])
+            .with_doc("int8 activations with int8 weights is ORT's s8s8; uint8 is u8s8."),
+        pub symmetric_activations: bool = bool("Symmetric activations", false),
+        pub per_channel: bool = bool("Per-channel weights", false),
+        pub images: usize = int("Images (0: all)", 0, 0, 10_000_000)
+            .with_doc("The first N images of the dataset are used."),
+        pub batch_size: usize = int("Batch size", 50, 1, 65_536),
+    }
+}
+
+impl TypedKind for Calibrate {
+    type Params = CalibrateParams;
     fn id(&self) -> &'static str {
         "onnx.calibrate"
     }
@@ -324,39 +341,21 @@ impl NodeKind for Calibrate {
          Weights are int8, symmetric, per-tensor or per-channel; biases int32. The `quantization` table \
          lists every tensor's range, scale and zero-point."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::choice("method", "Method", "minmax", &["minmax", "percentile", "entropy", "mse"]),
-            ParamSpec::float("percentile", "Percentile", 99.999, 50.0, 100.0)
-                .with_doc("Percentile method: the share of |x| kept inside the range."),
-            ParamSpec::int("bins", "Histogram bins", 2048, 128, 1 << 20)
-                .with_doc("Percentile, Entropy and MSE. ORT uses 2,048 for Percentile and 128 for Entropy."),
-            ParamSpec::int("quantized_bins", "Quantized bins (Entropy)", 128, 2, 65_536),
-            ParamSpec::choice("activations", "Activations", "int8", &["int8", "uint8"])
-                .with_doc("int8 activations with int8 weights is ORT's s8s8; uint8 is u8s8."),
-            ParamSpec::bool("symmetric_activations", "Symmetric activations", false),
-            ParamSpec::bool("per_channel", "Per-channel weights", false),
-            ParamSpec::int("images", "Images (0: all)", 0, 0, 10_000_000)
-                .with_doc("The first N images of the dataset are used."),
-            ParamSpec::int("batch_size", "Batch size", 50, 1, 65_536),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("dataset", PortType::Dataset)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("quantization", PortType::Table)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &CalibrateParams) -> Result<Outputs, NodeError> {
         let fp32 = inputs.model("model")?;
         let dataset = inputs.dataset("dataset")?;
-        let method_name = r.str("method")?;
+        let method_name = params.method.clone();
         let method = Method::parse(&method_name).ok_or_else(|| {
             NodeError::param("method", format!("expected minmax, percentile, entropy or mse, found '{method_name}'"))
         })?;
-        let bins = r.usize("bins")?;
-        let quantized_bins = r.usize("quantized_bins")?;
+        let bins = params.bins;
+        let quantized_bins = params.quantized_bins;
         if method == Method::Entropy && bins < quantized_bins {
             return Err(NodeError::param(
                 "bins",
@@ -365,14 +364,14 @@ impl NodeKind for Calibrate {
                 ),
             ));
         }
-        let percentile = r.f64("percentile")?;
+        let percentile = params.percentile;
         let opts = Options {
-            activations_int8: r.str("activations")? == "int8",
-            activations_symmetric: r.bool("symmetric_activations")?,
-            per_channel: r.bool("per_channel")?,
+            activations_int8: params.activations.clone() == "int8",
+            activations_symmetric: params.symmetric_activations,
+            per_channel: params.per_channel,
         };
-        let batch = r.usize("batch_size")?.max(1);
-        let n = match r.usize("images")? {
+        let batch = params.batch_size.max(1);
+        let n = match params.images {
             0 => dataset.len(),
             k => k.min(dataset.len()),
         };

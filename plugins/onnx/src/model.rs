@@ -5,11 +5,8 @@ use std::sync::Arc;
 
 use quantgraph_nodes::fsio::ReadError;
 use quantgraph_nodes::kind::{file_identity, resolve_path, single};
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::ModelValue;
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 
 use crate::{info, proto, runtime};
 
@@ -39,7 +36,21 @@ pub fn model_value(name: &str, origin: &str, bytes: Vec<u8>, threads: usize) -> 
     })
 }
 
-impl NodeKind for OnnxModel {
+params! {
+    /// The ONNX Model's params.
+    pub struct ModelParams {
+        pub path: String = path("ONNX file", "", &["onnx"], false)
+            .with_doc("Relative paths are relative to the graph file."),
+        pub threads: usize = int("Threads", 0, 0, 256)
+            .with_doc("Intra-op threads for ONNX Runtime (0: its default)."),
+        pub max_size_mib: u64 = int("Size limit (MiB)", 2048, 1, 1 << 20).with_doc(
+            "Models (with their external data) larger than this are refused instead of read into memory.",
+        ),
+    }
+}
+
+impl TypedKind for OnnxModel {
+    type Params = ModelParams;
     fn id(&self) -> &'static str {
         "onnx.model"
     }
@@ -55,31 +66,19 @@ impl NodeKind for OnnxModel {
          QuantizeLinear/DequantizeLinear with its scale, zero-point, type and the float tensor it \
          quantizes. The file is never modified."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::path("path", "ONNX file", "", &["onnx"], false)
-                .with_doc("Relative paths are relative to the graph file."),
-            ParamSpec::int("threads", "Threads", 0, 0, 256)
-                .with_doc("Intra-op threads for ONNX Runtime (0: its default)."),
-            ParamSpec::int("max_size_mib", "Size limit (MiB)", 2048, 1, 1 << 20).with_doc(
-                "Models (with their external data) larger than this are refused instead of read into memory.",
-            ),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         Vec::new()
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model)]
     }
-    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
-        let path_param = r.str("path")?;
+    fn evaluate(&self, ctx: &EvalContext, _: &Inputs, params: &ModelParams) -> Result<Outputs, NodeError> {
+        let path_param = params.path.clone();
         if path_param.is_empty() {
             return Err(NodeError::param("path", "choose an ONNX file"));
         }
         let path = ctx.resolve_path(&path_param);
-        let limit = r.usize("max_size_mib")? as u64 * (1 << 20);
+        let limit = params.max_size_mib * (1 << 20);
         let bytes = quantgraph_nodes::fsio::read_regular_file(&path, limit).map_err(|e| match e {
             ReadError::TooLarge(..) => {
                 NodeError::param("max_size_mib", format!("the model is too large: {e}: {}", path.display()))
@@ -92,11 +91,10 @@ impl NodeKind for OnnxModel {
             .map_err(|e| NodeError::file(e, &path))?;
         ctx.progress(0.5, "checking the model with ONNX Runtime");
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let value = model_value(&name, &path.display().to_string(), bytes, r.usize("threads")?)?;
+        let value = model_value(&name, &path.display().to_string(), bytes, params.threads)?;
         Ok(single("model", Value::Model(Arc::new(value))))
     }
-    fn external_identity(&self, params: &Params, base_dir: Option<&Path>) -> Option<String> {
-        let p = params.get("path")?.as_str()?;
-        Some(file_identity(&resolve_path(base_dir, p)))
+    fn external_identity(&self, params: &ModelParams, base_dir: Option<&Path>) -> Option<String> {
+        Some(file_identity(&resolve_path(base_dir, &params.path)))
     }
 }

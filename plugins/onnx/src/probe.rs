@@ -4,15 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::Migration;
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::stats::TensorAccumulator;
 use quantgraph_nodes::value::{
     ActivationStream, Activations, Batch, BatchIter, Dataset, ModelValue, Predictions, ProbedTensor, QdqEntry,
     StreamHandle, Tensor, TensorRole,
 };
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 use rayon::prelude::*;
 
 use crate::{cuts, info, proto, reuse, runtime};
@@ -219,7 +216,27 @@ impl ProbeStream {
     }
 }
 
-impl NodeKind for LayerProbe {
+params! {
+    /// The Layer Probe's params.
+    pub struct ProbeParams {
+        pub capture: String = choice("Capture", "all", &["outputs", "selected", "all"]),
+        pub tensors: Vec<String> = tensor_name("Tensors (for 'selected')", "model", true),
+        pub input_scale: f64 = float("Input scale", 0.0, 0.0, 1e9).with_step(1e-5, true).with_doc(
+            "For a model whose input is int8/uint8: the scale that quantizes the images (q = round(x / scale) + \
+             zero point). 0 reads it from the model (the DequantizeLinear that reads the input, or input_scale \
+             metadata).",
+        ),
+        pub input_zero_point: i64 = int("Input zero point", 0, -128, 255)
+            .with_doc("The zero point that goes with 'Input scale' (used only when that is set)."),
+        pub batch_size: usize = int("Batch size", 64, 1, 65_536).with_doc(
+            "Samples per ONNX Runtime run. Memory holds one batch of every captured tensor (about \
+             0.8 MB per sample for ResNet8), so larger batches cost memory, not accuracy.",
+        ),
+    }
+}
+
+impl TypedKind for LayerProbe {
+    type Params = ProbeParams;
     fn id(&self) -> &'static str {
         "onnx.layer_probe"
     }
@@ -243,23 +260,6 @@ impl NodeKind for LayerProbe {
          so. For a QDQ model, 'all' captures both ONNX Runtime's pre-quantization tensors (T) and \
          post-dequantization tensors (T_DequantizeLinear_Output)."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::choice("capture", "Capture", "all", &["outputs", "selected", "all"]),
-            ParamSpec::tensor_name("tensors", "Tensors (for 'selected')", "model", true),
-            ParamSpec::float("input_scale", "Input scale", 0.0, 0.0, 1e9).with_step(1e-5, true).with_doc(
-                "For a model whose input is int8/uint8: the scale that quantizes the images (q = round(x / scale) + \
-                 zero point). 0 reads it from the model (the DequantizeLinear that reads the input, or input_scale \
-                 metadata).",
-            ),
-            ParamSpec::int("input_zero_point", "Input zero point", 0, -128, 255)
-                .with_doc("The zero point that goes with 'Input scale' (used only when that is set)."),
-            ParamSpec::int("batch_size", "Batch size", 64, 1, 65_536).with_doc(
-                "Samples per ONNX Runtime run. Memory holds one batch of every captured tensor (about \
-                 0.8 MB per sample for ResNet8), so larger batches cost memory, not accuracy.",
-            ),
-        ]
-    }
     fn migrations(&self) -> Vec<Migration> {
         // Version 1 kept the first `keep` samples' activations; figures now cover every sample.
         vec![Migration {
@@ -270,19 +270,18 @@ impl NodeKind for LayerProbe {
             },
         }]
     }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("dataset", PortType::Dataset)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("activations", PortType::Activations)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &ProbeParams) -> Result<Outputs, NodeError> {
         let model = inputs.model("model")?;
         let dataset = inputs.dataset("dataset")?;
-        let batch = r.usize("batch_size")?.max(1);
+        let batch = params.batch_size.max(1);
         let proto_model = proto::decode_model(&model.bytes).map_err(|e| NodeError::file(e, &model.path))?;
-        let mut feed = feed_for(model, &proto_model, dataset, &r)?;
+        let mut feed = feed_for(model, &proto_model, dataset, params)?;
         let Some(logits_name) = model.info.outputs.first().map(|o| o.name.clone()) else {
             return Err(NodeError::input("model", "the model has no outputs"));
         };
@@ -297,10 +296,10 @@ impl NodeKind for LayerProbe {
                 runtime::InputQuant { dtype, scale, zero_point, source: format!("the op that makes '{t}'") },
             );
         }
-        let wanted: Vec<String> = match r.str("capture")?.as_str() {
+        let wanted: Vec<String> = match params.capture.as_str() {
             "outputs" => Vec::new(),
             "selected" => {
-                let chosen = r.strings("tensors")?;
+                let chosen = params.tensors.clone();
                 for t in &chosen {
                     if !available.contains(t) && !model.info.outputs.iter().any(|o| &o.name == t) {
                         return Err(NodeError::param(
@@ -730,10 +729,10 @@ pub fn feed_for(
     model: &ModelValue,
     proto_model: &proto::ModelProto,
     dataset: &Dataset,
-    r: &ParamReader,
+    params: &ProbeParams,
 ) -> Result<runtime::Feed, NodeError> {
-    let scale = r.f64("input_scale")?;
-    let explicit = (scale > 0.0).then_some((scale, r.i64("input_zero_point")?));
+    let scale = params.input_scale;
+    let explicit = (scale > 0.0).then_some((scale, params.input_zero_point));
     feed_with(model, proto_model, dataset, explicit)
 }
 

@@ -3,11 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{qrange, Cell, ModelValue, OverrideChange, QdqEntry, Report, Table};
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 
 use crate::model::model_value;
 use crate::proto::{self, ModelEdit, TensorProto};
@@ -41,59 +38,63 @@ pub struct Edit {
     pub target: Target,
 }
 
-/// Read the `edits` list param.
-fn edits(r: &ParamReader<'_>) -> Result<Vec<Edit>, NodeError> {
+params! {
+    /// One row of the `edits` list param, as stored in the graph file.
+    pub struct EditRow {
+        pub tensor: String = tensor_name("Tensor", "model", false),
+        pub scale: f64 = float("Scale (0: keep)", 0.0, 0.0, 1e9).with_step(1e-5, true),
+        pub factor: f64 = float("Scale × factor (0: off)", 0.0, 0.0, 1e6).with_step(0.01, true),
+        pub zero_point: String = text("Zero-point (empty: keep)", ""),
+        pub channel: String = text("Channel (empty: all)", ""),
+        pub apply_to: String = choice("Apply to", "pair", &["pair", "Q only", "DQ only"]),
+    }
+}
+
+params! {
+    /// The QDQ Override's params.
+    pub struct OverrideParams {
+        pub edits: Vec<EditRow> = list("Per-tensor edits", EditRow::specs()),
+        pub rule_pattern: String = text("Rule: tensor name pattern", "").with_doc(
+            "A regular expression over the float tensor names; empty matches all (when an op type is given).",
+        ),
+        pub rule_op_type: String = text("Rule: consumer op type", "")
+            .with_doc("Only tensors feeding this op type (e.g. Conv, Gemm, Add)."),
+        pub rule_factor: f64 = float("Rule: scale factor", 1.0, 1e-6, 1e6).with_step(0.01, true),
+    }
+}
+
+/// The `edits` rows as edits: 0 and empty mean "keep"; text fields parsed.
+fn edits(rows: &[EditRow]) -> Result<Vec<Edit>, NodeError> {
     let mut out = Vec::new();
-    for (i, item) in r.list("edits")?.into_iter().enumerate() {
-        let tensor = item.get("tensor").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    for (i, row) in rows.iter().enumerate() {
+        let tensor = row.tensor.clone();
         if tensor.is_empty() {
             return Err(NodeError::param("edits", format!("edit {}: choose a tensor", i + 1)));
         }
-        let scale = match item.get("scale") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => match v.as_f64() {
-                Some(0.0) => None,
-                Some(s) => Some(s as f32),
-                None => return Err(NodeError::param("edits", format!("tensor '{tensor}': scale must be a number"))),
-            },
-        };
-        let zero_point = match item.get("zero_point") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
-            Some(serde_json::Value::String(s)) => Some(s.trim().parse::<i32>().map_err(|_| {
-                NodeError::param("edits", format!("tensor '{tensor}': zero-point must be an integer, found '{s}'"))
-            })?),
-            Some(v) => Some(v.as_i64().map(|z| z as i32).ok_or_else(|| {
-                NodeError::param("edits", format!("tensor '{tensor}': zero-point must be an integer"))
-            })?),
-        };
-        let factor = match item.get("factor") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => match v.as_f64() {
-                Some(0.0) => None,
-                Some(f) if f.is_finite() && f > 0.0 => Some(f),
-                _ => {
-                    return Err(NodeError::param(
-                        "edits",
-                        format!("tensor '{tensor}': factor must be a positive number, found {v}"),
-                    ))
-                }
-            },
-        };
-        let channel = match item.get("channel") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if s.trim().is_empty() || s.trim() == "all" => None,
-            Some(serde_json::Value::String(s)) => Some(s.trim().parse::<usize>().map_err(|_| {
+        let scale = (row.scale != 0.0).then_some(row.scale as f32);
+        let zero_point = match row.zero_point.trim() {
+            "" => None,
+            z => Some(z.parse::<i32>().map_err(|_| {
                 NodeError::param(
                     "edits",
-                    format!("tensor '{tensor}': channel must be a channel number or empty for all, found '{s}'"),
+                    format!("tensor '{tensor}': zero-point must be an integer, found '{}'", row.zero_point),
                 )
             })?),
-            Some(v) => Some(v.as_u64().map(|c| c as usize).ok_or_else(|| {
-                NodeError::param("edits", format!("tensor '{tensor}': channel must be a channel number, found {v}"))
+        };
+        let factor = (row.factor != 0.0).then_some(row.factor);
+        let channel = match row.channel.trim() {
+            "" | "all" => None,
+            c => Some(c.parse::<usize>().map_err(|_| {
+                NodeError::param(
+                    "edits",
+                    format!(
+                        "tensor '{tensor}': channel must be a channel number or empty for all, found '{}'",
+                        row.channel
+                    ),
+                )
             })?),
         };
-        let target = match item.get("apply_to").and_then(|v| v.as_str()).unwrap_or("pair") {
+        let target = match row.apply_to.as_str() {
             "Q only" => Target::Quantize,
             "DQ only" => Target::Dequantize,
             _ => Target::Pair,
@@ -496,7 +497,8 @@ fn changes_table(changes: &[OverrideChange]) -> Table {
     }
 }
 
-impl NodeKind for QdqOverride {
+impl TypedKind for QdqOverride {
+    type Params = OverrideParams;
     fn id(&self) -> &'static str {
         "onnx.qdq_override"
     }
@@ -519,39 +521,16 @@ impl NodeKind for QdqOverride {
          rebuilt and run by a fresh ONNX Runtime session; the original file is never modified. \
          Output `changes` lists every changed value beside the original."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::list(
-                "edits",
-                "Per-tensor edits",
-                vec![
-                    ParamSpec::tensor_name("tensor", "Tensor", "model", false),
-                    ParamSpec::float("scale", "Scale (0: keep)", 0.0, 0.0, 1e9).with_step(1e-5, true),
-                    ParamSpec::float("factor", "Scale × factor (0: off)", 0.0, 0.0, 1e6).with_step(0.01, true),
-                    ParamSpec::text("zero_point", "Zero-point (empty: keep)", ""),
-                    ParamSpec::text("channel", "Channel (empty: all)", ""),
-                    ParamSpec::choice("apply_to", "Apply to", "pair", &["pair", "Q only", "DQ only"]),
-                ],
-            ),
-            ParamSpec::text("rule_pattern", "Rule: tensor name pattern", "").with_doc(
-                "A regular expression over the float tensor names; empty matches all (when an op type is given).",
-            ),
-            ParamSpec::text("rule_op_type", "Rule: consumer op type", "")
-                .with_doc("Only tensors feeding this op type (e.g. Conv, Gemm, Add)."),
-            ParamSpec::float("rule_factor", "Rule: scale factor", 1.0, 1e-6, 1e6).with_step(0.01, true),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::optional("edits", PortType::Table)]
     }
     fn tensor_edits(&self) -> Option<quantgraph_nodes::kind::TensorEdits> {
         Some(quantgraph_nodes::kind::TensorEdits { param: "edits", model_input: "model", model_output: "model" })
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("changes", PortType::Table)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &OverrideParams) -> Result<Outputs, NodeError> {
         let model = inputs.model("model")?;
         if model.info.qdq.is_empty() {
             return Err(NodeError::input(
@@ -576,12 +555,12 @@ impl NodeKind for QdqOverride {
                 other => other,
             })?;
         }
-        edits.extend(self::edits(&r)?);
-        let pattern_text = r.str("rule_pattern")?;
+        edits.extend(self::edits(&params.edits)?);
+        let pattern_text = params.rule_pattern.clone();
         let pattern = regex::Regex::new(&pattern_text)
             .map_err(|e| NodeError::param("rule_pattern", format!("not a valid regular expression: {e}")))?;
-        let op_type = r.str("rule_op_type")?;
-        let factor = r.f64("rule_factor")?;
+        let op_type = params.rule_op_type.clone();
+        let factor = params.rule_factor;
         let rule = (factor != 1.0 && (!pattern_text.is_empty() || !op_type.is_empty())).then_some((
             &pattern,
             op_type.as_str(),

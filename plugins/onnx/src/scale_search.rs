@@ -28,11 +28,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, QdqEntry, Report, Table};
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 use rayon::prelude::*;
 
 use crate::{info, probe, proto, runtime};
@@ -205,7 +202,21 @@ fn targets(qdq: &[QdqEntry], pattern: &regex::Regex) -> (Vec<Target>, Vec<String
     (out.into_values().collect(), skipped)
 }
 
-impl NodeKind for ScaleSearch {
+params! {
+    /// Scale Search's params.
+    pub struct ScaleSearchParams {
+        pub pattern: String = text("Tensor name pattern", "")
+            .with_doc("A regular expression over the activation tensor names; empty: every activation pair."),
+        pub low: f64 = float("Low (fraction of the observed range)", 0.3, 0.01, 1.0).with_step(0.05, false),
+        pub steps: usize = int("Steps per end", 20, 2, 200),
+        pub images: usize = int("Images (0: all)", 256, 0, 10_000_000)
+            .with_doc("The first N images of the dataset are used for the search."),
+        pub batch_size: usize = int("Batch size", 64, 1, 65_536),
+    }
+}
+
+impl TypedKind for ScaleSearch {
+    type Params = ScaleSearchParams;
     fn id(&self) -> &'static str {
         "onnx.scale_search"
     }
@@ -225,33 +236,21 @@ impl NodeKind for ScaleSearch {
          parameters unless the exact MSE goes down. Three passes over the images. Output `edits` goes \
          to a QDQ Override's `edits` input; its `search` table shows every pair before and after."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::text("pattern", "Tensor name pattern", "")
-                .with_doc("A regular expression over the activation tensor names; empty: every activation pair."),
-            ParamSpec::float("low", "Low (fraction of the observed range)", 0.3, 0.01, 1.0).with_step(0.05, false),
-            ParamSpec::int("steps", "Steps per end", 20, 2, 200),
-            ParamSpec::int("images", "Images (0: all)", 256, 0, 10_000_000)
-                .with_doc("The first N images of the dataset are used for the search."),
-            ParamSpec::int("batch_size", "Batch size", 64, 1, 65_536),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("model", PortType::Model), PortSpec::new("dataset", PortType::Dataset)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("edits", PortType::Table)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &ScaleSearchParams) -> Result<Outputs, NodeError> {
         let model = inputs.model("model")?;
         let dataset = inputs.dataset("dataset")?;
-        let pattern = regex::Regex::new(&r.str("pattern")?)
+        let pattern = regex::Regex::new(&params.pattern)
             .map_err(|e| NodeError::param("pattern", format!("not a valid regular expression: {e}")))?;
-        let low = r.f64("low")?;
-        let steps = r.usize("steps")?;
-        let batch = r.usize("batch_size")?.max(1);
-        let n = match r.usize("images")? {
+        let low = params.low;
+        let steps = params.steps;
+        let batch = params.batch_size.max(1);
+        let n = match params.images {
             0 => dataset.len(),
             k => k.min(dataset.len()),
         };

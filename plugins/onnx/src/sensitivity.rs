@@ -20,11 +20,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use quantgraph_nodes::memo::Memo;
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, Dataset, Report, Table};
-use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
-};
+use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 
 use crate::{model, probe, proto, runtime};
 
@@ -421,7 +418,21 @@ fn run(
     Ok((out, kept))
 }
 
-impl NodeKind for Sensitivity {
+params! {
+    /// The Sensitivity Sweep's params.
+    pub struct SensitivityParams {
+        pub grouping: String = choice("Grouping", "layer", &["layer", "tensor"]),
+        pub tolerance_pt: f64 = float("Tolerance (accuracy points)", 0.2, 0.0, 100.0)
+            .with_doc(
+                "The mixed-precision model stops moving layers to float once its top-1 accuracy is within \
+                 this many points of FP32.",
+            ),
+        pub batch_size: usize = int("Batch size", 64, 1, 65_536),
+    }
+}
+
+impl TypedKind for Sensitivity {
+    type Params = SensitivityParams;
     fn id(&self) -> &'static str {
         "onnx.sensitivity"
     }
@@ -441,37 +452,28 @@ impl NodeKind for Sensitivity {
          Variants are remembered, so a rerun only runs what changed. Float weights come from the FP32 \
          model (same name without '_quantized')."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::choice("grouping", "Grouping", "layer", &["layer", "tensor"]),
-            ParamSpec::float("tolerance_pt", "Tolerance (accuracy points)", 0.2, 0.0, 100.0)
-                .with_doc("The mixed-precision model stops moving layers to float once its top-1 accuracy is within this many points of FP32."),
-            ParamSpec::int("batch_size", "Batch size", 64, 1, 65_536),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::new("fp32", PortType::Model),
             PortSpec::new("qdq", PortType::Model),
             PortSpec::new("dataset", PortType::Dataset),
         ]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("report", PortType::Table), PortSpec::new("model", PortType::Model)]
     }
-    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &SensitivityParams) -> Result<Outputs, NodeError> {
         let fp32 = inputs.model("fp32")?;
         let qdq = inputs.model("qdq")?;
         let dataset = inputs.dataset("dataset")?;
-        let batch = r.usize("batch_size")?.max(1);
-        let tolerance = r.f64("tolerance_pt")? / 100.0;
+        let batch = params.batch_size.max(1);
+        let tolerance = params.tolerance_pt / 100.0;
         if dataset.is_empty() {
             return Err(NodeError::input("dataset", "expected at least one sample, found none"));
         }
         let fp32_proto = proto::decode_model(&fp32.bytes).map_err(|e| NodeError::file(e, &fp32.path))?;
         let qdq_proto = proto::decode_model(&qdq.bytes).map_err(|e| NodeError::file(e, &qdq.path))?;
-        let (groups, mut notes) = groups(&qdq_proto, &fp32_proto, r.str("grouping")? == "layer")
+        let (groups, mut notes) = groups(&qdq_proto, &fp32_proto, params.grouping.clone() == "layer")
             .map_err(|e| NodeError::input("qdq", format!("{e} ({})", qdq.path)))?;
         if groups.is_empty() {
             return Err(NodeError::input(
@@ -641,7 +643,7 @@ impl NodeKind for Sensitivity {
                 100.0 * acc_full,
                 100.0 * acc,
                 in_float.len(),
-                if r.str("grouping")? == "layer" { "layers" } else { "tensors" },
+                if params.grouping.clone() == "layer" { "layers" } else { "tensors" },
                 if within { "" } else { " (not within the tolerance even with every group in float)" }
             )),
             // Rows are layers (op names) or tensors: the editor can draw them on the model.

@@ -13,10 +13,9 @@ mod render;
 use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
-use quantgraph_nodes::param::ParamReader;
 use quantgraph_nodes::value::{Cell, PlotKind, PlotSpec, Series, Value as V};
 use quantgraph_nodes::{
-    EvalContext, Inputs, NodeError, NodeKind, NodeRegistry, Outputs, ParamSpec, Params, PortSpec, PortType, Value,
+    params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
 };
 
 pub use render::render_png;
@@ -84,7 +83,24 @@ pub fn plot_csv(p: &PlotSpec) -> String {
 #[derive(Default)]
 pub struct Chart;
 
-impl NodeKind for Chart {
+params! {
+    /// The Chart's params.
+    pub struct ChartParams {
+        pub title: String = text("Title", ""),
+        pub kind: String = choice("Chart", "bar", &["bar", "line", "heatmap"]),
+        pub table: String = text("Table", "per_layer"),
+        pub x: String = text("Label column", "tensor"),
+        pub y: String = text("Value columns (comma-separated)", "sqnr_db"),
+        pub filter: String = text("Only rows whose label contains", ""),
+        pub reference: String = text("Reference lines (summary values, comma-separated)", "").with_doc(
+            "Names of the report's summary values drawn as horizontal lines, e.g. the sweep's \
+             accuracy_fp32_pct,accuracy_int8_pct.",
+        ),
+    }
+}
+
+impl TypedKind for Chart {
+    type Params = ChartParams;
     fn id(&self) -> &'static str {
         "plot.chart"
     }
@@ -100,41 +116,26 @@ impl NodeKind for Chart {
          confusion matrix). Hover shows values in the editor; `quantgraph run --out` writes it as \
          PNG and CSV."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::text("title", "Title", ""),
-            ParamSpec::choice("kind", "Chart", "bar", &["bar", "line", "heatmap"]),
-            ParamSpec::text("table", "Table", "per_layer"),
-            ParamSpec::text("x", "Label column", "tensor"),
-            ParamSpec::text("y", "Value columns (comma-separated)", "sqnr_db"),
-            ParamSpec::text("filter", "Only rows whose label contains", ""),
-            ParamSpec::text("reference", "Reference lines (summary values, comma-separated)", "").with_doc(
-                "Names of the report's summary values drawn as horizontal lines, e.g. the sweep's \
-                 accuracy_fp32_pct,accuracy_int8_pct.",
-            ),
-        ]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("table", PortType::Table)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("plot", PortType::Plot)]
     }
-    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &ChartParams) -> Result<Outputs, NodeError> {
         let report = inputs.table("table")?;
-        let name = r.str("table")?;
+        let name = params.table.clone();
         let Some(table) = report.table(&name).or_else(|| if name.is_empty() { report.tables.first() } else { None })
         else {
             let names: Vec<&str> = report.tables.iter().map(|t| t.name.as_str()).collect();
             return Err(NodeError::param("table", format!("expected one of {}, found '{name}'", names.join(", "))));
         };
-        let kind = r.str("kind")?;
-        let mut title = r.str("title")?;
+        let kind = params.kind.clone();
+        let mut title = params.title.clone();
         if title.is_empty() {
             title = table.name.replace('_', " ");
         }
-        let filter = r.str("filter")?;
+        let filter = params.filter.clone();
         if kind == "heatmap" {
             let mut p = PlotSpec::new(PlotKind::Heatmap, title);
             p.x_categories = table.columns.iter().skip(1).cloned().collect();
@@ -147,7 +148,7 @@ impl NodeKind for Chart {
             p.x_label = table.columns.first().cloned().unwrap_or_default();
             return Ok(single("plot", Value::Plot(Arc::new(p))));
         }
-        let x_col = r.str("x")?;
+        let x_col = params.x.clone();
         let Some(xi) = table.column(&x_col) else {
             return Err(NodeError::param(
                 "x",
@@ -162,7 +163,7 @@ impl NodeKind for Chart {
         let mut p = PlotSpec::new(if kind == "line" { PlotKind::Line } else { PlotKind::Bar }, title);
         p.x_label = x_col.clone();
         p.x_categories = rows.iter().map(|row| row.get(xi).map(ToString::to_string).unwrap_or_default()).collect();
-        for y in r.str("y")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for y in params.y.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let Some(yi) = table.column(y) else {
                 return Err(NodeError::param(
                     "y",
@@ -176,7 +177,7 @@ impl NodeKind for Chart {
             });
         }
         p.y_label = p.series.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ");
-        for key in r.str("reference")?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for key in params.reference.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let Some(v) = report.summary.get(key) else {
                 let keys: Vec<&str> = report.summary.keys().map(String::as_str).collect();
                 return Err(NodeError::param(
@@ -194,7 +195,15 @@ impl NodeKind for Chart {
 #[derive(Default)]
 pub struct TensorHistogram;
 
-impl NodeKind for TensorHistogram {
+params! {
+    /// The Tensor Histogram's params.
+    pub struct HistogramParams {
+        pub tensor: String = tensor_name("Tensor", "activations", false),
+    }
+}
+
+impl TypedKind for TensorHistogram {
+    type Params = HistogramParams;
     fn id(&self) -> &'static str {
         "plot.histogram"
     }
@@ -209,19 +218,15 @@ impl NodeKind for TensorHistogram {
          [(qmin−zp)·s, (qmax−zp)·s] of its Q/DQ pair marked, so clipping and rounding can be told \
          apart at a glance."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::tensor_name("tensor", "Tensor", "activations", false)]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("activations", PortType::Activations)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("plot", PortType::Plot)]
     }
-    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &HistogramParams) -> Result<Outputs, NodeError> {
         let acts = inputs.activations("activations")?;
-        let name = r.str("tensor")?;
+        let name = params.tensor.clone();
         let t = if name.is_empty() {
             acts.tensors.values().find(|t| t.qdq.is_some()).or_else(|| acts.tensors.values().next())
         } else {
@@ -254,7 +259,15 @@ impl NodeKind for TensorHistogram {
 #[derive(Default)]
 pub struct SampleGrid;
 
-impl NodeKind for SampleGrid {
+params! {
+    /// The Sample Grid's params.
+    pub struct SampleGridParams {
+        pub max_images: usize = int("Images at most", 32, 1, 1024),
+    }
+}
+
+impl TypedKind for SampleGrid {
+    type Params = SampleGridParams;
     fn id(&self) -> &'static str {
         "plot.samples"
     }
@@ -269,18 +282,14 @@ impl NodeKind for SampleGrid {
          shows the samples whose top-1 prediction flips between A and B, captioned with the label \
          and both predictions."
     }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::int("max_images", "Images at most", 32, 1, 1024)]
-    }
-    fn inputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("dataset", PortType::Dataset), PortSpec::optional("report", PortType::Table)]
     }
-    fn outputs(&self, _: &Params) -> Vec<PortSpec> {
+    fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("plot", PortType::Plot)]
     }
-    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &Params) -> Result<Outputs, NodeError> {
-        let r = ParamReader::new(params, self.params());
-        let max = r.usize("max_images")?;
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, params: &SampleGridParams) -> Result<Outputs, NodeError> {
+        let max = params.max_images;
         let d = inputs.dataset("dataset")?;
         let mut p = PlotSpec::new(PlotKind::ImageGrid, "samples");
         let class = |l: u32| d.class_names.get(l as usize).cloned().unwrap_or_else(|| l.to_string());

@@ -1,16 +1,18 @@
 //! The declared parameter schema of a node kind, and typed access to a node's params.
 //!
 //! Params are stored by name as JSON values ([`Params`] is a sorted map, so files and
-//! cache keys are deterministic). A kind declares each param with a [`ParamSpec`]; the
-//! editor draws widgets from it, `quantgraph check` validates against it, and
-//! [`ParamReader`] reads typed values with the declared defaults.
+//! cache keys are deterministic, and migrations work on JSON). A kind declares its params
+//! once with [`params!`](crate::params): a struct whose fields carry their [`ParamSpec`]s.
+//! The editor draws widgets from the specs, `quantgraph check` validates against them, and
+//! evaluation receives the struct ([`KindParams::from_params`]: defaults filled, values
+//! checked, unknown names and unknown record fields refused).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-
-use crate::error::NodeError;
+pub mod typed;
+pub use typed::{KindParams, NoParams, ParamValue};
 
 /// A node's parameters, by name. Sorted, so files and hashes are deterministic.
 pub type Params = BTreeMap<String, Json>;
@@ -244,63 +246,6 @@ pub fn validate(specs: &[ParamSpec], params: &Params) -> Vec<(String, String)> {
     problems
 }
 
-/// Typed reads of a node's params, falling back to the declared defaults.
-pub struct ParamReader<'a> {
-    params: &'a Params,
-    specs: Vec<ParamSpec>,
-}
-
-impl<'a> ParamReader<'a> {
-    pub fn new(params: &'a Params, specs: Vec<ParamSpec>) -> Self {
-        Self { params, specs }
-    }
-
-    fn value(&self, name: &str) -> Result<Json, NodeError> {
-        let spec = self
-            .specs
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| NodeError::param(name, "not declared by this kind"))?;
-        let value = self.params.get(name).cloned().unwrap_or_else(|| spec.default_value());
-        spec.validate(&value).map_err(|e| NodeError::param(name, e))?;
-        Ok(value)
-    }
-
-    pub fn f64(&self, name: &str) -> Result<f64, NodeError> {
-        self.value(name)?.as_f64().ok_or_else(|| NodeError::param(name, "expected a number"))
-    }
-    pub fn i64(&self, name: &str) -> Result<i64, NodeError> {
-        self.value(name)?.as_i64().ok_or_else(|| NodeError::param(name, "expected an integer"))
-    }
-    pub fn usize(&self, name: &str) -> Result<usize, NodeError> {
-        let v = self.i64(name)?;
-        usize::try_from(v).map_err(|_| NodeError::param(name, format!("expected a non-negative integer, found {v}")))
-    }
-    pub fn bool(&self, name: &str) -> Result<bool, NodeError> {
-        self.value(name)?.as_bool().ok_or_else(|| NodeError::param(name, "expected true or false"))
-    }
-    pub fn str(&self, name: &str) -> Result<String, NodeError> {
-        match self.value(name)? {
-            Json::String(s) => Ok(s),
-            other => Err(NodeError::param(name, format!("expected text, found {}", describe(&other)))),
-        }
-    }
-    pub fn strings(&self, name: &str) -> Result<Vec<String>, NodeError> {
-        match self.value(name)? {
-            Json::Array(items) => Ok(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
-            Json::String(s) if s.is_empty() => Ok(Vec::new()),
-            Json::String(s) => Ok(vec![s]),
-            other => Err(NodeError::param(name, format!("expected a list of names, found {}", describe(&other)))),
-        }
-    }
-    pub fn list(&self, name: &str) -> Result<Vec<serde_json::Map<String, Json>>, NodeError> {
-        match self.value(name)? {
-            Json::Array(items) => Ok(items.into_iter().filter_map(|v| v.as_object().cloned()).collect()),
-            other => Err(NodeError::param(name, format!("expected a list, found {}", describe(&other)))),
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -321,17 +266,5 @@ mod tests {
         assert_eq!(l.validate(&serde_json::json!([{"tensor": "t", "scale": 0.5}])), Ok(()));
         let c = ParamSpec::choice("split", "Split", "test", &["test", "train"]);
         assert_eq!(c.validate(&Json::from("val")).unwrap_err(), "expected one of test, train, found 'val'");
-    }
-
-    #[test]
-    fn reader_falls_back_to_defaults_and_names_the_param() {
-        let specs = vec![ParamSpec::int("count", "Count", 100, 1, 1000)];
-        let mut params = Params::new();
-        let r = ParamReader::new(&params, specs.clone());
-        assert_eq!(r.usize("count"), Ok(100));
-        params.insert("count".into(), Json::from(5000));
-        let r = ParamReader::new(&params, specs);
-        let err = r.usize("count").unwrap_err();
-        assert_eq!(err.to_string(), "parameter 'count': expected an integer in [1, 1000], found 5000");
     }
 }
