@@ -1050,8 +1050,32 @@ fn evaluated_nodes_look_as_they_did() {
             }
         }
     });
+    // The plot kinds the default graph lacks: a line chart and a sample grid.
+    ed.edit(|g, r| {
+        let (ds, compare) = (g.find_node("cifar10_test").unwrap(), g.find_node("compare").unwrap());
+        let line = g.add_node(r, "plot.chart", [1400.0, 900.0]).unwrap();
+        g.node_mut(line).unwrap().label = Some("line_plot".into());
+        for (k, v) in [("kind", "line"), ("table", "per_layer"), ("y", "sqnr_db,qdq_err_db"), ("title", "Per-layer")] {
+            g.set_param(line, k, v.into()).unwrap();
+        }
+        g.connect(r, PortRef::new(compare, "report"), PortRef::new(line, "table")).unwrap();
+        let grid = g.add_node(r, "plot.samples", [1400.0, 1200.0]).unwrap();
+        g.node_mut(grid).unwrap().label = Some("sample_grid".into());
+        g.set_param(grid, "max_images", 12.into()).unwrap();
+        g.connect(r, PortRef::new(ds, "dataset"), PortRef::new(grid, "dataset")).unwrap();
+    });
     assert!(ed.wait_idle(Duration::from_secs(120)));
-    let labels = ["cifar10_test", "int8", "probe_int8", "compare", "class_plot"];
+    let labels = [
+        "cifar10_test",
+        "int8",
+        "probe_int8",
+        "compare",
+        "class_plot",
+        "confusion_plot",
+        "int8_histogram",
+        "line_plot",
+        "sample_grid",
+    ];
     let ids: Vec<_> = labels.iter().map(|l| ed.graph().find_node(l).unwrap()).collect();
     for id in &ids {
         assert!(matches!(ed.statuses.get(id), Some(NodeStatus::Ready { .. })), "{id}: {:?}", ed.statuses.get(id));
