@@ -261,11 +261,18 @@ fn misspelled_fields_non_finite_values_and_ambiguous_labels_are_errors() {
 
     let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=NaN"]);
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("parameter 'mean': expected finite numbers, found 'NaN'"), "{text}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("--set cifar10_test.mean=NaN: parameter 'mean': expected finite numbers, found 'NaN'"),
+        "{text}"
+    );
+    let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=0.5,0.5"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("parameter 'mean': expected none, 1 or 3 numbers, found 2 numbers"), "{text}");
 
-    // A bare number for a text param is that text.
-    let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=0.5"]);
+    // Numbers are given comma-separated (or as a JSON list).
+    let out = run_tiny(dir.path(), &["--set", "cifar10_test.mean=0.5", "--set", "cifar10_test.std=[0.5, 0.5, 0.5]"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Two nodes labelled alike: refused by label, with the candidates; `check` warns.

@@ -222,7 +222,8 @@ fn open_editor(_file: Option<PathBuf>, _screenshot: Option<PathBuf>, _graph_view
 }
 
 /// Apply `NODE.PARAM=VALUE` overrides. VALUE is JSON; for text-like params (text, paths,
-/// choices, one tensor name) a bare value is taken as the text itself (`mean=0.5`).
+/// choices, one tensor name) a bare value is taken as the text itself (`split=train`), and
+/// lists of numbers may be written comma-separated (`mean=0.49,0.48,0.45`).
 pub fn apply_sets(graph: &mut Graph, registry: &NodeRegistry, sets: &[String]) -> anyhow::Result<()> {
     use quantgraph_nodes::ParamKind;
     for set in sets {
@@ -246,7 +247,14 @@ pub fn apply_sets(graph: &mut Graph, registry: &NodeRegistry, sets: &[String]) -
                     | ParamKind::TensorName { multiple: false, .. }
             )
         });
+        let floats = spec.as_ref().is_some_and(|s| matches!(s.kind, ParamKind::Floats { .. }));
         let value = match serde_json::from_str::<serde_json::Value>(value) {
+            // Numbers: a JSON list, or comma-separated text (`mean=0.49,0.48,0.45`, `std=0.25`).
+            Ok(v @ serde_json::Value::Array(_)) if floats => v,
+            _ if floats => serde_json::Value::from(
+                quantgraph_nodes::param::parse_floats(value)
+                    .map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?,
+            ),
             Ok(serde_json::Value::String(s)) => serde_json::Value::String(s),
             Ok(_) | Err(_) if text_like => serde_json::Value::String(value.to_owned()),
             Ok(v) => v,

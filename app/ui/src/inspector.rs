@@ -237,6 +237,43 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
             });
             *value = Json::Array(chosen.into_iter().map(Json::from).collect());
         }
+        ParamKind::Floats { lengths, .. } => {
+            // Typed as text ("0.49, 0.48, 0.45"); the value changes only when the text reads
+            // as numbers that fit. Text that does not stays in the field (also after it loses
+            // the focus) with the reason, until it is fixed or cleared.
+            let current: Vec<f64> =
+                value.as_array().map(|a| a.iter().filter_map(Json::as_f64).collect()).unwrap_or_default();
+            let text_id = id.with("floats_text");
+            let mut text = ui
+                .ctx()
+                .data_mut(|d| d.get_temp::<String>(text_id))
+                .unwrap_or_else(|| quantgraph_nodes::param::format_floats(&current));
+            let hint = if lengths.contains(&0) { "none" } else { "numbers, comma-separated" };
+            let (focused, valid) = ui
+                .vertical(|ui| {
+                    let r = ui.add(egui::TextEdit::singleline(&mut text).desired_width(220.0).hint_text(hint));
+                    let parsed = quantgraph_nodes::param::parse_floats(&text).and_then(|v| {
+                        let candidate = Json::Array(v.iter().map(|x| Json::from(*x)).collect());
+                        spec.validate(&candidate).map(|()| candidate)
+                    });
+                    match parsed {
+                        Ok(candidate) => {
+                            *value = candidate;
+                            (r.has_focus(), true)
+                        }
+                        Err(e) => {
+                            ui.colored_label(egui::Color32::from_rgb(230, 70, 70), format!("not applied: {e}"));
+                            (r.has_focus(), false)
+                        }
+                    }
+                })
+                .inner;
+            if focused || !valid {
+                ui.ctx().data_mut(|d| d.insert_temp(text_id, text));
+            } else {
+                ui.ctx().data_mut(|d| d.remove::<String>(text_id));
+            }
+        }
         ParamKind::List { fields } => {
             let mut items: Vec<Json> = value.as_array().cloned().unwrap_or_default();
             let mut remove = None;

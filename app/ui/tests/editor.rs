@@ -100,10 +100,21 @@ fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
     h.key_press(egui::Key::Tab);
     settle(&mut h);
     let mean = h.state().graph().node(dataset).unwrap().params.get("mean").cloned();
-    assert_eq!(mean, Some(serde_json::json!("0.5")));
+    assert_eq!(mean, Some(serde_json::json!([0.5])));
     h.state_mut().undo();
     settle(&mut h);
-    assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!("")));
+    assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([])));
+    // Text that is not 1 or 3 numbers is not applied; it stays in the field with the reason
+    // after the field loses the focus, and the param keeps its value.
+    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(6).expect("the Mean text field");
+    field.focus();
+    field.type_text("0.5, 0.4");
+    settle(&mut h);
+    h.key_press(egui::Key::Tab);
+    settle(&mut h);
+    assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([])));
+    assert!(h.query_by_label("not applied: expected none, 1 or 3 numbers, found 2 numbers").is_some());
+    assert!(h.query_all_by_value("0.5, 0.4").next().is_some(), "the typed text stays");
 }
 
 #[test]

@@ -58,6 +58,15 @@ pub enum ParamKind {
     List {
         fields: Vec<ParamSpec>,
     },
+    /// A short list of finite numbers in [min, max] (e.g. a per-channel mean), with one of
+    /// the allowed lengths (any length when `lengths` is empty). Stored as a JSON array; the
+    /// editor and `--set` take it as comma-separated text.
+    Floats {
+        default: Vec<f64>,
+        min: f64,
+        max: f64,
+        lengths: Vec<usize>,
+    },
 }
 
 /// A declared parameter.
@@ -109,6 +118,10 @@ impl ParamSpec {
     pub fn list(name: &str, label: &str, fields: Vec<ParamSpec>) -> Self {
         Self::new(name, label, ParamKind::List { fields })
     }
+    /// A list of numbers in [min, max] whose length is one of `lengths` (any when empty).
+    pub fn floats(name: &str, label: &str, default: &[f64], min: f64, max: f64, lengths: &[usize]) -> Self {
+        Self::new(name, label, ParamKind::Floats { default: default.to_vec(), min, max, lengths: lengths.to_vec() })
+    }
     pub fn with_doc(mut self, doc: &str) -> Self {
         self.doc = doc.into();
         self
@@ -133,6 +146,7 @@ impl ParamSpec {
             }
             ParamKind::TensorName { multiple: true, .. } | ParamKind::List { .. } => Json::Array(Vec::new()),
             ParamKind::TensorName { multiple: false, .. } => Json::from(""),
+            ParamKind::Floats { default, .. } => Json::Array(default.iter().map(|x| Json::from(*x)).collect()),
         }
     }
 
@@ -209,9 +223,58 @@ impl ParamSpec {
                     }
                 }
             }
+            ParamKind::Floats { min, max, lengths, .. } => {
+                let numbers = value.as_array().and_then(|a| a.iter().map(Json::as_f64).collect::<Option<Vec<f64>>>());
+                let Some(numbers) = numbers else {
+                    return Err(format!("expected a list of numbers, found {}", found()));
+                };
+                if !lengths.is_empty() && !lengths.contains(&numbers.len()) {
+                    let found = match numbers.len() {
+                        0 => "none".to_owned(),
+                        1 => "1 number".to_owned(),
+                        n => format!("{n} numbers"),
+                    };
+                    return Err(format!("expected {}, found {found}", count_words(lengths)));
+                }
+                if let Some(x) = numbers.iter().find(|x| !x.is_finite() || **x < *min || **x > *max) {
+                    return Err(format!("expected numbers in [{min}, {max}], found {x}"));
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// "none, 1 or 3 numbers" for the allowed lengths of a [`ParamKind::Floats`].
+fn count_words(lengths: &[usize]) -> String {
+    let words: Vec<String> = lengths.iter().map(|n| if *n == 0 { "none".to_owned() } else { n.to_string() }).collect();
+    let list = match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.join(""),
+    };
+    let plural = lengths.last().is_some_and(|n| *n != 1);
+    format!("{list} number{}", if plural { "s" } else { "" })
+}
+
+/// Comma-separated numbers as typed in the editor or given to `--set` ("0.5", "0.49, 0.48,
+/// 0.45"; empty text is none): what a [`ParamKind::Floats`] param takes as text. Brackets
+/// around the list are accepted. Infinite or NaN values are refused here, with the text.
+pub fn parse_floats(text: &str) -> Result<Vec<f64>, String> {
+    let t = text.trim().trim_start_matches('[').trim_end_matches(']').trim();
+    if t.is_empty() {
+        return Ok(Vec::new());
+    }
+    let numbers: Option<Vec<f64>> = t.split(',').map(|p| p.trim().parse::<f64>().ok()).collect();
+    match numbers {
+        Some(v) if v.iter().all(|x| x.is_finite()) => Ok(v),
+        Some(_) => Err(format!("expected finite numbers, found '{text}'")),
+        None => Err(format!("expected numbers separated by commas, found '{text}'")),
+    }
+}
+
+/// Numbers as [`parse_floats`] reads them back ("0.5, 0.25, 0").
+pub fn format_floats(values: &[f64]) -> String {
+    values.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn describe(v: &Json) -> String {
@@ -264,6 +327,21 @@ mod tests {
             "item 1 ('t'): unknown field 'sacle' (expected one of tensor, scale)"
         );
         assert_eq!(l.validate(&serde_json::json!([{"tensor": "t", "scale": 0.5}])), Ok(()));
+        let f = ParamSpec::floats("mean", "Mean", &[], -10.0, 10.0, &[0, 1, 3]);
+        assert_eq!(f.default_value(), serde_json::json!([]));
+        assert_eq!(f.validate(&serde_json::json!([0.5, 0.25, 0])), Ok(()));
+        assert_eq!(
+            f.validate(&serde_json::json!([1, 2])).unwrap_err(),
+            "expected none, 1 or 3 numbers, found 2 numbers"
+        );
+        assert_eq!(f.validate(&serde_json::json!([1, 20, 3])).unwrap_err(), "expected numbers in [-10, 10], found 20");
+        assert_eq!(f.validate(&Json::from("0.5")).unwrap_err(), "expected a list of numbers, found text '0.5'");
+        assert_eq!(parse_floats(" 0.5, 0.25,0 "), Ok(vec![0.5, 0.25, 0.0]));
+        assert_eq!(parse_floats("[1, 2]"), Ok(vec![1.0, 2.0]));
+        assert_eq!(parse_floats(""), Ok(vec![]));
+        assert_eq!(parse_floats("NaN").unwrap_err(), "expected finite numbers, found 'NaN'");
+        assert_eq!(parse_floats("1,,2").unwrap_err(), "expected numbers separated by commas, found '1,,2'");
+        assert_eq!(parse_floats(&format_floats(&[0.4914, 0.1, 3.0])), Ok(vec![0.4914, 0.1, 3.0]));
         let c = ParamSpec::choice("split", "Split", "test", &["test", "train"]);
         assert_eq!(c.validate(&Json::from("val")).unwrap_err(), "expected one of test, train, found 'val'");
     }

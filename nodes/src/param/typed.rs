@@ -34,6 +34,7 @@ fn kind_name(kind: &ParamKind) -> &'static str {
         ParamKind::TensorName { multiple: false, .. } => "tensor_name(…, false)",
         ParamKind::TensorName { multiple: true, .. } => "tensor_name(…, true)",
         ParamKind::List { .. } => "list(…)",
+        ParamKind::Floats { .. } => "floats(…)",
     }
 }
 
@@ -138,6 +139,23 @@ impl ParamValue for Vec<String> {
         match spec.kind {
             ParamKind::TensorName { multiple: true, .. } => Ok(()),
             _ => wrong_kind(spec, "Vec<String>", "tensor_name(…, true)"),
+        }
+    }
+}
+
+/// The numbers of a `floats` param.
+impl ParamValue for Vec<f64> {
+    fn from_json(value: &Json) -> Result<Self, String> {
+        let items = value.as_array().ok_or("expected a list of numbers")?;
+        items.iter().map(f64::from_json).collect()
+    }
+    fn to_json(&self) -> Json {
+        Json::Array(self.iter().map(f64::to_json).collect())
+    }
+    fn check_spec(spec: &ParamSpec) -> Result<(), String> {
+        match spec.kind {
+            ParamKind::Floats { .. } => Ok(()),
+            _ => wrong_kind(spec, "Vec<f64>", "floats(…)"),
         }
     }
 }
@@ -281,10 +299,10 @@ pub fn check_declaration<P: KindParams>() -> Result<(), String> {
 ///
 /// Each field is `name: Type = constructor(label, …)`, where the constructor is one of
 /// [`ParamSpec`]'s (`float`, `int`, `bool`, `choice`, `text`, `path`, `tensor_name`,
-/// `list`) without its first argument: the field's name is the param's name. Builder calls
+/// `list`, `floats`) without its first argument: the field's name is the param's name. Builder calls
 /// (`.with_doc(…)`, `.with_step(…)`) may follow. Types: `f64`, `i64`, `u32`, `u64`,
-/// `usize`, `bool`, `String`, `Vec<String>` (multiple tensor names) and `Vec<Row>` (a
-/// list whose rows are declared with `params!`). The struct derives `Debug`, `Clone` and
+/// `usize`, `bool`, `String`, `Vec<String>` (multiple tensor names), `Vec<f64>` (`floats`)
+/// and `Vec<Row>` (a list whose rows are declared with `params!`). The struct derives `Debug`, `Clone` and
 /// `PartialEq` (do not derive them again); registration checks each field's spec against
 /// its type (an unsigned field's range, a list's rows).
 #[macro_export]

@@ -17,7 +17,8 @@ pub mod stream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quantgraph_nodes::kind::{file_identity, single};
+use quantgraph_nodes::kind::{file_identity, single, Migration};
+use quantgraph_nodes::param::{parse_floats, ParamValue};
 use quantgraph_nodes::value::{Dataset, Images, Layout, PreviewImage};
 use quantgraph_nodes::{
     params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
@@ -99,10 +100,12 @@ params! {
             ),
         pub scale: String = choice("Pixel scale", "raw", &["raw", "unit"])
             .with_doc("custom normalization — raw: 0–255; unit: divided by 255."),
-        pub mean: String = text("Mean (per channel)", "")
-            .with_doc("e.g. 0.4914,0.4822,0.4465 — subtracted after scaling."),
-        pub std: String = text("Std (per channel)", "")
-            .with_doc("e.g. 0.247,0.243,0.261 — divides after the mean."),
+        pub mean: Vec<f64> = floats("Mean (per channel)", &[], -1e6, 1e6, &[0, 1, 3])
+            .with_doc("e.g. 0.4914, 0.4822, 0.4465 (R, G, B), or one number for every channel; \
+                       subtracted after scaling. Empty: none."),
+        pub std: Vec<f64> = floats("Std (per channel)", &[], 0.0, 1e6, &[0, 1, 3])
+            .with_doc("e.g. 0.247, 0.243, 0.261 (R, G, B), or one number; divides after the mean. \
+                       Empty: none."),
         pub channels: String = choice("Channel order", "RGB", &["RGB", "BGR"]),
         pub layout: String = choice("Layout", "NCHW", &["NCHW", "NHWC"]),
         pub shard: String = text("Shard (K/N, empty: all)", "").with_doc(
@@ -116,6 +119,26 @@ impl TypedKind for Cifar10Loader {
     type Params = LoaderParams;
     fn id(&self) -> &'static str {
         "dataset.cifar10"
+    }
+    fn version(&self) -> u32 {
+        2
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        // Version 1 stored mean and std as text ("0.5,0.5,0.5", "" for none); they are
+        // lists of numbers now. Text that does not read fails the migration (the file loads
+        // with a warning, and the node names the param).
+        vec![Migration {
+            from_version: 1,
+            apply: |p| {
+                for name in ["mean", "std"] {
+                    if let Some(text) = p.get(name).and_then(|v| v.as_str()) {
+                        let numbers = parse_floats(text).map_err(|e| format!("parameter '{name}': {e}"))?;
+                        p.insert(name.to_owned(), ParamValue::to_json(&numbers));
+                    }
+                }
+                Ok(())
+            },
+        }]
     }
     fn display_name(&self) -> &'static str {
         "Dataset Loader"

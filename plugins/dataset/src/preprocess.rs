@@ -193,13 +193,14 @@ pub struct Preprocess {
     pub layout_nhwc: bool,
 }
 
-/// Preprocessing params as the node's text fields hold them.
+/// Preprocessing params as the node's params hold them (sizes as text, mean and std as numbers).
 #[derive(Debug, Clone, Default)]
 pub struct PreprocessParams<'a> {
     pub normalize: &'a str,
     pub scale: &'a str,
-    pub mean: &'a str,
-    pub std: &'a str,
+    /// None, one number for every channel, or one per channel (R, G, B).
+    pub mean: &'a [f64],
+    pub std: &'a [f64],
     pub layout: &'a str,
     pub resize: &'a str,
     pub resize_to: &'a str,
@@ -211,23 +212,17 @@ pub struct PreprocessParams<'a> {
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-fn triple(param: &str, text: &str) -> Result<Option<[f32; 3]>, NodeError> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
-    let values: Result<Vec<f32>, _> = parts.iter().map(|p| p.parse::<f32>()).collect();
-    if let Ok(v) = &values {
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(NodeError::param(param, format!("expected finite numbers, found '{text}'")));
-        }
+fn triple(param: &str, values: &[f64]) -> Result<Option<[f32; 3]>, NodeError> {
+    if values.iter().any(|x| !x.is_finite()) {
+        return Err(NodeError::param(param, format!("expected finite numbers, found {values:?}")));
     }
     match values {
-        Ok(v) if v.len() == 3 => Ok(Some([v[0], v[1], v[2]])),
-        Ok(v) if v.len() == 1 => Ok(Some([v[0]; 3])),
+        [] => Ok(None),
+        [v] => Ok(Some([*v as f32; 3])),
+        [r, g, b] => Ok(Some([*r as f32, *g as f32, *b as f32])),
         _ => Err(NodeError::param(
             param,
-            format!("expected three numbers separated by commas (one per channel), found '{text}'"),
+            format!("expected none, one number or three (one per channel), found {} numbers", values.len()),
         )),
     }
 }

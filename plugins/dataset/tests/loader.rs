@@ -74,7 +74,7 @@ fn binary_layout_reads_labels_pixels_and_selection() {
 fn preprocessing_scales_normalises_and_lays_out() {
     let dir = binary_dir(3);
     let raw = run(serde_json::json!({"path": path_of(dir.path()), "count": 0})).unwrap();
-    let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0, "scale": "unit", "mean": "0.5,0.25,0", "std": "0.5", "layout": "NHWC"})).unwrap();
+    let d = run(serde_json::json!({"path": path_of(dir.path()), "count": 0, "scale": "unit", "mean": [0.5, 0.25, 0], "std": [0.5], "layout": "NHWC"})).unwrap();
     assert_eq!(d.layout, Layout::Nhwc);
     assert_eq!(d.images.shape(), vec![3, 32, 32, 3]);
     for (k, y, x, c) in [(0, 0, 0, 0), (1, 3, 4, 1), (2, 31, 31, 2)] {
@@ -83,10 +83,20 @@ fn preprocessing_scales_normalises_and_lays_out() {
         let mean = [0.5, 0.25, 0.0][c];
         assert!((nhwc - (nchw / 255.0 - mean) / 0.5).abs() < 1e-6);
     }
-    let err = run(serde_json::json!({"path": path_of(dir.path()), "mean": "1,2"})).unwrap_err();
+    let err = run(serde_json::json!({"path": path_of(dir.path()), "mean": [1, 2]})).unwrap_err();
+    assert_eq!(err.to_string(), "parameter 'mean': expected none, 1 or 3 numbers, found 2 numbers");
+    // Version 1 stored them as text: a file of that version loads them as numbers.
+    let mut params: quantgraph_nodes::Params =
+        [("mean".to_owned(), serde_json::json!("0.5, 0.25,0")), ("std".to_owned(), serde_json::json!(""))].into();
+    let kind = quantgraph_dataset::Cifar10Loader;
+    let migrate = quantgraph_nodes::NodeKind::migrations(&kind);
+    (migrate[0].apply)(&mut params).unwrap();
+    assert_eq!(params["mean"], serde_json::json!([0.5, 0.25, 0.0]));
+    assert_eq!(params["std"], serde_json::json!([]));
+    let mut bad: quantgraph_nodes::Params = [("mean".to_owned(), serde_json::json!("1;2"))].into();
     assert_eq!(
-        err.to_string(),
-        "parameter 'mean': expected three numbers separated by commas (one per channel), found '1,2'"
+        (migrate[0].apply)(&mut bad).unwrap_err(),
+        "parameter 'mean': expected numbers separated by commas, found '1;2'"
     );
 }
 
@@ -446,12 +456,15 @@ fn deeply_nested_pickles_are_refused_not_a_crash() {
 #[test]
 fn special_files_and_non_finite_preprocessing_are_refused() {
     let bin = binary_dir(5);
-    for (param, value) in [("mean", "NaN"), ("mean", "0.5,inf,0.5"), ("std", "nan")] {
+    // JSON holds no NaN or infinity; out-of-range and non-positive values are what a file can
+    // carry.
+    for (param, value) in [("mean", serde_json::json!([1e300])), ("std", serde_json::json!([0.5, -1, 0.5]))] {
         let err = run(serde_json::json!({"path": path_of(bin.path()), param: value})).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("parameter '{param}'")), "{err}");
-        assert!(err.contains("finite") || err.contains("positive"), "{err}");
+        assert!(err.starts_with(&format!("parameter '{param}': expected numbers in")), "{err}");
     }
-    assert!(run(serde_json::json!({"path": path_of(bin.path()), "mean": "0.5", "count": 0})).is_ok());
+    let err = run(serde_json::json!({"path": path_of(bin.path()), "std": [0]})).unwrap_err().to_string();
+    assert_eq!(err, "parameter 'std': every channel's std must be positive");
+    assert!(run(serde_json::json!({"path": path_of(bin.path()), "mean": [0.5], "count": 0})).is_ok());
     // A FIFO where a batch file should be: refused at once, never read (which would block).
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("test_batch.bin");
