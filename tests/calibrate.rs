@@ -311,3 +311,73 @@ fn calibrate_refuses_models_it_cannot_quantize() {
         assert!(msg.contains(want), "{model}: {msg}");
     }
 }
+
+/// A Gemm with beta ≠ 1 gets an int32 bias holding beta × bias and is written with beta 1
+/// (ORT's quantizer scales the bias by beta and then sets beta to 1, dropping beta from the
+/// result). ResNet8 with its Gemm's bias doubled and beta 0.5 computes the same function,
+/// so it must calibrate to the same model: same nodes, same scales, same integer bias.
+#[test]
+fn a_gemm_beta_is_folded_into_its_int32_bias() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let bytes = std::fs::read(repo().join("models/resnet8_fp32.onnx")).unwrap();
+    let model = proto::decode_model(&bytes).unwrap();
+    let graph = model.graph.unwrap();
+    let (gemm_index, gemm) = graph.node.iter().enumerate().find(|(_, n)| n.op_type == "Gemm").unwrap();
+    let bias_name = gemm.input[2].clone();
+    let bias = graph.initializer.iter().find(|t| t.name == bias_name).unwrap();
+    let mut doubled = bias.clone();
+    let values: Vec<f32> = bias.floats().unwrap().iter().map(|v| v * 2.0).collect();
+    doubled.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    doubled.float_data.clear();
+    let mut halved = gemm.clone();
+    halved.attribute.retain(|a| a.name != "beta");
+    halved.attribute.push(proto::AttributeProto { name: "beta".into(), f: 0.5, r#type: 1, ..Default::default() });
+    let nodes_out = (0..graph.node.len())
+        .map(|i| {
+            if i == gemm_index {
+                proto::NodeOut::New(halved.clone())
+            } else {
+                proto::NodeOut::Original { index: i, inputs: BTreeMap::new(), outputs: BTreeMap::new() }
+            }
+        })
+        .collect();
+    let rebuilt = proto::rebuild_graph(
+        &bytes,
+        proto::GraphRebuild {
+            nodes: nodes_out,
+            extra_initializers: vec![doubled],
+            removed_initializers: [bias_name.clone()].into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let beta_model = dir.path().join("resnet8_beta.onnx");
+    std::fs::write(&beta_model, &rebuilt).unwrap();
+
+    let s = Scheduler::new(registry.clone());
+    let mut models = Vec::new();
+    for path in [repo().join("models/resnet8_fp32.onnx"), beta_model] {
+        let (g, _, cal) = calibrate_graph(&registry, path.to_str().unwrap(), 20, &[]);
+        let e = s.evaluate(&g, &[cal]);
+        let (m, report) = calibrated(&e, cal);
+        models.push((m.bytes.to_vec(), report));
+    }
+    let (plain, folded) = (&models[0].0, &models[1].0);
+    assert_sorted_and_complete(folded);
+    assert_eq!(nodes(plain), nodes(folded), "same nodes, same names");
+    let m = proto::decode_model(folded).unwrap();
+    let gemm = m.graph.unwrap().node.into_iter().find(|n| n.op_type == "Gemm").unwrap();
+    assert_eq!(gemm.attribute.iter().find(|a| a.name == "beta").map(|a| a.f), Some(1.0));
+    let (ia, ib) = (inits(plain), inits(folded));
+    assert_eq!(ia.keys().collect::<Vec<_>>(), ib.keys().collect::<Vec<_>>());
+    let q = format!("{bias_name}_quantized");
+    assert!(ib[&q].ints().unwrap().iter().any(|v| *v != 0), "the bias is quantized");
+    for (name, t) in &ia {
+        if t.data_type == proto::FLOAT {
+            assert_eq!(t.floats(), ib[name].floats(), "{name}");
+        } else {
+            assert_eq!(t.ints(), ib[name].ints(), "{name}");
+        }
+    }
+}

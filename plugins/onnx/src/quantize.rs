@@ -74,7 +74,10 @@ struct Marked {
 struct Bias {
     input: String,
     weight: String,
+    /// A Gemm's beta: folded into the quantized values (the op's beta then set to 1).
     beta: f32,
+    /// The op that reads it.
+    node: usize,
 }
 
 /// Which tensors get quantized, before any range is known.
@@ -196,10 +199,17 @@ pub fn plan(model: &ModelProto, opts: &Options) -> Result<Plan, String> {
                     let beta = if node.op_type == "Gemm" { attr_f(node, "beta").unwrap_or(1.0) } else { 1.0 };
                     if node.op_type == "Gemm" && !g.is_init(&b) {
                         p.notes.push(format!("the bias of Gemm '{}' is not a constant: left in float", node.name));
-                    } else if beta != 1.0 {
-                        p.notes.push(format!("the bias of Gemm '{}' (beta {beta}) is left in float", node.name));
+                    } else if beta != 1.0 && (!beta.is_finite() || g.readers.get(b.as_str()).copied().unwrap_or(0) > 1)
+                    {
+                        p.notes.push(format!(
+                            "the bias of Gemm '{}' (beta {beta}) is read by other ops too: left in float",
+                            node.name
+                        ));
                     } else {
-                        mark_bias(&mut p, &g, &b, &x, &w, beta);
+                        // beta ≠ 1: the int32 bias holds beta × bias at input scale × weight
+                        // scale, and the op's beta becomes 1 (ORT's quantizer scales the bias
+                        // by beta, then sets beta to 1, which drops beta from the result).
+                        mark_bias(&mut p, &g, &b, &x, &w, beta, index);
                     }
                 }
             }
@@ -221,7 +231,7 @@ pub fn plan(model: &ModelProto, opts: &Options) -> Result<Plan, String> {
                     mark_activation(&mut p, &g, &s);
                 }
                 if let Some(b) = input(2) {
-                    mark_bias(&mut p, &g, &b, &x, &s, 1.0);
+                    mark_bias(&mut p, &g, &b, &x, &s, 1.0, index);
                 }
                 for k in 0..node.output.len() {
                     if let Some(o) = output(k) {
@@ -312,14 +322,14 @@ fn mark_weight(p: &mut Plan, g: &Graph, t: &str, axis: Option<usize>) {
     }
 }
 
-fn mark_bias(p: &mut Plan, g: &Graph, b: &str, input: &str, weight: &str, beta: f32) {
+fn mark_bias(p: &mut Plan, g: &Graph, b: &str, input: &str, weight: &str, beta: f32, node: usize) {
     match g.inits.get(b) {
         Some(init) if init.data_type == proto::FLOAT => {
             if p.biases.contains_key(b) {
                 p.notes.push(format!("bias '{b}' is shared by several ops: quantized with the first one's scale"));
                 return;
             }
-            p.biases.insert(b.to_owned(), Bias { input: input.to_owned(), weight: weight.to_owned(), beta });
+            p.biases.insert(b.to_owned(), Bias { input: input.to_owned(), weight: weight.to_owned(), beta, node });
         }
         _ => p.notes.push(format!("bias '{b}' is not a float constant: left in float")),
     }
@@ -558,6 +568,8 @@ pub fn build(
     let mut after: BTreeMap<String, Vec<NodeProto>> = BTreeMap::new();
     let mut input_renames: BTreeMap<String, String> = BTreeMap::new();
     let mut output_renames: BTreeMap<String, String> = plan.renamed.clone();
+    // Gemms whose beta went into their quantized bias: written with beta 1.
+    let mut beta_folded: BTreeSet<usize> = BTreeSet::new();
     let mut removed_inits: BTreeSet<String> = BTreeSet::new();
     let mut rows: Vec<Row> = Vec::new();
     let dims_of = |p: &Params| -> Vec<i64> {
@@ -649,15 +661,20 @@ pub fn build(
         };
         let Some(init) = inits.get(b.as_str()) else { continue };
         let values = init.floats().ok_or_else(|| format!("bias '{b}' is not float32 data QuantGraph can read"))?;
-        let bias_scales: Vec<f32> = w.scales.iter().map(|ws| input.scales[0] * ws * info.beta).collect();
+        let bias_scales: Vec<f32> = w.scales.iter().map(|ws| input.scales[0] * ws).collect();
+        let beta = f64::from(info.beta);
         let q: Vec<i32> = values
             .iter()
             .enumerate()
             .map(|(i, &x)| {
                 let s = bias_scales[if bias_scales.len() > 1 { i % bias_scales.len() } else { 0 }];
-                (f64::from(x) / f64::from(s)).round_ties_even().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+                (f64::from(x) * beta / f64::from(s)).round_ties_even().clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                    as i32
             })
             .collect();
+        if info.beta != 1.0 {
+            beta_folded.insert(info.node);
+        }
         let qname = format!("{b}_quantized");
         let per_channel = bias_scales.len() > 1;
         new_inits.push(int_tensor(qname.clone(), proto::INT32, init.dims.clone(), &q));
@@ -704,7 +721,17 @@ pub fn build(
         let outs: Vec<String> = node.output.iter().map(|o| follow(&output_renames, o)).collect();
         let output_map: BTreeMap<String, String> =
             node.output.iter().zip(&outs).filter(|(a, b)| a != b).map(|(a, b)| (a.clone(), b.clone())).collect();
-        nodes.push(proto::NodeOut::Original { index, inputs, outputs: output_map });
+        if beta_folded.contains(&index) {
+            let mut n = node.clone();
+            n.input = node.input.iter().map(|i| inputs.get(i).cloned().unwrap_or_else(|| i.clone())).collect();
+            n.output = outs.clone();
+            for a in n.attribute.iter_mut().filter(|a| a.name == "beta") {
+                a.f = 1.0;
+            }
+            nodes.push(proto::NodeOut::New(n));
+        } else {
+            nodes.push(proto::NodeOut::Original { index, inputs, outputs: output_map });
+        }
         for o in &outs {
             for n in after.remove(o).unwrap_or_default() {
                 nodes.push(proto::NodeOut::New(n));
@@ -758,6 +785,7 @@ fn adjust_for_bias(
             continue;
         };
         let Some(values) = inits.get(b.as_str()).and_then(|t| t.floats()) else { continue };
+        let values: Vec<f32> = values.iter().map(|v| v * info.beta).collect();
         let Some(w) = params.get_mut(&info.weight) else { continue };
         if w.dtype != proto::INT8 || w.zero_points.iter().any(|z| *z != 0) || w.scales.is_empty() {
             continue;
