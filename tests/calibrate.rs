@@ -323,7 +323,7 @@ fn a_gemm_beta_is_folded_into_its_int32_bias() {
     let model = proto::decode_model(&bytes).unwrap();
     let graph = model.graph.unwrap();
     let (gemm_index, gemm) = graph.node.iter().enumerate().find(|(_, n)| n.op_type == "Gemm").unwrap();
-    let bias_name = gemm.input[2].clone();
+    let (bias_name, gemm_name) = (gemm.input[2].clone(), gemm.name.clone());
     let bias = graph.initializer.iter().find(|t| t.name == bias_name).unwrap();
     let mut doubled = bias.clone();
     let values: Vec<f32> = bias.floats().unwrap().iter().map(|v| v * 2.0).collect();
@@ -380,4 +380,18 @@ fn a_gemm_beta_is_folded_into_its_int32_bias() {
             assert_eq!(t.ints(), ib[name].ints(), "{name}");
         }
     }
+    // The sensitivity sweep's variant without the Gemm's quantizers restores its float bias
+    // times the FP32 op's beta (the folded Gemm has beta 1): the same bias as for ResNet8.
+    let variant = |qdq: &[u8], fp32: &[u8]| {
+        let (qdq_model, fp32_model) = (proto::decode_model(qdq).unwrap(), proto::decode_model(fp32).unwrap());
+        let (groups, _) = quantgraph_onnx::sensitivity::groups(&qdq_model, &fp32_model, true).unwrap();
+        let gemm_groups: Vec<_> =
+            groups.iter().filter(|g| g.rewires.iter().any(|(n, i, _)| *i == 2 && *n == gemm_name)).collect();
+        assert_eq!(gemm_groups.len(), 1);
+        inits(&quantgraph_onnx::sensitivity::without(qdq, &gemm_groups).unwrap())
+    };
+    let restored = format!("{bias_name}__float");
+    let (a, b) = (variant(plain, &bytes), variant(folded, &rebuilt));
+    assert_eq!(a[&restored].floats().unwrap(), bias.floats().unwrap());
+    assert_eq!(b[&restored].floats(), a[&restored].floats());
 }

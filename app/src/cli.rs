@@ -251,6 +251,10 @@ pub fn apply_sets(graph: &mut Graph, registry: &NodeRegistry, sets: &[String]) -
         let value = match serde_json::from_str::<serde_json::Value>(value) {
             // Numbers: a JSON list, or comma-separated text (`mean=0.49,0.48,0.45`, `std=0.25`).
             Ok(v @ serde_json::Value::Array(_)) if floats => v,
+            Ok(serde_json::Value::String(text)) if floats => serde_json::Value::from(
+                quantgraph_nodes::param::parse_floats(&text)
+                    .map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?,
+            ),
             _ if floats => serde_json::Value::from(
                 quantgraph_nodes::param::parse_floats(value)
                     .map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?,

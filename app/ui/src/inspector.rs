@@ -238,16 +238,25 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
             *value = Json::Array(chosen.into_iter().map(Json::from).collect());
         }
         ParamKind::Floats { lengths, .. } => {
-            // Typed as text ("0.49, 0.48, 0.45"); the value changes only when the text reads
-            // as numbers that fit. Text that does not stays in the field (also after it loses
-            // the focus) with the reason, until it is fixed or cleared.
-            let current: Vec<f64> =
-                value.as_array().map(|a| a.iter().filter_map(Json::as_f64).collect()).unwrap_or_default();
+            // Shown as text ("0.49, 0.48, 0.45"). The param changes only when the user edits
+            // the text and it reads as numbers that fit. Text that does not stays in the field
+            // with the reason (also after the field loses the focus) until it is fixed, or
+            // until the value changes elsewhere (undo, another graph): the kept text
+            // remembers the value it was typed over.
+            let shown = match &*value {
+                // A value an old file left as text (its migration failed): shown as it is.
+                Json::String(text) => text.clone(),
+                other => quantgraph_nodes::param::format_floats(
+                    &other
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Json::as_f64).collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                ),
+            };
             let text_id = id.with("floats_text");
-            let mut text = ui
-                .ctx()
-                .data_mut(|d| d.get_temp::<String>(text_id))
-                .unwrap_or_else(|| quantgraph_nodes::param::format_floats(&current));
+            let mut over = value.to_string();
+            let kept = ui.ctx().data_mut(|d| d.get_temp::<(String, String)>(text_id)).filter(|(_, o)| *o == over);
+            let mut text = kept.map_or(shown, |(t, _)| t);
             let hint = if lengths.contains(&0) { "none" } else { "numbers, comma-separated" };
             let (focused, valid) = ui
                 .vertical(|ui| {
@@ -258,7 +267,10 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
                     });
                     match parsed {
                         Ok(candidate) => {
-                            *value = candidate;
+                            if r.changed() {
+                                over = candidate.to_string();
+                                *value = candidate;
+                            }
                             (r.has_focus(), true)
                         }
                         Err(e) => {
@@ -269,9 +281,9 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
                 })
                 .inner;
             if focused || !valid {
-                ui.ctx().data_mut(|d| d.insert_temp(text_id, text));
+                ui.ctx().data_mut(|d| d.insert_temp(text_id, (text, over)));
             } else {
-                ui.ctx().data_mut(|d| d.remove::<String>(text_id));
+                ui.ctx().data_mut(|d| d.remove::<(String, String)>(text_id));
             }
         }
         ParamKind::List { fields } => {

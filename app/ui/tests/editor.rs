@@ -115,6 +115,14 @@ fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
     assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([])));
     assert!(h.query_by_label("not applied: expected none, 1 or 3 numbers, found 2 numbers").is_some());
     assert!(h.query_all_by_value("0.5, 0.4").next().is_some(), "the typed text stays");
+    // A value changed elsewhere replaces the kept text; looking at the node changes nothing
+    // (integers from a file stay integers: no edit, no undo step).
+    h.state_mut().set_param(dataset, "mean", serde_json::json!([1, 2, 1]));
+    settle(&mut h);
+    settle(&mut h);
+    assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([1, 2, 1])));
+    assert!(h.query_all_by_value("1, 2, 1").next().is_some());
+    assert!(h.query_by_label("not applied: expected none, 1 or 3 numbers, found 2 numbers").is_none());
 }
 
 #[test]

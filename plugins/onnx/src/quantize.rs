@@ -199,8 +199,9 @@ pub fn plan(model: &ModelProto, opts: &Options) -> Result<Plan, String> {
                     let beta = if node.op_type == "Gemm" { attr_f(node, "beta").unwrap_or(1.0) } else { 1.0 };
                     if node.op_type == "Gemm" && !g.is_init(&b) {
                         p.notes.push(format!("the bias of Gemm '{}' is not a constant: left in float", node.name));
-                    } else if beta != 1.0 && (!beta.is_finite() || g.readers.get(b.as_str()).copied().unwrap_or(0) > 1)
-                    {
+                    } else if !beta.is_finite() {
+                        p.notes.push(format!("the bias of Gemm '{}' (beta {beta}) is left in float", node.name));
+                    } else if beta != 1.0 && g.readers.get(b.as_str()).copied().unwrap_or(0) > 1 {
                         p.notes.push(format!(
                             "the bias of Gemm '{}' (beta {beta}) is read by other ops too: left in float",
                             node.name

@@ -120,6 +120,14 @@ pub fn groups(
                         Some(t) if inits.get(q_in.as_str()).is_some_and(|q| q.dims == t.dims) => {
                             let mut w = (*t).clone();
                             w.name = format!("{name}__float");
+                            // A Gemm whose beta the quantizer folded into its bias (beta 1 in
+                            // the QDQ model): the float bias comes back multiplied by the FP32
+                            // op's beta, so the op still computes A·B + beta·b.
+                            if let Some(ratio) = gemm_beta_ratio(n, i, &fp32_graph) {
+                                w = scaled_floats(&w, ratio).ok_or_else(|| {
+                                    format!("the FP32 bias '{name}' of Gemm '{}' is not float32 data", n.name)
+                                })?;
+                            }
                             (w.name.clone(), Some(w))
                         }
                         _ => {
@@ -287,6 +295,27 @@ fn group_for<'g>(
         grp.quantizers.push(quantizer.to_owned());
     }
     grp
+}
+
+/// For the bias input of a Gemm: the FP32 op's beta over the QDQ op's (`None` when they are
+/// equal or the op is not a Gemm's bias), found by node name.
+fn gemm_beta_ratio(n: &proto::NodeProto, input: usize, fp32: &proto::GraphProto) -> Option<f32> {
+    if n.op_type != "Gemm" || input != 2 {
+        return None;
+    }
+    let beta = |node: &proto::NodeProto| node.attribute.iter().find(|a| a.name == "beta").map_or(1.0, |a| a.f);
+    let original = fp32.node.iter().find(|m| m.name == n.name && m.op_type == "Gemm")?;
+    let (want, have) = (beta(original), beta(n));
+    (want != have && have != 0.0).then(|| want / have)
+}
+
+/// A float32 tensor with every value multiplied by `k` (as raw data).
+fn scaled_floats(t: &proto::TensorProto, k: f32) -> Option<proto::TensorProto> {
+    let values = t.floats()?;
+    let mut out = t.clone();
+    out.float_data.clear();
+    out.raw_data = values.iter().flat_map(|v| (v * k).to_le_bytes()).collect();
+    Some(out)
 }
 
 /// The QDQ model with the given groups removed (their ops read float values).
