@@ -326,9 +326,7 @@ fn a_gemm_beta_is_folded_into_its_int32_bias() {
     let (bias_name, gemm_name) = (gemm.input[2].clone(), gemm.name.clone());
     let bias = graph.initializer.iter().find(|t| t.name == bias_name).unwrap();
     let mut doubled = bias.clone();
-    let values: Vec<f32> = bias.floats().unwrap().iter().map(|v| v * 2.0).collect();
-    doubled.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    doubled.float_data.clear();
+    doubled.set_floats(&bias.floats().unwrap().iter().map(|v| v * 2.0).collect::<Vec<_>>());
     let mut halved = gemm.clone();
     halved.attribute.retain(|a| a.name != "beta");
     halved.attribute.push(proto::AttributeProto { name: "beta".into(), f: 0.5, r#type: 1, ..Default::default() });

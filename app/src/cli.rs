@@ -251,14 +251,16 @@ pub fn apply_sets(graph: &mut Graph, registry: &NodeRegistry, sets: &[String]) -
         let value = match serde_json::from_str::<serde_json::Value>(value) {
             // Numbers: a JSON list, or comma-separated text (`mean=0.49,0.48,0.45`, `std=0.25`).
             Ok(v @ serde_json::Value::Array(_)) if floats => v,
-            Ok(serde_json::Value::String(text)) if floats => serde_json::Value::from(
-                quantgraph_nodes::param::parse_floats(&text)
-                    .map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?,
-            ),
-            _ if floats => serde_json::Value::from(
-                quantgraph_nodes::param::parse_floats(value)
-                    .map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?,
-            ),
+            parsed if floats => {
+                let text = match parsed {
+                    Ok(serde_json::Value::String(text)) => text,
+                    _ => value.to_owned(),
+                };
+                serde_json::Value::from(
+                    quantgraph_nodes::param::parse_floats(&text)
+                        .map_err(|e| anyhow::anyhow!("--set {set}: parameter '{param}': {e}"))?,
+                )
+            }
             Ok(serde_json::Value::String(s)) => serde_json::Value::String(s),
             Ok(_) | Err(_) if text_like => serde_json::Value::String(value.to_owned()),
             Ok(v) => v,

@@ -32,6 +32,17 @@ fn harness(mut editor: Editor) -> Harness<'static, Editor> {
 }
 
 /// Run frames until the UI is still and no evaluation is in flight.
+/// Type into the dataset loader's Mean field, then leave it (Tab), as a user commits text.
+fn type_into_mean(h: &mut Harness<'static, Editor>, text: &str) {
+    // Text fields in order: Label, Folder, Class list, Labels CSV, Resize to, Center crop, Mean.
+    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(6).expect("the Mean text field");
+    field.focus();
+    field.type_text(text);
+    settle(h);
+    h.key_press(egui::Key::Tab);
+    settle(h);
+}
+
 fn settle(h: &mut Harness<'static, Editor>) {
     for _ in 0..50 {
         h.state_mut().wait_idle(Duration::from_secs(30));
@@ -91,14 +102,7 @@ fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
     let before = h.state().history.can_undo();
     assert!(before);
     h.get_by_label("Label").hover();
-    // Text fields in order: Label, Folder, Class list, Labels CSV, Resize to, Center crop, Mean.
-    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(6).expect("the Mean text field");
-    field.focus();
-    field.type_text("0.5");
-    settle(&mut h);
-    // Typing is committed when the field loses focus.
-    h.key_press(egui::Key::Tab);
-    settle(&mut h);
+    type_into_mean(&mut h, "0.5");
     let mean = h.state().graph().node(dataset).unwrap().params.get("mean").cloned();
     assert_eq!(mean, Some(serde_json::json!([0.5])));
     h.state_mut().undo();
@@ -106,12 +110,7 @@ fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
     assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([])));
     // Text that is not 1 or 3 numbers is not applied; it stays in the field with the reason
     // after the field loses the focus, and the param keeps its value.
-    let field = h.get_all_by_role(egui::accesskit::Role::TextInput).nth(6).expect("the Mean text field");
-    field.focus();
-    field.type_text("0.5, 0.4");
-    settle(&mut h);
-    h.key_press(egui::Key::Tab);
-    settle(&mut h);
+    type_into_mean(&mut h, "0.5, 0.4");
     assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([])));
     assert!(h.query_by_label("not applied: expected none, 1 or 3 numbers, found 2 numbers").is_some());
     assert!(h.query_all_by_value("0.5, 0.4").next().is_some(), "the typed text stays");

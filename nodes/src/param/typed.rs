@@ -19,6 +19,15 @@ pub trait ParamValue: Sized {
     fn check_spec(spec: &ParamSpec) -> Result<(), String>;
 }
 
+/// `Ok` when the spec is of a kind the field's type reads (`fits`), else what was expected.
+fn expect_kind(spec: &ParamSpec, fits: bool, ty: &str, expected: &str) -> Result<(), String> {
+    if fits {
+        Ok(())
+    } else {
+        wrong_kind(spec, ty, expected)
+    }
+}
+
 fn wrong_kind(spec: &ParamSpec, ty: &str, expected: &str) -> Result<(), String> {
     Err(format!("a {ty} field is declared with {expected}, but its spec is {}", kind_name(&spec.kind)))
 }
@@ -46,10 +55,7 @@ impl ParamValue for f64 {
         Json::from(*self)
     }
     fn check_spec(spec: &ParamSpec) -> Result<(), String> {
-        match spec.kind {
-            ParamKind::Float { .. } => Ok(()),
-            _ => wrong_kind(spec, "f64", "float(…)"),
-        }
+        expect_kind(spec, matches!(spec.kind, ParamKind::Float { .. }), "f64", "float(…)")
     }
 }
 
@@ -61,10 +67,7 @@ impl ParamValue for i64 {
         Json::from(*self)
     }
     fn check_spec(spec: &ParamSpec) -> Result<(), String> {
-        match spec.kind {
-            ParamKind::Int { .. } => Ok(()),
-            _ => wrong_kind(spec, "i64", "int(…)"),
-        }
+        expect_kind(spec, matches!(spec.kind, ParamKind::Int { .. }), "i64", "int(…)")
     }
 }
 
@@ -101,10 +104,7 @@ impl ParamValue for bool {
         Json::from(*self)
     }
     fn check_spec(spec: &ParamSpec) -> Result<(), String> {
-        match spec.kind {
-            ParamKind::Bool { .. } => Ok(()),
-            _ => wrong_kind(spec, "bool", "bool(…)"),
-        }
+        expect_kind(spec, matches!(spec.kind, ParamKind::Bool { .. }), "bool", "bool(…)")
     }
 }
 
@@ -116,13 +116,18 @@ impl ParamValue for String {
         Json::from(self.as_str())
     }
     fn check_spec(spec: &ParamSpec) -> Result<(), String> {
-        match spec.kind {
-            ParamKind::Choice { .. }
-            | ParamKind::Text { .. }
-            | ParamKind::Path { .. }
-            | ParamKind::TensorName { multiple: false, .. } => Ok(()),
-            _ => wrong_kind(spec, "String", "choice, text, path or tensor_name(…, false)"),
-        }
+        expect_kind(
+            spec,
+            matches!(
+                spec.kind,
+                ParamKind::Choice { .. }
+                    | ParamKind::Text { .. }
+                    | ParamKind::Path { .. }
+                    | ParamKind::TensorName { multiple: false, .. }
+            ),
+            "String",
+            "choice, text, path or tensor_name(…, false)",
+        )
     }
 }
 
@@ -136,10 +141,12 @@ impl ParamValue for Vec<String> {
         Json::Array(self.iter().map(String::to_json).collect())
     }
     fn check_spec(spec: &ParamSpec) -> Result<(), String> {
-        match spec.kind {
-            ParamKind::TensorName { multiple: true, .. } => Ok(()),
-            _ => wrong_kind(spec, "Vec<String>", "tensor_name(…, true)"),
-        }
+        expect_kind(
+            spec,
+            matches!(spec.kind, ParamKind::TensorName { multiple: true, .. }),
+            "Vec<String>",
+            "tensor_name(…, true)",
+        )
     }
 }
 
@@ -153,10 +160,7 @@ impl ParamValue for Vec<f64> {
         Json::Array(self.iter().map(f64::to_json).collect())
     }
     fn check_spec(spec: &ParamSpec) -> Result<(), String> {
-        match spec.kind {
-            ParamKind::Floats { .. } => Ok(()),
-            _ => wrong_kind(spec, "Vec<f64>", "floats(…)"),
-        }
+        expect_kind(spec, matches!(spec.kind, ParamKind::Floats { .. }), "Vec<f64>", "floats(…)")
     }
 }
 

@@ -134,7 +134,7 @@ impl Graph<'_> {
 fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
-fn attr_f(node: &NodeProto, name: &str) -> Option<f32> {
+pub(crate) fn attr_f(node: &NodeProto, name: &str) -> Option<f32> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.f)
 }
 

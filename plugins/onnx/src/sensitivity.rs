@@ -303,18 +303,17 @@ fn gemm_beta_ratio(n: &proto::NodeProto, input: usize, fp32: &proto::GraphProto)
     if n.op_type != "Gemm" || input != 2 {
         return None;
     }
-    let beta = |node: &proto::NodeProto| node.attribute.iter().find(|a| a.name == "beta").map_or(1.0, |a| a.f);
+    let beta = |node: &proto::NodeProto| crate::quantize::attr_f(node, "beta").unwrap_or(1.0);
     let original = fp32.node.iter().find(|m| m.name == n.name && m.op_type == "Gemm")?;
     let (want, have) = (beta(original), beta(n));
     (want != have && have != 0.0).then(|| want / have)
 }
 
-/// A float32 tensor with every value multiplied by `k` (as raw data).
+/// A float32 tensor with every value multiplied by `k`.
 fn scaled_floats(t: &proto::TensorProto, k: f32) -> Option<proto::TensorProto> {
-    let values = t.floats()?;
+    let values: Vec<f32> = t.floats()?.iter().map(|v| v * k).collect();
     let mut out = t.clone();
-    out.float_data.clear();
-    out.raw_data = values.iter().flat_map(|v| (v * k).to_le_bytes()).collect();
+    out.set_floats(&values);
     Some(out)
 }
 
