@@ -556,6 +556,41 @@ fn shards_merged_equal_a_single_run() {
             }
         }
     }
+    // Probes: every tensor's count, range and histogram (bin for bin) as one run gives them.
+    for probe in ["5", "6"] {
+        let (a, b) =
+            (&single["nodes"][probe]["outputs"]["activations"], &merged["nodes"][probe]["outputs"]["activations"]);
+        assert_eq!((&a["samples"], &b["samples"]), (&120.into(), &120.into()));
+        assert!(close(&a["accuracy"], &b["accuracy"]), "{} vs {}", a["accuracy"], b["accuracy"]);
+        let tensors = a["tensors"].as_object().unwrap();
+        assert!(tensors.len() > 10, "probe {probe} captured {} tensors", tensors.len());
+        for (name, s) in tensors {
+            let m = &b["tensors"][name];
+            for k in ["count", "min", "max", "histogram"] {
+                assert_eq!(s[k], m[k], "probe {probe}, '{name}': {k}");
+            }
+            for k in ["mean", "std"] {
+                assert!(close(&s[k], &m[k]), "probe {probe}, '{name}': {k} {} vs {}", s[k], m[k]);
+            }
+        }
+        let bins = tensors.values().map(|s| s["histogram"]["counts"].as_array().unwrap().len());
+        assert!(bins.clone().all(|n| (64..=128).contains(&n)), "{:?}", bins.collect::<Vec<_>>());
+    }
+    // A part whose probe cannot be merged (here: no sample count, as an older QuantGraph
+    // wrote): that probe is left out with the reason, everything else is merged.
+    let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(&parts[1]).unwrap()).unwrap();
+    old["nodes"]["5"]["outputs"]["activations"].as_object_mut().unwrap().remove("samples");
+    let old_part = dir.path().join("old0.json");
+    std::fs::write(&old_part, serde_json::to_vec(&old).unwrap()).unwrap();
+    let mixed = [parts[0].clone(), old_part, parts[2].clone(), parts[3].clone()];
+    let out = qg().arg("merge").arg(dir.path().join("m.json")).args(&mixed).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("probe_fp32 (node 5) is not merged:") && stderr.contains("no sample count"), "{stderr}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("m.json")).unwrap()).unwrap();
+    assert_eq!(m["not_merged"][0]["node"], "5");
+    assert!(m["nodes"]["5"].is_null() && m["nodes"]["6"]["outputs"]["activations"]["samples"] == 120);
+    assert_eq!(m["nodes"]["7"]["outputs"]["report"]["summary"]["samples"], 120.0);
     // Three of four shards: refused, saying which are expected.
     let out = qg().arg("merge").arg(dir.path().join("m3.json")).args(&parts[..3]).output().unwrap();
     assert!(!out.status.success());

@@ -372,14 +372,24 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
         );
     }
     let mut merged = serde_json::Map::new();
+    // Comparators with partial results, and probes (whose statistics merge as they are).
     let ids: Vec<String> = shards[0].3["nodes"]
         .as_object()
         .map(|o| {
             o.iter().filter(|(_, v)| !v["outputs"]["report"]["partial"].is_null()).map(|(k, _)| k.clone()).collect()
         })
         .unwrap_or_default();
-    if ids.is_empty() {
-        bail!("{} has no comparator with partial results", shards[0].2.display());
+    // (A probe that failed in the first part but not in others is still found, and reported.)
+    let mut probes: Vec<String> = Vec::new();
+    for (_, _, _, json) in &shards {
+        for (id, v) in json["nodes"].as_object().into_iter().flatten() {
+            if v["outputs"]["activations"]["tensors"].is_object() && !probes.contains(id) {
+                probes.push(id.clone());
+            }
+        }
+    }
+    if ids.is_empty() && probes.is_empty() {
+        bail!("{} has no comparator with partial results and no probe", shards[0].2.display());
     }
     let mut text = String::new();
     for id in ids {
@@ -404,12 +414,111 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
             serde_json::json!({ "kind": kind, "label": name, "status": "ok", "outputs": { "report": report } }),
         );
     }
-    let result = serde_json::json!({ "merged_shards": n, "parts": parts, "nodes": merged });
+    let mut skipped = Vec::new();
+    for id in probes {
+        let name = shards[0].3["nodes"][&id]["label"].as_str().unwrap_or(&id).to_owned();
+        // A probe that cannot be merged (it failed in a shard, or an older QuantGraph wrote
+        // the part) is left out with the reason; the rest is still merged.
+        let acts = match merge_probe(&id, &shards) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("warning: {name} (node {id}) is not merged: {e:#}");
+                skipped.push(serde_json::json!({ "node": id, "label": name, "reason": format!("{e:#}") }));
+                continue;
+            }
+        };
+        let accuracy = acts["accuracy"].as_f64().map_or_else(String::new, |a| format!(", top-1 {:.2} %", 100.0 * a));
+        text.push_str(&format!(
+            "{name} [merged {n} shards] statistics of {} tensors over {} samples{accuracy}\n",
+            acts["tensors"].as_object().map_or(0, serde_json::Map::len),
+            acts["samples"]
+        ));
+        let kind = shards[0].3["nodes"][&id]["kind"].clone();
+        merged.insert(
+            id,
+            serde_json::json!({ "kind": kind, "label": name, "status": "ok", "outputs": { "activations": acts } }),
+        );
+    }
+    let mut result = serde_json::json!({ "merged_shards": n, "parts": parts, "nodes": merged });
+    if !skipped.is_empty() {
+        result["not_merged"] = skipped.into();
+    }
     quantgraph_nodes::fsio::write_atomic(out, serde_json::to_string_pretty(&result)?.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
     print!("{text}");
     eprintln!("wrote the merged results of {n} shards to {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// A probe's output over all shards: every tensor's count, minimum, maximum and histogram
+/// exactly as one run gives them (histograms share a power-of-two grid), mean and standard
+/// deviation to float rounding; top-1 accuracy from the shards' right answers and samples.
+fn merge_probe(id: &str, shards: &[(usize, usize, PathBuf, serde_json::Value)]) -> anyhow::Result<serde_json::Value> {
+    let acts = |json: &serde_json::Value| json["nodes"][id]["outputs"]["activations"].clone();
+    let names = |a: &serde_json::Value| -> Vec<String> {
+        a["tensors"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    };
+    let first = acts(&shards[0].3);
+    let mut tensors = serde_json::Map::new();
+    let mut samples = 0u64;
+    let mut right = Some(0.0f64);
+    // Notes every shard gave alike, as they are; others (counts of one shard's values) with
+    // their shard.
+    let shard_notes: Vec<Vec<String>> = shards
+        .iter()
+        .map(|s| {
+            acts(&s.3)["notes"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
+        })
+        .collect();
+    let mut notes: Vec<String> = Vec::new();
+    for ((k, n, _, _), list) in shards.iter().zip(&shard_notes) {
+        for note in list {
+            let text = if shard_notes.iter().all(|l| l.contains(note)) {
+                note.clone()
+            } else {
+                format!("shard {k}/{n}: {note}")
+            };
+            if !notes.contains(&text) {
+                notes.push(text);
+            }
+        }
+    }
+    for (_, _, path, json) in shards {
+        let a = acts(json);
+        if a["tensors"].is_null() {
+            bail!("it has no results in {} (it failed there?)", path.display());
+        }
+        if names(&a) != names(&first) {
+            bail!(
+                "in {} it captured other tensors than in {} (were the shards run on one graph?)",
+                path.display(),
+                shards[0].2.display()
+            );
+        }
+        let n = a["samples"].as_u64().with_context(|| {
+            format!("{} has no sample count for it (written by an older QuantGraph?)", path.display())
+        })?;
+        samples += n;
+        right = right.zip(a["accuracy"].as_f64()).map(|(r, acc)| r + (acc * n as f64).round());
+    }
+    for name in names(&first) {
+        let mut parts = Vec::new();
+        for (_, _, path, json) in shards {
+            let stats: quantgraph_nodes::value::TensorStats =
+                serde_json::from_value(acts(json)["tensors"][&name].clone())
+                    .with_context(|| format!("in {}, the statistics of '{name}' do not read", path.display()))?;
+            parts.push(stats);
+        }
+        let all = quantgraph_nodes::stats::merge_stats(&parts).map_err(|e| anyhow::anyhow!("tensor '{name}': {e}"))?;
+        tensors.insert(name, serde_json::to_value(&all)?);
+    }
+    Ok(serde_json::json!({
+        "model": first["model"],
+        "tensors": tensors,
+        "accuracy": right.map(|r| r / samples.max(1) as f64),
+        "samples": samples,
+        "notes": notes,
+    }))
 }
 
 /// A report as `run --json` writes it, read leniently (a NaN figure is written as null).

@@ -13,11 +13,23 @@ pub struct TensorStats {
     pub histogram: Histogram,
 }
 
+/// Counts of values in equal bins over `[lo, hi)`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Histogram {
     pub lo: f32,
     pub hi: f32,
     pub counts: Vec<u64>,
+    /// The exact grid of a probe's histogram (see [`crate::stats::StreamHistogram`]), which
+    /// lets histograms of shards merge; `None` for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<BinGrid>,
+}
+
+/// Bins `2^log2_width` wide, the first starting at `first · 2^log2_width`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinGrid {
+    pub log2_width: i32,
+    pub first: i64,
 }
 
 /// Role of a probed tensor.

@@ -186,6 +186,7 @@ impl Value {
                 "model": a.model_name,
                 "tensors": a.tensors.iter().map(|(k, v)| (k.clone(), serde_json::to_value(&v.stats).unwrap_or_default())).collect::<BTreeMap<_, _>>(),
                 "accuracy": a.predictions.as_ref().and_then(|p| p.accuracy()),
+                "samples": a.dataset.as_ref().map(|d| d.len()).or_else(|| a.predictions.as_ref().map(|p| p.top1.len())),
                 "notes": a.notes,
             }),
             Value::Predictions(p) => json!({"top1": p.top1, "accuracy": p.accuracy()}),
