@@ -71,7 +71,8 @@ pub fn inspector_ui(editor: &mut Editor, ui: &mut egui::Ui) {
                 let mut value = current.clone();
                 let choices = tensor_choices(editor, id, spec);
                 ui.horizontal(|ui| {
-                    param_widget(ui, spec, &mut value, &choices, egui::Id::new(("param", id.0, spec.name.as_str())));
+                    let field = egui::Id::new(("param", editor.document_serial, id.0, spec.name.as_str()));
+                    param_widget(ui, spec, &mut value, &choices, field);
                     if let ParamKind::Path { extensions, directory, .. } = &spec.kind {
                         if ui.button("Browse…").clicked() {
                             let request = crate::BrowseRequest {
@@ -241,8 +242,8 @@ pub fn param_widget(ui: &mut egui::Ui, spec: &ParamSpec, value: &mut Json, choic
             // Shown as text ("0.49, 0.48, 0.45"). The param changes only when the user edits
             // the text and it reads as numbers that fit. Text that does not stays in the field
             // with the reason (also after the field loses the focus) until it is fixed, or
-            // until the value changes elsewhere (undo, another graph): the kept text
-            // remembers the value it was typed over.
+            // until the value changes elsewhere (undo): the kept text remembers the value it
+            // was typed over, and `id` changes with the document (another graph).
             let shown = match &*value {
                 // A value an old file left as text (its migration failed): shown as it is.
                 Json::String(text) => text.clone(),

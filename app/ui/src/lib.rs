@@ -194,6 +194,9 @@ pub struct Editor {
     pub selected_aliases: Vec<String>,
     /// Counts tensor selections, so each one is applied once (also a re-selection).
     pub selection_serial: u64,
+    /// Counts documents set (new, open, recovery), so that widget state keyed by it (text
+    /// a param field keeps) does not carry over to another graph.
+    pub document_serial: u64,
     /// The graph last evaluated while the pointer was down (a drag in progress), and when.
     live: Option<(Graph, f64)>,
     textures: HashMap<String, egui::TextureHandle>,
@@ -261,6 +264,7 @@ impl Editor {
             selected_aliases: Vec::new(),
             show_timings: true,
             selection_serial: 0,
+            document_serial: 0,
             textures: HashMap::new(),
             quit_requested: false,
             views: views::ViewState::default(),
@@ -305,6 +309,7 @@ impl Editor {
         self.graph = graph;
         self.committed = self.graph.clone();
         self.history.clear();
+        self.document_serial += 1;
         self.path = path;
         self.modified = false;
         self.selected = self.graph.view.as_ref().and_then(|v| v.selected).filter(|id| self.graph.node(*id).is_some());

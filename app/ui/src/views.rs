@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoint, PlotPoints, VLine};
+use egui_plot::{
+    AxisHints, Bar, BarChart, GridInput, GridMark, HLine, Legend, Line, Plot, PlotPoint, PlotPoints, VLine,
+};
 use quantgraph_nodes::graph::{NodeId, PortRef};
 use quantgraph_nodes::value::{
     Activations, Cell, Dataset, ModelValue, PlotKind, PlotSpec, ProbedTensor, QdqEntry, Report, Table,
@@ -950,6 +952,45 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
             }
         });
     }
+    if p.kind == PlotKind::Heatmap && !small {
+        // Cells centred on whole numbers (drawn from -0.5): a mark and a name for each row and
+        // column (egui_plot leaves out names that would overlap); rows top to bottom.
+        let marks = |n: usize| {
+            move |input: GridInput| -> Vec<GridMark> {
+                (0..n)
+                    .map(|i| i as f64)
+                    .filter(|v| (input.bounds.0..=input.bounds.1).contains(v))
+                    .map(|value| GridMark { value, step_size: 1.0 })
+                    .collect()
+            }
+        };
+        let rows = p.y_categories.clone();
+        let width = rows.iter().map(|r| r.chars().count()).max().unwrap_or(0);
+        // Column names cut to what a cell's width holds (about 7 points a character), so
+        // that narrow cells still show "air", "aut", … rather than nothing.
+        let names = p.x_categories.clone();
+        let cell = (ui.available_width() - 7.0 * width as f32 - 24.0) / names.len().max(1) as f32;
+        let fit = ((cell / 7.5).floor() as usize).max(1);
+        let x_axis = AxisHints::new_x().label_spacing(egui::Rangef::new(6.0, 10.0)).formatter(move |mark, _| {
+            let i = mark.value.round();
+            match names.get(i as usize) {
+                Some(name) if (mark.value - i).abs() < 1e-6 && i >= 0.0 => name.chars().take(fit).collect(),
+                _ => String::new(),
+            }
+        });
+        plot = plot
+            .custom_x_axes(vec![x_axis])
+            .x_grid_spacer(marks(p.x_categories.len()))
+            .y_grid_spacer(marks(rows.len()))
+            .y_axis_min_width(7.0 * width as f32)
+            .y_axis_formatter(move |mark, _| {
+                let i = mark.value.round();
+                match rows.len().checked_sub(1 + i as usize) {
+                    Some(r) if (mark.value - i).abs() < 1e-6 && i >= 0.0 => rows[r].clone(),
+                    _ => String::new(),
+                }
+            });
+    }
     if !small {
         ui.label(egui::RichText::new(&p.title).strong());
     }
@@ -1006,7 +1047,7 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
                 for r in (0..rows).rev() {
                     flipped.extend_from_slice(&p.cells[r * cols..(r + 1) * cols]);
                 }
-                pu.heatmap(egui_plot::Heatmap::new(flipped, cols).show_labels(!small));
+                pu.heatmap(egui_plot::Heatmap::new(flipped, cols).show_labels(!small).at(PlotPoint::new(-0.5, -0.5)));
             }
         }
         PlotKind::FeatureMaps => {}

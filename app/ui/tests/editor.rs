@@ -114,6 +114,15 @@ fn add_from_palette_connect_refuse_undo_and_edit_a_param() {
     assert_eq!(h.state().graph().node(dataset).unwrap().params.get("mean"), Some(&serde_json::json!([])));
     assert!(h.query_by_label("not applied: expected none, 1 or 3 numbers, found 2 numbers").is_some());
     assert!(h.query_all_by_value("0.5, 0.4").next().is_some(), "the typed text stays");
+    // Another document whose node has the same id and value does not inherit that text.
+    let same = h.state().graph().clone();
+    h.state_mut().set_graph(same, None);
+    h.state_mut().selected = Some(dataset);
+    settle(&mut h);
+    assert!(h.query_by_label("not applied: expected none, 1 or 3 numbers, found 2 numbers").is_none());
+    assert!(h.query_all_by_value("0.5, 0.4").next().is_none(), "the kept text is gone");
+    type_into_mean(&mut h, "0.5, 0.4");
+    assert!(h.query_all_by_value("0.5, 0.4").next().is_some());
     // A value changed elsewhere replaces the kept text; looking at the node changes nothing
     // (integers from a file stay integers: no edit, no undo step).
     h.state_mut().set_param(dataset, "mean", serde_json::json!([1, 2, 1]));

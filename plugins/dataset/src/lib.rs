@@ -103,9 +103,9 @@ params! {
         pub mean: Vec<f64> = floats("Mean (per channel)", &[], -1e6, 1e6, &[0, 1, 3])
             .with_doc("e.g. 0.4914, 0.4822, 0.4465 (R, G, B), or one number for every channel; \
                        subtracted after scaling. Empty: none."),
-        pub std: Vec<f64> = floats("Std (per channel)", &[], 0.0, 1e6, &[0, 1, 3])
-            .with_doc("e.g. 0.247, 0.243, 0.261 (R, G, B), or one number; divides after the mean. \
-                       Empty: none."),
+        pub std: Vec<f64> = floats("Std (per channel)", &[], 1e-9, 1e6, &[0, 1, 3])
+            .with_doc("e.g. 0.247, 0.243, 0.261 (R, G, B), or one number; divides after the mean (so \
+                       positive: at least 1e-9). Empty: none."),
         pub channels: String = choice("Channel order", "RGB", &["RGB", "BGR"]),
         pub layout: String = choice("Layout", "NCHW", &["NCHW", "NHWC"]),
         pub shard: String = text("Shard (K/N, empty: all)", "").with_doc(
