@@ -234,17 +234,18 @@ impl StreamHistogram {
         self.cover(lo, hi);
         let (k, first) = (self.log2_width, self.first);
         let last = self.counts.len() - 1;
-        // x · 2^-k is exact in f32 (a power of two, indices within ±2²¹), and so is its floor:
-        // truncate, then step down where that rounded up (negative values; also a negative
-        // value so small that the product underflowed to zero).
+        // A bin from one multiply-add, then one exact check: `x·2^-k` is exact in f32 (a
+        // power of two; indices within ±2²¹), the subtraction of `first` may round up to the
+        // next whole number (never down past one), so the bin is that or the one below, and
+        // comparing x with the bin's lower edge (a whole multiple of 2^k, exact in f32; a
+        // product that underflowed to -0 is caught there too) says which.
         let inv = (1.0 / pow2(k)) as f32;
-        let first = first as i32;
+        let offset = -(first as f32);
+        let edges: Vec<f32> = (0..=self.counts.len() as i64).map(|i| ((first + i) as f64 * pow2(k)) as f32).collect();
         let bin_of = |x: f32| {
-            let y = x * inv;
-            let t = y as i32;
-            let floor = t.saturating_sub(i32::from(y < t as f32) | i32::from((x < 0.0) & (y == 0.0)));
+            let b = ((x * inv + offset) as i32).clamp(0, last as i32) as usize;
             // (Saturating: ±inf and NaN land anywhere; they are not counted.)
-            floor.saturating_sub(first).clamp(0, last as i32) as usize
+            b.saturating_sub(usize::from(x < edges[b]))
         };
         // Four interleaved sets of counters, so that runs of equal bins do not wait on each
         // other's increments.
