@@ -529,16 +529,17 @@ impl TypedKind for Sensitivity {
         let done = AtomicUsize::new(0);
         let reused = AtomicUsize::new(0);
         // Two variants at a time, one ONNX Runtime thread each (a thread per core, no
-        // intra-op synchronisation): the sweep's runs are independent.
+        // intra-op synchronisation): the sweep's runs are independent. A variant that runs
+        // alone (full INT8, the mixed-precision steps) gets ONNX Runtime's default, every core.
         let parallel = rayon::current_num_threads().max(1);
-        let threads = if qdq.threads > 0 {
-            qdq.threads
+        let (threads, alone) = if qdq.threads > 0 {
+            (qdq.threads, qdq.threads)
         } else if parallel > 1 {
-            1
+            (1, 0)
         } else {
-            0
+            (0, 0)
         };
-        let variant = |removed: &[&Group], what: &str| -> Result<(Outcome, Vec<u8>), NodeError> {
+        let variant = |removed: &[&Group], what: &str, threads: usize| -> Result<(Outcome, Vec<u8>), NodeError> {
             let bytes = without(&qdq.bytes, removed)
                 .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
             let key = (xxhash_rust::xxh3::xxh3_64(&bytes), reference_id, batch);
@@ -557,7 +558,7 @@ impl TypedKind for Sensitivity {
             ctx.progress(k as f32 / total as f32, &format!("{what} ({k}/{total})"));
             Ok((result, bytes))
         };
-        let (full, _) = variant(&[], "full INT8")?;
+        let (full, _) = variant(&[], "full INT8", alone)?;
         let n = groups.len();
         let jobs: Vec<(usize, bool)> = (0..n).flat_map(|k| [(k, true), (k, false)]).collect();
         let outcomes: Vec<Outcome> = jobs
@@ -566,9 +567,10 @@ impl TypedKind for Sensitivity {
                 let g = &groups[*k];
                 if *only {
                     let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
-                    variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name)).map(|v| v.0)
+                    variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name), threads)
+                        .map(|v| v.0)
                 } else {
-                    variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name)).map(|v| v.0)
+                    variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name), threads).map(|v| v.0)
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -639,7 +641,7 @@ impl TypedKind for Sensitivity {
                 break;
             }
             in_float.push(&groups[*k]);
-            let (o, bytes) = variant(&in_float, &format!("mixed precision: step {}", step + 1))?;
+            let (o, bytes) = variant(&in_float, &format!("mixed precision: step {}", step + 1), alone)?;
             acc = o.accuracy(&labels);
             mixed.rows.push(vec![
                 Cell::Int(step as i64 + 1),
