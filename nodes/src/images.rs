@@ -1,6 +1,7 @@
-//! The pixels of a dataset: either one dense tensor in memory (CIFAR-10, small folders) or
-//! a source that decodes and preprocesses samples batch by batch as a consumer asks for
-//! them, so that a folder of 50,000 photos never becomes one tensor.
+//! The pixels of a dataset: either one dense tensor in memory (tests, plugins that make
+//! their samples) or a source that preprocesses samples batch by batch as a consumer asks
+//! for them (the loader's: CIFAR-10's 8-bit records, image folders), so that neither a
+//! folder of 50,000 photos nor the test set as floats is ever one tensor.
 
 use std::fmt;
 use std::sync::Arc;

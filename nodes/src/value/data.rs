@@ -57,8 +57,8 @@ pub struct Dataset {
     pub preprocessing: String,
     /// The first few samples as thumbnails.
     pub preview: Vec<PreviewImage>,
-    /// Thumbnails of every sample (32×32 for CIFAR), for showing a flipped sample. Empty
-    /// for a streamed dataset, whose thumbnails are decoded on demand (see
+    /// Thumbnails of samples kept in memory, for showing a flipped sample. Empty for a
+    /// streamed dataset (the loader's), whose thumbnails are drawn on demand (see
     /// [`Dataset::thumbnail`]).
     pub thumbnails: Arc<Vec<PreviewImage>>,
     /// One sample before and after preprocessing (the "after" drawn back to 0–255), for the

@@ -9,10 +9,7 @@
 //! pixels and picks different pixels for nearest-neighbour.
 
 use image::RgbImage;
-use quantgraph_nodes::value::Tensor;
 use quantgraph_nodes::NodeError;
-
-use crate::formats::RawImages;
 
 /// How an image is resized before cropping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,26 +478,5 @@ impl Preprocess {
         } else {
             vec![3, h, w]
         }
-    }
-
-    /// Apply the per-pixel part to planar (CHW) 8-bit images of one size (no resize or crop).
-    pub fn apply(&self, raw: &RawImages) -> Tensor {
-        let (h, w) = (raw.height, raw.width);
-        let plane = h * w;
-        let n = raw.len();
-        let mut data = vec![0f32; n * 3 * plane];
-        let mut hwc = vec![0u8; 3 * plane];
-        for i in 0..n {
-            let src = &raw.pixels[i * 3 * plane..(i + 1) * 3 * plane];
-            for p in 0..plane {
-                for c in 0..3 {
-                    hwc[p * 3 + c] = src[c * plane + p];
-                }
-            }
-            self.write_floats(&hwc, w, h, &mut data[i * 3 * plane..(i + 1) * 3 * plane]);
-        }
-        let mut shape = vec![n];
-        shape.extend(self.item_shape(w, h));
-        Tensor { shape, data }
     }
 }

@@ -379,7 +379,10 @@ fn binary_layout_resized_is_streamed() {
     .unwrap();
     assert_eq!(d.images.shape(), vec![12, 64, 64, 3]);
     assert!(matches!(d.images, quantgraph_nodes::value::Images::Stream(_)));
-    assert_eq!(d.thumbnails.len(), 12, "CIFAR thumbnails stay in memory");
+    // Thumbnails are drawn from the 8-bit records on demand (none kept as copies).
+    assert!(d.thumbnails.is_empty());
+    let t = d.thumbnail(11).unwrap();
+    assert_eq!((t.width, t.height, t.label, t.rgb[0]), (32, 32, 1, 11));
     let data = d.images.batch(11, 12, &|| false).unwrap();
     // Record 11's pixel (c, y, x) is (11 + c·1024 + y·32 + x) % 251; a 2× bilinear upscale of a
     // smooth ramp keeps pixel (0, 0)'s value within a level of the source.
