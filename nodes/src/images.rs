@@ -32,6 +32,10 @@ pub trait ImageSource: Send + Sync {
     fn identity(&self) -> String;
     /// Sample `i` as a small RGB thumbnail, decoded on demand.
     fn thumbnail(&self, i: usize) -> Option<PreviewImage>;
+    /// Memory the source holds, for cache budgets (by default a file list's worth).
+    fn size_bytes(&self) -> usize {
+        self.len() * 64
+    }
 }
 
 /// Samples of one batch: borrowed from a dense tensor, or the decoded batch a source keeps
@@ -125,11 +129,11 @@ impl Images {
     pub fn item_len(&self) -> usize {
         self.item_shape().iter().product()
     }
-    /// Memory held (a stream holds only its file list and a few batches).
+    /// Memory held (as the source counts it for a stream).
     pub fn size_bytes(&self) -> usize {
         match self {
             Images::Dense(t) => t.size_bytes(),
-            Images::Stream(s) => s.len() * 64,
+            Images::Stream(s) => s.size_bytes(),
         }
     }
     /// The dense tensor, when the samples are all in memory.

@@ -140,8 +140,31 @@ impl StreamSource {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<f32>, NodeError> {
         let item = 3 * (self.width * self.height) as usize;
-        let mut out = vec![0f32; (end - start) * item];
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(end - start).max(1);
+        let mut out = vec![0f32; end.saturating_sub(start) * item];
+        if start >= end {
+            return Ok(out);
+        }
+        // In-memory images kept at their size (CIFAR-10 as it is): only the per-pixel part,
+        // here, from the planar bytes (a few µs an image: threads would cost more).
+        if let (Items::Raw(raw), false) = (&self.items, self.pre.is_geometric()) {
+            let (w, h) = (raw.width, raw.height);
+            let plane = w * h;
+            let mut hwc = vec![0u8; 3 * plane];
+            for (k, dst) in out.chunks_exact_mut(item).enumerate() {
+                let i = start + k;
+                let src = raw.pixels.get(i * 3 * plane..(i + 1) * 3 * plane).ok_or_else(|| {
+                    NodeError::failed(format!("expected an image number below {}, found {i}", raw.len()))
+                })?;
+                for p in 0..plane {
+                    for c in 0..3 {
+                        hwc[p * 3 + c] = src[c * plane + p];
+                    }
+                }
+                self.pre.write_floats(&hwc, w, h, dst);
+            }
+            return Ok(out);
+        }
+        let threads = cores().min(end - start).max(1);
         let per = (end - start).div_ceil(threads);
         let results: Vec<Result<(), NodeError>> = std::thread::scope(|s| {
             let handles: Vec<_> = out
@@ -170,6 +193,12 @@ impl StreamSource {
         }
         Ok(out)
     }
+}
+
+/// The cores to decode on (looked up once: it reads system files).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Decode one image file to RGB (grey is replicated, alpha dropped, as PIL's `convert("RGB")`).
@@ -230,5 +259,13 @@ impl ImageSource for StreamSource {
     fn thumbnail(&self, i: usize) -> Option<PreviewImage> {
         let img = self.original(i).ok()?;
         Some(preview(&img, THUMBNAIL_SIDE, self.indices.get(i).copied().unwrap_or(i), *self.labels.get(i)?))
+    }
+    fn size_bytes(&self) -> usize {
+        let items = match &self.items {
+            Items::Files(f, listed) => f.len() * 64 + listed.iter().map(String::len).sum::<usize>(),
+            Items::Raw(r) => r.pixels.len() + (r.labels.len() + r.indices.len()) * 8,
+        };
+        let kept = self.kept.lock().map_or(0, |k| k.iter().map(|(_, d)| d.len() * 4).sum());
+        items + (self.labels.len() + self.indices.len()) * 8 + kept
     }
 }

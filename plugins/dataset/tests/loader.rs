@@ -83,6 +83,11 @@ fn preprocessing_scales_normalises_and_lays_out() {
         let mean = [0.5, 0.25, 0.0][c];
         assert!((nhwc - (nchw / 255.0 - mean) / 0.5).abs() < 1e-6);
     }
+    // Floats are made a batch at a time from the 8-bit records (held as such): any range,
+    // the same values; an empty one is empty.
+    assert_eq!(*d.images.batch(1, 3, &|| false).unwrap(), pixels(&d)[3072..]);
+    assert!(d.images.batch(2, 2, &|| false).unwrap().is_empty());
+    assert!(d.images.size_bytes() >= 3 * 3072, "the records count for the cache: {}", d.images.size_bytes());
     let err = run(serde_json::json!({"path": path_of(dir.path()), "mean": [1, 2]})).unwrap_err();
     assert_eq!(err.to_string(), "parameter 'mean': expected none, 1 or 3 numbers, found 2 numbers");
     // Version 1 stored them as text: a file of that version loads them as numbers.

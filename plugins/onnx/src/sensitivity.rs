@@ -530,12 +530,13 @@ impl TypedKind for Sensitivity {
         let reused = AtomicUsize::new(0);
         // Two variants at a time, one ONNX Runtime thread each (a thread per core, no
         // intra-op synchronisation): the sweep's runs are independent. A variant that runs
-        // alone (full INT8, the mixed-precision steps) gets ONNX Runtime's default, every core.
+        // alone (full INT8, the mixed-precision steps) gets as many threads as rayon has (it
+        // respects affinity and CPU quotas, which ONNX Runtime's default does not).
         let parallel = rayon::current_num_threads().max(1);
         let (threads, alone) = if qdq.threads > 0 {
             (qdq.threads, qdq.threads)
         } else if parallel > 1 {
-            (1, 0)
+            (1, parallel)
         } else {
             (0, 0)
         };
