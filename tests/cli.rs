@@ -566,7 +566,7 @@ fn shards_merged_equal_a_single_run() {
         assert!(tensors.len() > 10, "probe {probe} captured {} tensors", tensors.len());
         for (name, s) in tensors {
             let m = &b["tensors"][name];
-            for k in ["count", "min", "max", "histogram"] {
+            for k in ["count", "min", "max", "histogram", "non_finite"] {
                 assert_eq!(s[k], m[k], "probe {probe}, '{name}': {k}");
             }
             for k in ["mean", "std"] {

@@ -358,6 +358,7 @@ impl TensorAccumulator {
             std: m.std(),
             count: m.count as usize,
             histogram: self.histogram.histogram(),
+            non_finite: m.non_finite,
         }
     }
 }
@@ -380,6 +381,7 @@ pub fn merge_stats(parts: &[TensorStats]) -> Result<TensorStats, String> {
             ));
         }
         total = total.checked_add(p.count as u64).ok_or_else(|| format!("part {k}: too many values in all"))?;
+        all.moments.non_finite = all.moments.non_finite.saturating_add(p.non_finite);
         if p.count > 0 {
             let n = p.count as f64;
             all.moments.merge(&Moments {
@@ -530,7 +532,9 @@ mod tests {
 
     #[test]
     fn merged_stats_equal_one_pass() {
-        let data = values(10_000, -2.0, 5.0, 7);
+        let mut data = values(10_000, -2.0, 5.0, 7);
+        data[10] = f32::NAN;
+        data[9_000] = f32::INFINITY;
         let mut one = TensorAccumulator::new(Some((-4.0, 4.0)));
         one.add(&data);
         let parts: Vec<TensorStats> = data
@@ -545,6 +549,7 @@ mod tests {
             .collect();
         let (s, m) = (one.stats(), merge_stats(&parts).unwrap());
         assert_eq!((s.count, s.min, s.max, &s.histogram), (m.count, m.min, m.max, &m.histogram));
+        assert_eq!((s.non_finite, m.non_finite), (2, 2), "NaN and inf counted apart, summed over parts");
         assert!((s.mean - m.mean).abs() <= 1e-12 && (s.std - m.std).abs() <= 1e-12, "{s:?} vs {m:?}");
         // Parts whose histogram and count disagree (a hand-edited file) are refused.
         let mut bad = parts.clone();

@@ -11,6 +11,9 @@ pub struct TensorStats {
     pub std: f64,
     pub count: usize,
     pub histogram: Histogram,
+    /// NaN and infinite values, left out of everything above.
+    #[serde(default)]
+    pub non_finite: u64,
 }
 
 /// Counts of values in equal bins over `[lo, hi)`.
