@@ -6,13 +6,13 @@
 # evaluation, an edit of a last-stage and of a first-stage activation scale (run --then,
 # same process), against plain ONNX Runtime inference of the INT8 model.
 #
-#   scripts/bench/per_layer.sh                # N=1000 B=64 REPEAT=3
+#   scripts/bench/per_layer.sh                # N=1000 B=16 REPEAT=3 (B: the default graph's batch)
 #   N=1000 B=250 REPEAT=5 scripts/bench/per_layer.sh
 #   FULL=1 scripts/bench/per_layer.sh         # also qdq_loss_debug on 10,000 images (≈20 GB RSS!)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-N="${N:-1000}"; B="${B:-64}"; REPEAT="${REPEAT:-3}"
+N="${N:-1000}"; B="${B:-16}"; REPEAT="${REPEAT:-3}"
 export QUANTGRAPH_CIFAR10="${QUANTGRAPH_CIFAR10:-$repo/../shared/data/cifar10}"
 export ORT_DYLIB_PATH="$(scripts/ensure-ort.sh)"
 py="$(scripts/bench/setup.sh)"

@@ -455,7 +455,7 @@ params! {
                 "The mixed-precision model stops moving layers to float once its top-1 accuracy is within \
                  this many points of FP32.",
             ),
-        pub batch_size: usize = int("Batch size", 64, 1, 65_536),
+        pub batch_size: usize = int("Batch size", 16, 1, 65_536),
     }
 }
 
