@@ -971,18 +971,22 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
         let names = p.x_categories.clone();
         let cell = (ui.available_width() - 7.0 * width as f32 - 24.0) / names.len().max(1) as f32;
         let fit = ((cell / 7.5).floor() as usize).max(1);
-        let x_axis = AxisHints::new_x().label_spacing(egui::Rangef::new(6.0, 10.0)).formatter(move |mark, _| {
-            let i = mark.value.round();
-            match names.get(i as usize) {
-                Some(name) if (mark.value - i).abs() < 1e-6 && i >= 0.0 => name.chars().take(fit).collect(),
-                _ => String::new(),
-            }
-        });
+        let (rows_desc, columns_desc) = p.heatmap_axes();
+        let x_axis = AxisHints::new_x().label(columns_desc).label_spacing(egui::Rangef::new(6.0, 10.0)).formatter(
+            move |mark, _| {
+                let i = mark.value.round();
+                match names.get(i as usize) {
+                    Some(name) if (mark.value - i).abs() < 1e-6 && i >= 0.0 => name.chars().take(fit).collect(),
+                    _ => String::new(),
+                }
+            },
+        );
         plot = plot
             .custom_x_axes(vec![x_axis])
             .x_grid_spacer(marks(p.x_categories.len()))
             .y_grid_spacer(marks(rows.len()))
             .y_axis_min_width(7.0 * width as f32)
+            .y_axis_label(rows_desc)
             .y_axis_formatter(move |mark, _| {
                 let i = mark.value.round();
                 match rows.len().checked_sub(1 + i as usize) {
@@ -1047,7 +1051,15 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
                 for r in (0..rows).rev() {
                     flipped.extend_from_slice(&p.cells[r * cols..(r + 1) * cols]);
                 }
-                pu.heatmap(egui_plot::Heatmap::new(flipped, cols).show_labels(!small).at(PlotPoint::new(-0.5, -0.5)));
+                // Counts as counts ("2", not "2.0"), so that narrow cells stay readable.
+                let label =
+                    |v: f64| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.2}") };
+                pu.heatmap(
+                    egui_plot::Heatmap::new(flipped, cols)
+                        .show_labels(!small)
+                        .formatter(Box::new(label))
+                        .at(PlotPoint::new(-0.5, -0.5)),
+                );
             }
         }
         PlotKind::FeatureMaps => {}

@@ -62,6 +62,15 @@ pub struct PlotSpec {
 }
 
 impl PlotSpec {
+    /// A heatmap's axis titles (rows, columns) from its label column's header: "true \\
+    /// predicted" (a confusion matrix) names both, any other header names the rows.
+    pub fn heatmap_axes(&self) -> (String, String) {
+        match self.x_label.split_once(" \\ ") {
+            Some((rows, columns)) => (rows.to_owned(), columns.to_owned()),
+            None => (self.x_label.clone(), String::new()),
+        }
+    }
+
     pub fn new(kind: PlotKind, title: impl Into<String>) -> Self {
         Self {
             title: title.into(),
@@ -77,5 +86,19 @@ impl PlotSpec {
             images: Vec::new(),
             maps: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heatmap_axes_come_from_the_label_header() {
+        let mut p = PlotSpec::new(PlotKind::Heatmap, "confusion");
+        p.x_label = "true \\ predicted".into();
+        assert_eq!(p.heatmap_axes(), ("true".to_owned(), "predicted".to_owned()));
+        p.x_label = "layer".into();
+        assert_eq!(p.heatmap_axes(), ("layer".to_owned(), String::new()));
     }
 }

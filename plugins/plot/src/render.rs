@@ -186,6 +186,7 @@ where
     let max = p.cells.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-12);
     let xc = p.x_categories.clone();
     let yc = p.y_categories.clone();
+    let (rows_desc, columns_desc) = p.heatmap_axes();
     let mut chart = ChartBuilder::on(root)
         .caption(&p.title, ("sans-serif", 22))
         .margin(12)
@@ -200,10 +201,16 @@ where
         .y_labels(rows)
         .x_label_formatter(&fx)
         .y_label_formatter(&fy)
-        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+        // Few columns: names across, cut to 12 characters; many: turned (plotters draws a
+        // turned label across the axis, so only when they would not fit otherwise).
+        .x_label_style(if cols <= 12 {
+            ("sans-serif", 11).into_font()
+        } else {
+            ("sans-serif", 11).into_font().transform(FontTransform::Rotate90)
+        })
         .disable_mesh()
-        .x_desc("predicted")
-        .y_desc("true")
+        .x_desc(columns_desc)
+        .y_desc(rows_desc)
         .draw()?;
     chart.draw_series(p.cells.iter().enumerate().map(|(i, v)| {
         let (r, c) = ((i / cols) as f64, (i % cols) as f64);
