@@ -330,6 +330,7 @@ fn a_gemm_beta_is_folded_into_its_int32_bias() {
     let mut halved = gemm.clone();
     halved.attribute.retain(|a| a.name != "beta");
     halved.attribute.push(proto::AttributeProto { name: "beta".into(), f: 0.5, r#type: 1, ..Default::default() });
+    halved.doc_string = "the classifier".into();
     let nodes_out = (0..graph.node.len())
         .map(|i| {
             if i == gemm_index {
@@ -367,6 +368,7 @@ fn a_gemm_beta_is_folded_into_its_int32_bias() {
     let m = proto::decode_model(folded).unwrap();
     let gemm = m.graph.unwrap().node.into_iter().find(|n| n.op_type == "Gemm").unwrap();
     assert_eq!(gemm.attribute.iter().find(|a| a.name == "beta").map(|a| a.f), Some(1.0));
+    assert_eq!(gemm.doc_string, "the classifier", "the rewritten Gemm keeps its documentation");
     let (ia, ib) = (inits(plain), inits(folded));
     assert_eq!(ia.keys().collect::<Vec<_>>(), ib.keys().collect::<Vec<_>>());
     let q = format!("{bias_name}_quantized");

@@ -549,16 +549,12 @@ impl TypedKind for LayerProbe {
             ));
         }
         notes.extend(feed_notes(&feed));
-        for (name, (item_shape, a)) in &acc {
-            reuse::put_stats(
-                stats_key(name),
-                batch,
-                reuse::CachedStats {
-                    item_shape: item_shape.clone(),
-                    stats: a.stats(),
-                    non_finite: a.moments.non_finite,
-                },
-            );
+        let mut computed: BTreeMap<String, reuse::CachedStats> = acc
+            .into_iter()
+            .map(|(name, (item_shape, a))| (name, reuse::CachedStats { item_shape, stats: a.stats() }))
+            .collect();
+        for (name, c) in &computed {
+            reuse::put_stats(stats_key(name), batch, c.clone());
         }
         if !reused.is_empty() {
             notes.push(format!(
@@ -569,12 +565,6 @@ impl TypedKind for LayerProbe {
                 pass_extra.len()
             ));
         }
-        let mut computed: BTreeMap<String, reuse::CachedStats> = acc
-            .into_iter()
-            .map(|(name, (item_shape, a))| {
-                (name, reuse::CachedStats { item_shape, stats: a.stats(), non_finite: a.moments.non_finite })
-            })
-            .collect();
         computed.extend(reused);
         let digest_map: BTreeMap<String, u64> =
             extra.iter().chain(std::iter::once(&logits_name)).map(|t| (t.clone(), digest_of(t))).collect();
@@ -638,8 +628,11 @@ fn finish(
         let qdq = qdq_for(&model.info.qdq, &name);
         let mut shape = vec![n];
         shape.extend(c.item_shape);
-        if c.non_finite > 0 {
-            notes.push(format!("'{name}' holds {} NaN or infinite values (left out of its statistics)", c.non_finite));
+        if c.stats.non_finite > 0 {
+            notes.push(format!(
+                "'{name}' holds {} NaN or infinite values (left out of its statistics)",
+                c.stats.non_finite
+            ));
         }
         tensors.insert(
             name.clone(),

@@ -60,6 +60,9 @@ pub struct NodeProto {
     pub op_type: String,
     #[prost(message, repeated, tag = "5")]
     pub attribute: Vec<AttributeProto>,
+    /// Kept so that a node QuantGraph rewrites (a folded Gemm) keeps its documentation.
+    #[prost(string, tag = "6")]
+    pub doc_string: String,
     #[prost(string, tag = "7")]
     pub domain: String,
 }

@@ -476,6 +476,7 @@ fn qdq_node(op: &str, name: String, inputs: [String; 3], output: String, axis: O
             .map(|a| proto::AttributeProto { name: "axis".into(), i: a as i64, r#type: 2, ..Default::default() })
             .into_iter()
             .collect(),
+        doc_string: String::new(),
         domain: String::new(),
     }
 }

@@ -11,7 +11,6 @@ use quantgraph_nodes::value::TensorStats;
 pub struct CachedStats {
     pub item_shape: Vec<usize>,
     pub stats: TensorStats,
-    pub non_finite: u64,
 }
 
 /// At most this many tensors' statistics are kept (a few KB each).

@@ -197,6 +197,7 @@ pub fn groups(
             name: dq.name.clone(),
             op_type: "Identity".into(),
             attribute: Vec::new(),
+            doc_string: String::new(),
             domain: String::new(),
         });
     }
@@ -233,6 +234,7 @@ fn restore_activation(
         name: unique(format!("{x}__act_node")),
         op_type: op.into(),
         attribute,
+        doc_string: String::new(),
         domain: String::new(),
     };
     match maker {
