@@ -454,27 +454,27 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
 /// exactly as one run gives them (histograms share a power-of-two grid), mean and standard
 /// deviation to float rounding; top-1 accuracy from the shards' right answers and samples.
 fn merge_probe(id: &str, shards: &[(usize, usize, PathBuf, serde_json::Value)]) -> anyhow::Result<serde_json::Value> {
-    let acts = |json: &serde_json::Value| json["nodes"][id]["outputs"]["activations"].clone();
+    // Each part's probe output, read in place (it holds every tensor's histogram).
+    let parts: Vec<&serde_json::Value> = shards.iter().map(|s| &s.3["nodes"][id]["outputs"]["activations"]).collect();
     let names = |a: &serde_json::Value| -> Vec<String> {
         a["tensors"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
     };
-    let first = acts(&shards[0].3);
+    let first = parts[0];
+    let first_names = names(first);
     let mut tensors = serde_json::Map::new();
     let mut samples = 0u64;
     let mut right = Some(0.0f64);
     // Notes every shard gave alike, as they are; others (counts of one shard's values) with
     // their shard.
-    let shard_notes: Vec<Vec<String>> = shards
+    let shard_notes: Vec<Vec<&str>> = parts
         .iter()
-        .map(|s| {
-            acts(&s.3)["notes"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
-        })
+        .map(|a| a["notes"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect())
         .collect();
     let mut notes: Vec<String> = Vec::new();
     for ((k, n, _, _), list) in shards.iter().zip(&shard_notes) {
         for note in list {
             let text = if shard_notes.iter().all(|l| l.contains(note)) {
-                note.clone()
+                (*note).to_owned()
             } else {
                 format!("shard {k}/{n}: {note}")
             };
@@ -483,12 +483,11 @@ fn merge_probe(id: &str, shards: &[(usize, usize, PathBuf, serde_json::Value)]) 
             }
         }
     }
-    for (_, _, path, json) in shards {
-        let a = acts(json);
+    for ((_, _, path, _), a) in shards.iter().zip(&parts) {
         if a["tensors"].is_null() {
             bail!("it has no results in {} (it failed there?)", path.display());
         }
-        if names(&a) != names(&first) {
+        if names(a) != first_names {
             bail!(
                 "in {} it captured other tensors than in {} (were the shards run on one graph?)",
                 path.display(),
@@ -501,15 +500,15 @@ fn merge_probe(id: &str, shards: &[(usize, usize, PathBuf, serde_json::Value)]) 
         samples += n;
         right = right.zip(a["accuracy"].as_f64()).map(|(r, acc)| r + (acc * n as f64).round());
     }
-    for name in names(&first) {
-        let mut parts = Vec::new();
-        for (_, _, path, json) in shards {
-            let stats: quantgraph_nodes::value::TensorStats =
-                serde_json::from_value(acts(json)["tensors"][&name].clone())
-                    .with_context(|| format!("in {}, the statistics of '{name}' do not read", path.display()))?;
-            parts.push(stats);
+    for name in first_names {
+        let mut stats = Vec::new();
+        for ((_, _, path, _), a) in shards.iter().zip(&parts) {
+            stats.push(
+                serde_json::from_value::<quantgraph_nodes::value::TensorStats>(a["tensors"][&name].clone())
+                    .with_context(|| format!("in {}, the statistics of '{name}' do not read", path.display()))?,
+            );
         }
-        let all = quantgraph_nodes::stats::merge_stats(&parts).map_err(|e| anyhow::anyhow!("tensor '{name}': {e}"))?;
+        let all = quantgraph_nodes::stats::merge_stats(&stats).map_err(|e| anyhow::anyhow!("tensor '{name}': {e}"))?;
         tensors.insert(name, serde_json::to_value(&all)?);
     }
     Ok(serde_json::json!({

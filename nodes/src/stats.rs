@@ -177,13 +177,18 @@ impl StreamHistogram {
     /// The same counts on the grid `2^k ≥ 2^log2_width`, bins `[first, last]` there (which
     /// must contain this histogram's).
     fn regrid(&mut self, k: i32, first: i64, last: i64) {
-        let d = (k - self.log2_width) as u32;
-        let mut counts = vec![0u64; (last - first + 1) as usize];
-        for (i, c) in self.counts.iter().enumerate() {
-            let j = shr(self.first + i as i64, d) - first;
-            counts[j as usize] += c;
+        let old = std::mem::replace(self, Self { log2_width: k, first, counts: vec![0; (last - first + 1) as usize] });
+        self.add_counts(&old);
+    }
+
+    /// Add `o`'s counts, whose grid is this one's or finer and whose bins lie within this
+    /// histogram's: each of its bins falls whole into one of these.
+    fn add_counts(&mut self, o: &StreamHistogram) {
+        let d = (self.log2_width - o.log2_width) as u32;
+        for (i, c) in o.counts.iter().enumerate() {
+            let j = shr(o.first + i as i64, d) - self.first;
+            self.counts[j as usize] += c;
         }
-        *self = Self { log2_width: k, first, counts };
     }
 
     /// The grid for this histogram's range and bins `[a, b]` at width `2^k`.
@@ -275,11 +280,7 @@ impl StreamHistogram {
             return;
         }
         self.extend(o.log2_width, o.first, o.last());
-        let d = (self.log2_width - o.log2_width) as u32;
-        for (i, c) in o.counts.iter().enumerate() {
-            let j = shr(o.first + i as i64, d) - self.first;
-            self.counts[j as usize] += c;
-        }
+        self.add_counts(o);
     }
 
     /// As a plain [`Histogram`] (with its grid, so that it can be merged again).

@@ -930,6 +930,13 @@ fn draw_levels(pu: &mut egui_plot::PlotUi<'_>, levels: &[(f64, String)]) {
     }
 }
 
+/// The category an axis mark stands for: marks on whole numbers ≥ 0 (categories sit at
+/// 0, 1, 2, …), none between them.
+fn category_at(value: f64) -> Option<usize> {
+    let i = value.round();
+    ((value - i).abs() < 1e-6 && i >= 0.0).then_some(i as usize)
+}
+
 /// Draw a plot spec with egui_plot (hover shows values; zoom and pan unless `small`).
 pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small: bool) {
     let cats = p.x_categories.clone();
@@ -944,12 +951,7 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
     }
     if !cats.is_empty() {
         plot = plot.x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                cats.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
+            category_at(mark.value).and_then(|i| cats.get(i)).cloned().unwrap_or_default()
         });
     }
     if p.kind == PlotKind::Heatmap && !small {
@@ -974,11 +976,10 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
         let (rows_desc, columns_desc) = p.heatmap_axes();
         let x_axis = AxisHints::new_x().label(columns_desc).label_spacing(egui::Rangef::new(6.0, 10.0)).formatter(
             move |mark, _| {
-                let i = mark.value.round();
-                match names.get(i as usize) {
-                    Some(name) if (mark.value - i).abs() < 1e-6 && i >= 0.0 => name.chars().take(fit).collect(),
-                    _ => String::new(),
-                }
+                category_at(mark.value)
+                    .and_then(|i| names.get(i))
+                    .map(|n| n.chars().take(fit).collect())
+                    .unwrap_or_default()
             },
         );
         plot = plot
@@ -988,11 +989,10 @@ pub fn plot_ui(ui: &mut egui::Ui, p: &PlotSpec, id: egui::Id, height: f32, small
             .y_axis_min_width(7.0 * width as f32)
             .y_axis_label(rows_desc)
             .y_axis_formatter(move |mark, _| {
-                let i = mark.value.round();
-                match rows.len().checked_sub(1 + i as usize) {
-                    Some(r) if (mark.value - i).abs() < 1e-6 && i >= 0.0 => rows[r].clone(),
-                    _ => String::new(),
-                }
+                category_at(mark.value)
+                    .and_then(|i| rows.len().checked_sub(1 + i))
+                    .map(|r| rows[r].clone())
+                    .unwrap_or_default()
             });
     }
     if !small {

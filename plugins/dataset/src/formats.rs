@@ -137,16 +137,28 @@ impl RawImages {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    /// Image `i` as an RGB (HWC) thumbnail.
-    pub fn thumbnail(&self, i: usize) -> PreviewImage {
+    /// Write image `i` interleaved (HWC: R, G, B per pixel) into `rgb` (3 × width × height
+    /// bytes); `None` when there is no image `i`.
+    pub fn interleaved_into(&self, i: usize, rgb: &mut [u8]) -> Option<()> {
         let plane = self.width * self.height;
-        let src = &self.pixels[i * 3 * plane..(i + 1) * 3 * plane];
-        let mut rgb = vec![0u8; 3 * plane];
-        for p in 0..plane {
-            for c in 0..3 {
-                rgb[p * 3 + c] = src[c * plane + p];
+        let src = self.pixels.get(i * 3 * plane..(i + 1) * 3 * plane)?;
+        for (p, px) in rgb.chunks_exact_mut(3).take(plane).enumerate() {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = src[c * plane + p];
             }
         }
+        Some(())
+    }
+
+    /// Image `i` interleaved (HWC), a new buffer; `None` when there is no image `i`.
+    pub fn interleaved(&self, i: usize) -> Option<Vec<u8>> {
+        let mut rgb = vec![0u8; 3 * self.width * self.height];
+        self.interleaved_into(i, &mut rgb).map(|()| rgb)
+    }
+
+    /// Image `i` as an RGB (HWC) thumbnail.
+    pub fn thumbnail(&self, i: usize) -> PreviewImage {
+        let rgb = self.interleaved(i).unwrap_or_default();
         PreviewImage {
             index: self.indices.get(i).copied().unwrap_or(i),
             label: self.labels.get(i).copied().unwrap_or(0),

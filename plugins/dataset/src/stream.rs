@@ -86,16 +86,9 @@ impl StreamSource {
             }
             Items::Raw(raw) => {
                 let (w, h) = (raw.width, raw.height);
-                let plane = w * h;
-                let src = raw.pixels.get(i * 3 * plane..(i + 1) * 3 * plane).ok_or_else(|| {
+                let rgb = raw.interleaved(i).ok_or_else(|| {
                     NodeError::failed(format!("expected an image number below {}, found {i}", raw.len()))
                 })?;
-                let mut rgb = vec![0u8; 3 * plane];
-                for p in 0..plane {
-                    for c in 0..3 {
-                        rgb[p * 3 + c] = src[c * plane + p];
-                    }
-                }
                 RgbImage::from_raw(w as u32, h as u32, rgb)
                     .ok_or_else(|| NodeError::failed(format!("image {i}: expected {w}×{h} RGB pixels, found fewer")))
             }
@@ -148,18 +141,12 @@ impl StreamSource {
         // here, from the planar bytes (a few µs an image: threads would cost more).
         if let (Items::Raw(raw), false) = (&self.items, self.pre.is_geometric()) {
             let (w, h) = (raw.width, raw.height);
-            let plane = w * h;
-            let mut hwc = vec![0u8; 3 * plane];
+            let mut hwc = vec![0u8; 3 * w * h];
             for (k, dst) in out.chunks_exact_mut(item).enumerate() {
                 let i = start + k;
-                let src = raw.pixels.get(i * 3 * plane..(i + 1) * 3 * plane).ok_or_else(|| {
+                raw.interleaved_into(i, &mut hwc).ok_or_else(|| {
                     NodeError::failed(format!("expected an image number below {}, found {i}", raw.len()))
                 })?;
-                for p in 0..plane {
-                    for c in 0..3 {
-                        hwc[p * 3 + c] = src[c * plane + p];
-                    }
-                }
                 self.pre.write_floats(&hwc, w, h, dst);
             }
             return Ok(out);
