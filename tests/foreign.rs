@@ -61,6 +61,23 @@ fn model_path(name: &str) -> PathBuf {
     }
 }
 
+/// The reference figures of `model` for this CPU: ONNX Runtime's u8s8 integer kernels
+/// saturate on x86-64 without VNNI, so the predictions of models with uint8 activations there
+/// differ from those on a CPU with VNNI (`models/foreign.py` recorded those;
+/// `models/reference_without_vnni.py` the others).
+fn reference_on_this_cpu<'a>(reference: &'a serde_json::Value, model: &str) -> &'a serde_json::Value {
+    #[cfg(target_arch = "x86_64")]
+    let vnni = std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
+    #[cfg(not(target_arch = "x86_64"))]
+    let vnni = true;
+    let without = &reference["without_vnni"]["models"][model];
+    if vnni || without.is_null() {
+        &reference["models"][model]
+    } else {
+        without
+    }
+}
+
 fn report(e: &quantgraph_nodes::Evaluation, g: &Graph, node: NodeId) -> Arc<Report> {
     match e.outputs(node).and_then(|o| o.get("report")) {
         Some(Value::Table(r)) => r.clone(),
@@ -104,7 +121,7 @@ fn foreign_models_pair_every_layer_correctly_and_match_numpy() {
         for (model, key) in [(a, "correct_a"), (b, "correct_b")] {
             assert_eq!(
                 r.summary[key],
-                reference["models"][model]["correct"].as_f64().unwrap(),
+                reference_on_this_cpu(&reference, model)["correct"].as_f64().unwrap(),
                 "{a} vs {b}: {key} ({model})"
             );
         }
@@ -117,7 +134,18 @@ fn foreign_models_pair_every_layer_correctly_and_match_numpy() {
             });
             assert_eq!(text(t, row, "b_tensor"), tb, "{a} vs {b}: {layer} paired with the wrong tensor");
             let (got, exp) = (num(t, row, "sqnr_db"), want["sqnr_db"].as_f64().unwrap());
-            assert!((got - exp).abs() < 1e-4, "{a} vs {b}: {layer} SQNR {got} vs numpy {exp}");
+            if exp > 100.0 {
+                // Two float models that compute the same: their difference is float rounding,
+                // which differs between CPUs (ONNX Runtime's kernels for AVX2 and AVX-512 sum
+                // in other orders), so only "equal up to rounding" is the same everywhere.
+                assert!(got > 100.0, "{a} vs {b}: {layer} SQNR {got}: more than rounding apart (numpy: {exp})");
+            } else {
+                // A quantized model: the float rounding of the CPU's kernels moves a few values
+                // across a rounding edge of their quantization step, and that grows layer by
+                // layer (up to 0.01 dB on 64 images between AVX-512 and AVX2 kernels); a wrong
+                // pairing or layout is tens of dB off (and pairings are checked by name above).
+                assert!((got - exp).abs() < 0.05, "{a} vs {b}: {layer} SQNR {got} vs numpy {exp}");
+            }
             if want["layout"] == "nhwc" {
                 assert!(text(t, row, "pairing").contains("channels-last"), "{}", text(t, row, "pairing"));
             }

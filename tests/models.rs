@@ -134,22 +134,38 @@ fn correct_prediction_counts_equal_python_onnxruntime() {
         let e = s.evaluate(&g, &[compare]);
         let r = report(&e, compare);
         assert_eq!(r.summary["samples"], 10_000.0);
-        let want_a = reference["models"]["resnet8_fp32.onnx"]["correct"].as_f64().unwrap();
-        let want_b = reference["models"][b_model]["correct"].as_f64().unwrap();
+        let want_a = reference_on_this_cpu(&reference, "resnet8_fp32.onnx")["correct"].as_f64().unwrap();
+        let want_b = reference_on_this_cpu(&reference, b_model)["correct"].as_f64().unwrap();
         assert_eq!(r.summary["correct_a"], want_a, "FP32");
         assert_eq!(r.summary["correct_b"], want_b, "{b_model}");
-        assert_eq!(manifest["models"][b_model]["correct"].as_f64().unwrap(), want_b);
+        assert_eq!(manifest["models"][b_model]["correct"], reference["models"][b_model]["correct"]);
         // The first predictions, sample by sample.
         let probe = g.find_node("probe_int8").unwrap();
         let Some(Value::Activations(a)) = e.outputs(probe).and_then(|o| o.get("activations")) else { panic!() };
         let first: Vec<u64> = a.predictions.as_ref().unwrap().top1[..50].iter().map(|p| u64::from(*p)).collect();
-        let want: Vec<u64> = reference["models"][b_model]["first_predictions"]
+        let want: Vec<u64> = reference_on_this_cpu(&reference, b_model)["first_predictions"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_u64().unwrap())
             .collect();
         assert_eq!(first, want, "{b_model}");
+    }
+}
+
+/// The reference figures of `model` for this CPU: ONNX Runtime's u8s8 integer kernels
+/// saturate on x86-64 without VNNI, so its predictions there differ from those on a CPU with
+/// VNNI (`models/evaluate.py` recorded those; `models/reference_without_vnni.py` the others).
+fn reference_on_this_cpu<'a>(reference: &'a serde_json::Value, model: &str) -> &'a serde_json::Value {
+    #[cfg(target_arch = "x86_64")]
+    let vnni = std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
+    #[cfg(not(target_arch = "x86_64"))]
+    let vnni = true;
+    let without = &reference["without_vnni"]["models"][model];
+    if vnni || without.is_null() {
+        &reference["models"][model]
+    } else {
+        without
     }
 }
 
@@ -288,7 +304,11 @@ fn streamed_per_layer_metrics_equal_numpy_float64_for_any_batch_size() {
             assert!((sqnr - want["sqnr_db"].as_f64().unwrap()).abs() < 1e-4, "{a}: {sqnr} vs {}", want["sqnr_db"]);
             for m in ["mse", "mae", "max_abs", "cosine"] {
                 let (got, exp) = (col(row, m).unwrap(), want[m].as_f64().unwrap());
-                assert!((got - exp).abs() <= 1e-6 * exp.abs().max(1e-12), "{a} {m}: {got} vs {exp}");
+                // The largest error is one element's: float rounding of ONNX Runtime's kernels,
+                // which differ between the CPU that made the reference (AVX-512) and others
+                // (AVX2), moves it by a few 1e-6; sums over every element move far less.
+                let tol = if m == "max_abs" { 1e-5 } else { 1e-6 };
+                assert!((got - exp).abs() <= tol * exp.abs().max(1e-12), "{a} {m}: {got} vs {exp}");
             }
             if let Some(exp) = want["qdq_err_db"].as_f64() {
                 // Where the quantizer removed a Relu, the plain pre-vs-post figure is ORT's column.

@@ -71,7 +71,15 @@ fn photos_through_a_224_model_match_python_onnxruntime() {
     assert_eq!(r.summary.get("samples"), Some(&6.0), "{:?} {:?}", r.summary, r.notes);
     let t = r.table("per_layer").unwrap();
     let col = |name: &str| t.column(name).unwrap();
-    let layers = want["layers"].as_array().unwrap();
+    // ONNX Runtime's float kernels round otherwise on a CPU without AVX-512 (AVX2), which over
+    // six samples shows in the last digits: the reference of this CPU's kind
+    // (`models/photos_fixture.py --without-avx512` made the second).
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = true;
+    let here = if avx512 || want["without_avx512"].is_null() { &want } else { &want["without_avx512"] };
+    let layers = here["layers"].as_array().unwrap();
     assert!(layers.len() >= 60, "the reference pairs every activation: {}", layers.len());
     let mut checked = 0;
     for layer in layers {
@@ -90,7 +98,8 @@ fn photos_through_a_224_model_match_python_onnxruntime() {
         let cosine = layer["cosine"].as_f64().unwrap();
         assert!((got("cosine") - cosine).abs() < 1e-9, "{a}: cosine {} vs {cosine}", got("cosine"));
         let mse = layer["mse"].as_f64().unwrap();
-        assert!((got("mse") - mse).abs() <= 1e-9 * mse.abs(), "{a}: MSE {} vs {mse}", got("mse"));
+        // (The reference sums squares in float32 chunks of 64k elements before float64.)
+        assert!((got("mse") - mse).abs() <= 1e-7 * mse.abs(), "{a}: MSE {} vs {mse}", got("mse"));
         let max_abs = layer["max_abs"].as_f64().unwrap();
         assert!((got("max_abs") - max_abs).abs() <= 1e-6 * max_abs.abs(), "{a}: max {} vs {max_abs}", got("max_abs"));
         assert_eq!(got("samples"), 6.0);
@@ -99,8 +108,8 @@ fn photos_through_a_224_model_match_python_onnxruntime() {
     assert!(checked + 1 >= layers.len(), "{checked} of {} layers found", layers.len());
     // Agreement: QuantGraph takes B's predictions from the plain INT8 model (fused integer
     // kernels), as a user deploying it would get them.
-    let plain = want["predictions_int8_plain"].as_array().unwrap();
-    let fp32 = want["predictions_fp32"].as_array().unwrap();
+    let plain = here["predictions_int8_plain"].as_array().unwrap();
+    let fp32 = here["predictions_fp32"].as_array().unwrap();
     let agree = fp32.iter().zip(plain).filter(|(a, b)| a == b).count() as f64;
     assert_eq!(r.summary["agreement"], agree / 6.0);
 }
