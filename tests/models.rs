@@ -436,3 +436,45 @@ fn an_edit_recomputes_only_what_it_reaches_and_equals_a_fresh_evaluation() {
         assert_eq!(t.stats.histogram.counts, f.stats.histogram.counts, "{name}");
     }
 }
+
+#[test]
+fn probes_whose_pass_the_comparator_runs_get_what_a_probe_alone_gets() {
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let mut g = load_default(&registry);
+    let ds = g.find_node("cifar10_test").unwrap();
+    g.set_param(ds, "per_class", 0.into()).unwrap();
+    g.set_param(ds, "count", 80.into()).unwrap();
+    let compare = g.find_node("compare").unwrap();
+    quantgraph_app::clear_reuse_caches();
+    // The default graph: the comparator runs both probes' passes within its own.
+    let fused = Scheduler::new(registry.clone()).evaluate(&g, &[compare]);
+    let fused_report = report(&fused, compare);
+    for label in ["probe_fp32", "probe_int8"] {
+        let probe = g.find_node(label).unwrap();
+        quantgraph_app::clear_reuse_caches();
+        // Asked for alone, a probe runs its own pass.
+        let alone = Scheduler::new(registry.clone()).evaluate(&g, &[probe]);
+        let get = |e: &quantgraph_nodes::Evaluation| match e.outputs(probe).and_then(|o| o.get("activations")) {
+            Some(Value::Activations(a)) => a.clone(),
+            other => panic!("{label}: {other:?}"),
+        };
+        let (f, a) = (get(&fused), get(&alone));
+        assert!(!f.is_pending() && f.pending.is_none(), "{label}: the evaluation reports the finished value");
+        assert!(a.pending.is_none());
+        assert_eq!(f.predictions, a.predictions, "{label}");
+        assert_eq!(f.tensors.keys().collect::<Vec<_>>(), a.tensors.keys().collect::<Vec<_>>(), "{label}");
+        for (name, t) in &f.tensors {
+            let (x, y) = (&t.stats, &a.tensors[name].stats);
+            assert!(x.count > 0 && x.count == y.count, "{label} {name}: {} vs {} values", x.count, y.count);
+            let close = |p: f64, q: f64| (p - q).abs() <= 1e-6 * q.abs().max(1e-6);
+            assert!(close(x.mean, y.mean) && close(x.std, y.std), "{label} {name}: {x:?} vs {y:?}");
+            assert!(close(f64::from(x.min), f64::from(y.min)) && close(f64::from(x.max), f64::from(y.max)));
+            assert_eq!(x.histogram, y.histogram, "{label} {name}");
+            assert_eq!(t.tensor.shape, a.tensors[name].tensor.shape, "{label} {name}");
+        }
+        // The comparator's accuracy is that of the probe's predictions.
+        let acc = a.predictions.as_ref().and_then(|p| p.accuracy()).unwrap();
+        let key = if label == "probe_fp32" { "accuracy_a" } else { "accuracy_b" };
+        assert!((fused_report.summary[key] - acc).abs() < 1e-12, "{key}: {:?} vs {acc}", fused_report.summary);
+    }
+}

@@ -84,6 +84,14 @@ pub trait NodeKind: Send + Sync + 'static {
     fn sample_maps(&self) -> Option<SampleMaps> {
         None
     }
+    /// Whether `evaluate` takes [`Activations`](crate::value::Activations) inputs whose pass
+    /// is still pending and runs that pass within its own ([`PendingPass`](crate::value::PendingPass)):
+    /// one pass over the batches for both. Other kinds get such inputs finished (the
+    /// scheduler runs the pass first), and probes upstream of a kind that fuses leave their
+    /// pass to it.
+    fn fuses_pending(&self) -> bool {
+        false
+    }
     /// Check the kind's params declaration (every default reads into its field and writes
     /// back the same); the registry runs it when the kind is registered.
     fn check_params(&self) -> Result<(), String> {
@@ -137,6 +145,10 @@ pub trait TypedKind: Send + Sync + 'static {
     fn sample_maps(&self) -> Option<SampleMaps> {
         None
     }
+    /// See [`NodeKind::fuses_pending`].
+    fn fuses_pending(&self) -> bool {
+        false
+    }
 }
 
 impl<K: TypedKind> NodeKind for K {
@@ -180,6 +192,9 @@ impl<K: TypedKind> NodeKind for K {
     }
     fn sample_maps(&self) -> Option<SampleMaps> {
         TypedKind::sample_maps(self)
+    }
+    fn fuses_pending(&self) -> bool {
+        TypedKind::fuses_pending(self)
     }
     fn check_params(&self) -> Result<(), String> {
         crate::param::typed::check_declaration::<K::Params>()
@@ -239,11 +254,26 @@ pub struct EvalContext {
     cancel: Arc<AtomicBool>,
     progress: Box<ProgressFn>,
     base_dir: Option<PathBuf>,
+    defer: bool,
 }
 
 impl EvalContext {
     pub fn new(cancel: Arc<AtomicBool>, progress: Box<ProgressFn>, base_dir: Option<PathBuf>) -> Self {
-        Self { cancel, progress, base_dir }
+        Self { cancel, progress, base_dir, defer: false }
+    }
+
+    /// Set whether the node may leave a pass to the node that reads its output (see
+    /// [`EvalContext::may_defer`]).
+    pub fn with_defer(mut self, defer: bool) -> Self {
+        self.defer = defer;
+        self
+    }
+
+    /// Whether a node reading this one's output runs pending passes within its own
+    /// ([`NodeKind::fuses_pending`]): a probe may then return its value with the pass
+    /// pending. False unless the scheduler says so.
+    pub fn may_defer(&self) -> bool {
+        self.defer
     }
 
     /// A context that is never cancelled and drops progress, for tests and tools.

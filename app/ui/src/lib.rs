@@ -592,6 +592,10 @@ impl Editor {
                 Event::Done | Event::Superseded => busy = false,
             }
         }
+        // Probes whose pass a comparator ran within its own: their finished values.
+        for o in self.outputs.values_mut() {
+            *o = quantgraph_nodes::scheduler::settled(o);
+        }
         if !busy {
             self.run = None;
         }

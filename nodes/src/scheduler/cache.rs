@@ -21,14 +21,21 @@ impl Cache {
     pub(super) fn get(&mut self, key: Key) -> Option<Arc<Outputs>> {
         self.tick += 1;
         let tick = self.tick;
-        self.entries.get_mut(&key).map(|e| {
-            e.last_used = tick;
-            e.outputs.clone()
-        })
+        let e = self.entries.get_mut(&key)?;
+        e.last_used = tick;
+        // A value whose pending pass someone ran is kept (and counted) finished from now on.
+        let settled = super::settled(&e.outputs);
+        if !Arc::ptr_eq(&settled, &e.outputs) {
+            let size_bytes = size_of(&settled);
+            self.total_bytes = self.total_bytes - e.size_bytes + size_bytes;
+            e.size_bytes = size_bytes;
+            e.outputs = settled.clone();
+        }
+        Some(settled)
     }
 
     pub(super) fn insert(&mut self, key: Key, outputs: Arc<Outputs>) {
-        let size_bytes: usize = outputs.values().map(|v| v.size_bytes()).sum::<usize>() + 64;
+        let size_bytes = size_of(&outputs);
         self.tick += 1;
         if let Some(old) = self.entries.insert(key, CacheEntry { outputs, size_bytes, last_used: self.tick }) {
             self.total_bytes -= old.size_bytes;
@@ -47,4 +54,8 @@ impl Cache {
             }
         }
     }
+}
+
+fn size_of(outputs: &Outputs) -> usize {
+    outputs.values().map(|v| v.size_bytes()).sum::<usize>() + 64
 }

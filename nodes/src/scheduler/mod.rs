@@ -201,7 +201,15 @@ pub fn collect(eval: &mut Evaluation, events: impl IntoIterator<Item = Event>) -
             Event::Cancelled { node } => {
                 eval.outcomes.insert(node, NodeOutcome::Cancelled);
             }
-            Event::Done => return true,
+            Event::Done => {
+                // Probes whose pass a downstream node ran: their finished values.
+                for o in eval.outcomes.values_mut() {
+                    if let NodeOutcome::Ready { outputs, .. } = o {
+                        *outputs = settled(outputs);
+                    }
+                }
+                return true;
+            }
             Event::Superseded => {
                 eval.superseded = true;
                 return true;
@@ -210,6 +218,16 @@ pub fn collect(eval: &mut Evaluation, events: impl IntoIterator<Item = Event>) -
         }
     }
     false
+}
+
+/// `outputs` with every pending pass that someone has run filled in (see
+/// [`crate::value::Activations::settled`]); the same `Arc` when nothing changes.
+pub fn settled(outputs: &Arc<Outputs>) -> Arc<Outputs> {
+    let finished = |v: &crate::Value| matches!(v, crate::Value::Activations(a) if a.pending.as_ref().is_some_and(|p| p.0.resolved().is_some()));
+    if !outputs.values().any(finished) {
+        return outputs.clone();
+    }
+    Arc::new(outputs.iter().map(|(k, v)| (k.clone(), v.settled())).collect())
 }
 
 /// Evaluates graphs. One coordinator thread plus a worker pool; dropping the scheduler
@@ -270,7 +288,7 @@ impl Scheduler {
 
     /// The cached outputs for a key.
     pub fn cached(&self, key: Key) -> Option<Arc<Outputs>> {
-        lock(&self.shared.cache).get(key)
+        lock(&self.shared.cache).get(key).map(|o| settled(&o))
     }
 
     /// Ask for `targets` (none: every sink) to be brought up to date. Returns at once;

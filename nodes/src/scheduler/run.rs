@@ -1,6 +1,7 @@
 //! Running a plan: the coordinator thread, the worker pool, cancellation and events.
 
 use super::*;
+use crate::Value;
 
 pub(super) enum Msg {
     Plan(Plan, Sender<Event>),
@@ -32,6 +33,8 @@ pub(super) struct Active {
     /// Position of each node in the plan's topological order.
     pub(super) rank: HashMap<NodeId, usize>,
     pub(super) done_sent: bool,
+    /// Nodes held back while a node that fuses passes runs their inputs' pass.
+    pub(super) waiting: HashSet<NodeId>,
 }
 
 impl Active {
@@ -91,15 +94,32 @@ impl Coordinator {
             }
         }
         let mut state = HashMap::new();
+        let mut dependents: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        let mut by_key: HashMap<Key, Vec<NodeId>> = HashMap::new();
+        for (id, node) in &plan.nodes {
+            by_key.entry(node.key).or_default().push(*id);
+            for (_, up, _) in &node.inputs {
+                dependents.entry(*up).or_default().push(*id);
+            }
+        }
         {
             let mut cache = lock(&self.shared.cache);
             cache.pinned = needed;
             let errors = lock(&self.shared.errors);
             for id in &plan.order {
                 let Some(node) = plan.nodes.get(id) else { continue };
-                if let Some(outputs) = cache.get(node.key) {
+                // A value whose pass is still pending counts as known only while a node of
+                // this plan that will run (not cached) runs that pass within its own; else
+                // the node runs again, with its pass.
+                let fused_here = dependents.get(id).into_iter().flatten().any(|d| {
+                    plan.nodes.get(d).is_some_and(|n| {
+                        n.kind.as_ref().is_some_and(|k| k.fuses_pending()) && !cache.entries.contains_key(&n.key)
+                    })
+                });
+                let cached = cache.get(node.key).filter(|o| fused_here || !o.values().any(Value::is_pending));
+                if let Some(outputs) = cached {
                     state.insert(*id, State::Ready);
-                    let _ = tx.send(Event::Cached { node: *id, outputs });
+                    let _ = tx.send(Event::Cached { node: *id, outputs: super::settled(&outputs) });
                 } else if let Some(error) = errors.get(&node.key) {
                     state.insert(*id, State::Failed);
                     let _ = tx.send(Event::Failed { node: *id, error: error.clone() });
@@ -109,17 +129,10 @@ impl Coordinator {
                 }
             }
         }
-        let mut dependents: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
-        let mut by_key: HashMap<Key, Vec<NodeId>> = HashMap::new();
-        for (id, node) in &plan.nodes {
-            by_key.entry(node.key).or_default().push(*id);
-            for (_, up, _) in &node.inputs {
-                dependents.entry(*up).or_default().push(*id);
-            }
-        }
         let rank = plan.order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let candidates = plan.order.clone();
-        self.active = Some(Active { plan, tx, state, dependents, by_key, rank, done_sent: false });
+        self.active =
+            Some(Active { plan, tx, state, dependents, by_key, rank, done_sent: false, waiting: HashSet::new() });
         self.advance(candidates);
     }
 
@@ -200,6 +213,19 @@ impl Coordinator {
                 continue;
             }
             let Some(kind) = node.kind.clone() else { continue };
+            let fuses = kind.fuses_pending();
+            if !fuses && inputs.0.values().any(Value::is_pending) && fuser_first(active, id) {
+                // A node that runs the input's pass within its own is running or about to:
+                // wait for it rather than run that pass a second time.
+                active.waiting.insert(id);
+                continue;
+            }
+            active.waiting.remove(&id);
+            // Probes may leave their pass to a node reading them that will run it.
+            let defer = active.dependents.get(&id).into_iter().flatten().any(|d| {
+                active.state.get(d) == Some(&State::Pending)
+                    && active.plan.nodes.get(d).and_then(|n| n.kind.as_ref()).is_some_and(|k| k.fuses_pending())
+            });
             lock(&self.shared.log).push(LogEntry { node: id, kind: node.kind_id.clone(), key: node.key });
             let cancel = Arc::new(AtomicBool::new(false));
             self.running.insert(node.key, cancel.clone());
@@ -217,9 +243,12 @@ impl Coordinator {
                         let _ = progress_inbox.send(Msg::Progress { key, fraction, message: message.to_owned() });
                     }),
                     base_dir,
-                );
+                )
+                .with_defer(defer);
                 let started = Instant::now();
-                let result = run_kind(kind.as_ref(), &ctx, &inputs, &params);
+                let mut inputs = inputs;
+                let result = if fuses { Ok(()) } else { resolve_pending(&mut inputs, &ctx) }
+                    .and_then(|()| run_kind(kind.as_ref(), &ctx, &inputs, &params));
                 let _ = inbox.send(Msg::Done { key, result, duration: started.elapsed() });
             };
             match &self.pool {
@@ -229,7 +258,43 @@ impl Coordinator {
                 }
             }
         }
+        // Readers held back for a fusing node that will not run after all (it failed or was
+        // blocked) run the pass themselves.
+        let retry: Vec<NodeId> = active.waiting.iter().copied().filter(|id| !fuser_first(active, *id)).collect();
+        if !retry.is_empty() {
+            for id in &retry {
+                active.waiting.remove(id);
+            }
+            self.advance(retry);
+            return;
+        }
         if !active.done_sent && !active.unsettled() {
+            // Values left with their pass pending (the fusing node that was to run it failed
+            // or was blocked) are finished before the request is done, as their own nodes.
+            let cancelled = active.state.values().any(|s| *s == State::Cancelled);
+            let stale: Vec<NodeId> = if cancelled {
+                Vec::new()
+            } else {
+                let mut cache = lock(&self.shared.cache);
+                active
+                    .plan
+                    .order
+                    .iter()
+                    .filter(|id| active.state.get(id) == Some(&State::Ready))
+                    .filter(|id| {
+                        active.plan.nodes.get(id).is_some_and(|n| {
+                            !self.running.contains_key(&n.key)
+                                && cache.get(n.key).is_some_and(|o| o.values().any(Value::is_pending))
+                        })
+                    })
+                    .copied()
+                    .collect()
+            };
+            if !stale.is_empty() {
+                self.settle(stale);
+                return;
+            }
+            let Some(active) = self.active.as_mut() else { return };
             active.done_sent = true;
             lock(&self.shared.cache).pinned.clear();
             let _ = active.tx.send(Event::Done);
@@ -237,6 +302,9 @@ impl Coordinator {
     }
 
     pub(super) fn finish(&mut self, key: Key, result: Result<Outputs, NodeError>, duration: Duration) {
+        // Nodes waiting for a fusing node to run their inputs' pass look again.
+        let waiting: Vec<NodeId> =
+            self.active.as_ref().map(|a| a.waiting.iter().copied().collect()).unwrap_or_default();
         let cancelled = self.running.remove(&key).is_some_and(|f| f.load(Ordering::Relaxed));
         let result = match result {
             Ok(outputs) => {
@@ -251,7 +319,7 @@ impl Coordinator {
                 Err(Some(e))
             }
         };
-        let mut candidates = Vec::new();
+        let mut candidates = waiting;
         if let Some(active) = self.active.as_mut() {
             let ids: Vec<NodeId> = active
                 .by_key
@@ -287,6 +355,43 @@ impl Coordinator {
         self.advance(candidates);
     }
 
+    /// Run the pending passes of `ids`' values (Ready nodes), each as its node's job: it
+    /// shows as running, and a failure of the pass is its failure.
+    fn settle(&mut self, ids: Vec<NodeId>) {
+        let Some(active) = self.active.as_mut() else { return };
+        for id in ids {
+            let Some(node) = active.plan.nodes.get(&id) else { continue };
+            let key = node.key;
+            let Some(outputs) = lock(&self.shared.cache).get(key) else { continue };
+            let cancel = Arc::new(AtomicBool::new(false));
+            self.running.insert(key, cancel.clone());
+            active.state.insert(id, State::Running);
+            let _ = active.tx.send(Event::Started { node: id });
+            let inbox = self.inbox.clone();
+            let base_dir = active.plan.base_dir.clone();
+            let job = move || {
+                let progress_inbox = inbox.clone();
+                let ctx = EvalContext::new(
+                    cancel,
+                    Box::new(move |fraction, message| {
+                        let _ = progress_inbox.send(Msg::Progress { key, fraction, message: message.to_owned() });
+                    }),
+                    base_dir,
+                );
+                let started = Instant::now();
+                let mut values: Outputs = (*outputs).clone();
+                let result = finish_values(&mut values, &ctx).map(|()| values).map_err(|(_, e)| e);
+                let _ = inbox.send(Msg::Done { key, result, duration: started.elapsed() });
+            };
+            match &self.pool {
+                Some(pool) => pool.spawn(job),
+                None => {
+                    std::thread::spawn(job);
+                }
+            }
+        }
+    }
+
     pub(super) fn cancel_all(&mut self) {
         for flag in self.running.values() {
             flag.store(true, Ordering::Relaxed);
@@ -303,6 +408,66 @@ impl Coordinator {
         }
         self.advance(Vec::new());
     }
+}
+
+/// Whether a node that runs pending passes within its own ([`NodeKind::fuses_pending`])
+/// reads one of `id`'s inputs and is running or still can run (none of its inputs failed,
+/// and it does not wait for `id` itself).
+fn fuser_first(active: &Active, id: NodeId) -> bool {
+    let Some(node) = active.plan.nodes.get(&id) else { return false };
+    node.inputs.iter().any(|(_, up, _)| {
+        active.dependents.get(up).into_iter().flatten().any(|f| {
+            let Some(fnode) = active.plan.nodes.get(f) else { return false };
+            if *f == id || fnode.static_error.is_some() || !fnode.kind.as_ref().is_some_and(|k| k.fuses_pending()) {
+                return false;
+            }
+            match active.state.get(f) {
+                Some(State::Running) => true,
+                Some(State::Pending) => {
+                    fnode.inputs.iter().all(|(_, u, _)| {
+                        matches!(active.state.get(u), Some(State::Ready | State::Pending | State::Running))
+                    }) && !upstream_of(active, *f).contains(&id)
+                }
+                _ => false,
+            }
+        })
+    })
+}
+
+/// Every node of the plan upstream of `id`.
+fn upstream_of(active: &Active, id: NodeId) -> HashSet<NodeId> {
+    let mut seen = HashSet::new();
+    let mut todo = vec![id];
+    while let Some(n) = todo.pop() {
+        for (_, up, _) in active.plan.nodes.get(&n).map(|n| n.inputs.as_slice()).unwrap_or_default() {
+            if seen.insert(*up) {
+                todo.push(*up);
+            }
+        }
+    }
+    seen
+}
+
+/// Finish every value whose pass is still pending (running it alone if no one has); an
+/// error names the port of the value whose pass failed.
+fn finish_values(values: &mut BTreeMap<String, Value>, ctx: &EvalContext) -> Result<(), (String, NodeError)> {
+    for (port, v) in values.iter_mut() {
+        if let Value::Activations(a) = v {
+            if a.pending.is_some() {
+                *v = Value::Activations(a.resolve(ctx).map_err(|e| (port.clone(), e))?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finish every input whose pass is still pending, before a kind that does not fuse passes
+/// reads it.
+fn resolve_pending(inputs: &mut Inputs, ctx: &EvalContext) -> Result<(), NodeError> {
+    finish_values(&mut inputs.0, ctx).map_err(|(port, e)| match e {
+        NodeError::Cancelled => e,
+        e => NodeError::input(port, format!("the pass of the probe feeding this port failed: {e}")),
+    })
 }
 
 /// Run a kind, containing panics and checking that it gave every declared output.

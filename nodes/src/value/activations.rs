@@ -126,6 +126,10 @@ pub struct Activations {
     pub notes: Vec<String>,
     /// Re-runs the probed model over the same samples, batch by batch.
     pub stream: Option<StreamHandle>,
+    /// The pass that makes the statistics and predictions, when it has not run yet (they
+    /// are empty here until then): the node reading this value runs it within its own pass
+    /// (see [`PendingPass`]).
+    pub pending: Option<PendingHandle>,
 }
 
 /// One batch of streamed tensors: samples `start..start + rows`, and per tensor name its
@@ -141,6 +145,11 @@ pub struct Batch {
 pub trait BatchIter: Send {
     /// The next batch, `None` after the last. Checks `ctx` for cancellation between runs.
     fn next_batch(&mut self, ctx: &crate::EvalContext) -> Result<Option<Batch>, crate::NodeError>;
+    /// How the batches are made, when a user should know (e.g. from kept values of an
+    /// intermediate tensor, through part of the model only).
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Something that can run the probed model again over the probe's samples (implemented by

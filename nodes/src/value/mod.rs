@@ -21,6 +21,7 @@ mod activations;
 mod data;
 mod maps;
 mod model;
+mod pending;
 mod plot;
 mod table;
 
@@ -28,6 +29,7 @@ pub use activations::*;
 pub use data::*;
 pub use maps::*;
 pub use model::*;
+pub use pending::*;
 pub use plot::*;
 pub use table::*;
 
@@ -160,7 +162,10 @@ impl Value {
                 m.info.param_count,
                 if m.info.qdq.is_empty() { String::new() } else { format!(", {} Q/DQ", m.info.qdq.len()) }
             ),
-            Value::Activations(a) => match &a.predictions {
+            Value::Activations(a) if a.is_pending() => {
+                format!("{} tensors (statistics come with the pass of the node reading them)", a.tensors.len())
+            }
+            Value::Activations(a) => match &a.settled().predictions {
                 Some(p) => match p.accuracy() {
                     Some(acc) => format!("{} tensors, top-1 {:.1} %", a.tensors.len(), acc * 100.0),
                     None => format!("{} tensors, {} samples", a.tensors.len(), p.top1.len()),
@@ -182,13 +187,17 @@ impl Value {
             Value::Tensor(t) => json!({"shape": t.shape, "len": t.data.len()}),
             Value::Dataset(d) => json!({"images": d.len(), "classes": d.class_names, "source": d.source}),
             Value::Model(m) => serde_json::to_value(m.info.as_ref()).unwrap_or(serde_json::Value::Null),
-            Value::Activations(a) => json!({
+            Value::Activations(a) => {
+                let a = a.settled();
+                json!({
                 "model": a.model_name,
+                "pending": a.is_pending(),
                 "tensors": a.tensors.iter().map(|(k, v)| (k.clone(), serde_json::to_value(&v.stats).unwrap_or_default())).collect::<BTreeMap<_, _>>(),
                 "accuracy": a.predictions.as_ref().and_then(|p| p.accuracy()),
                 "samples": a.dataset.as_ref().map(|d| d.len()).or_else(|| a.predictions.as_ref().map(|p| p.top1.len())),
                 "notes": a.notes,
-            }),
+                })
+            }
             Value::Predictions(p) => json!({"top1": p.top1, "accuracy": p.accuracy()}),
             Value::Table(r) => serde_json::to_value(r.as_ref()).unwrap_or_default(),
             Value::Plot(p) => serde_json::to_value(p.as_ref()).unwrap_or_default(),

@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
 use quantgraph_nodes::value::{
-    Activations, Batch, BatchIter, Cell, LayerTable, Report, ReportHints, SampleCurve, SampleRows, Table, TensorRole,
+    Activations, Batch, BatchIter, Cell, Claim, LayerTable, Report, ReportHints, SampleCurve, SampleRows, Table,
+    TensorRole,
 };
 use quantgraph_nodes::{
     params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
@@ -81,7 +82,11 @@ impl TypedKind for Comparator {
          measured. Per pair: SQNR dB, MSE, MAE, max-abs error, cosine similarity, and \
          qdq_err (SQNR of B's pre-quantization tensor against its dequantized output). Where the \
          quantizer removed a Relu, B is compared with A's Relu output and the row says how this \
-         differs from ONNX Runtime's qdq_loss_debug figure."
+         differs from ONNX Runtime's qdq_loss_debug figure. The probes' own statistics and \
+         predictions are computed in the same pass: each model runs once per batch."
+    }
+    fn fuses_pending(&self) -> bool {
+        true
     }
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
@@ -95,21 +100,50 @@ impl TypedKind for Comparator {
     }
     fn evaluate(&self, ctx: &EvalContext, inputs: &Inputs, params: &CompareParams) -> Result<Outputs, NodeError> {
         let mode = params.classification.clone();
-        let a = inputs.activations("a")?;
-        let b = inputs.activations("b")?;
-        let (labels, classes) = match inputs.optional("dataset") {
-            Some(_) => {
-                let d = inputs.dataset("dataset")?;
-                (Some(d.labels.clone()), d.class_names.len())
-            }
-            None => (
-                a.predictions.as_ref().and_then(|p| p.labels.clone()),
-                a.predictions.as_ref().map_or(0, |p| p.class_names.len()),
-            ),
+        let (a, b) = (inputs.activations("a")?, inputs.activations("b")?);
+        let labels_classes = |a: &Activations| -> Result<(Option<Vec<u32>>, usize), NodeError> {
+            Ok(match inputs.optional("dataset") {
+                Some(_) => {
+                    let d = inputs.dataset("dataset")?;
+                    (Some(d.labels.clone()), d.class_names.len())
+                }
+                None => (
+                    a.predictions.as_ref().and_then(|p| p.labels.clone()),
+                    a.predictions.as_ref().map_or(0, |p| p.class_names.len()),
+                ),
+            })
         };
-        let o = outcomes(a, b, labels, classifier_outputs(a, b, classes, &mode))?;
-        ctx.check_cancelled()?;
-        let layers = layer_pass(a, b, &drill_from(&o), ctx)?;
+        // A probe whose pass is pending runs it within this one: one run of each model per
+        // batch gives its statistics, predictions and the per-layer sums. (Every sample's
+        // figures are kept up to MAX_ALL_SAMPLES, so the flipped samples need not be known
+        // first; beyond, the probes' passes run first and the drill-down samples are chosen
+        // from their predictions.)
+        let fuse = samples_of(a) <= MAX_ALL_SAMPLES;
+        // The same probe on both ports: one claim, its value for both.
+        let same = matches!((&a.pending, &b.pending), (Some(x), Some(y)) if x == y);
+        let mut claims = if fuse { [a.claim()?, if same { None } else { b.claim()? }] } else { [None, None] };
+        let b_claimed = claims[1].is_some() || (same && claims[0].is_some());
+        if (a.is_pending() && claims[0].is_none()) || (b.is_pending() && !b_claimed) {
+            // Someone else runs a pass: hold no claim while waiting for it (two comparators
+            // sharing probes must not wait on each other); both finish on their own.
+            claims = [None, None];
+        }
+        let resolve = |x: &Arc<Activations>, port: &str| x.resolve(ctx).map_err(|e| probe_failed(port, e));
+        let a = if claims[0].is_some() { a.clone() } else { resolve(a, "a")? };
+        let b = if claims[1].is_some() || (same && claims[0].is_some()) { b.clone() } else { resolve(b, "b")? };
+        let (o, layers) = if claims.iter().all(Option::is_none) {
+            let (labels, classes) = labels_classes(&a)?;
+            let o = outcomes(&a, &b, labels, classifier_outputs(&a, &b, classes, &mode))?;
+            ctx.check_cancelled()?;
+            let (layers, _) = layer_pass(&a, &b, &drill_from(&o), ctx, claims)?;
+            (o, layers)
+        } else {
+            let (layers, [done_a, done_b]) = layer_pass(&a, &b, &BTreeMap::new(), ctx, claims)?;
+            let done_b = done_b.or_else(|| done_a.clone().filter(|_| same));
+            let (a, b) = (done_a.unwrap_or(a), done_b.unwrap_or(b));
+            let (labels, classes) = labels_classes(&a)?;
+            (outcomes(&a, &b, labels, classifier_outputs(&a, &b, classes, &mode))?, layers)
+        };
         let partial = Partial { version: PARTIAL_VERSION, outcomes: o, layers };
         let mut report = report_from(&partial);
         let (reused, total) = (partial.layers.reused, partial.layers.pairs.len());
@@ -653,21 +687,19 @@ impl PairSums {
             moved = layout.to_a(sa, yb);
             moved.as_slice()
         };
-        self.e.add(xa, yb);
         self.rows += ba.rows;
         if let Some(all) = &mut self.samples {
+            // One pass per sample gives its figures and, summed, the pair's.
             for (k, (x, y)) in xa.chunks_exact(item.max(1)).zip(yb.chunks_exact(item.max(1))).enumerate() {
-                let (mut x2, mut d2) = (0.0f64, 0.0f64);
-                for (p, q) in x.iter().zip(y) {
-                    let (p, q) = (f64::from(*p), f64::from(*q));
-                    x2 += p * p;
-                    d2 += (p - q) * (p - q);
-                }
+                let mut row = ErrorStats::default();
+                row.add(x, y);
                 if let Some(slot) = all.get_mut(ba.start + k) {
-                    *slot = [x2, d2];
+                    *slot = [row.sum_x2, row.sum_d2];
                 }
+                self.e.merge(&row);
             }
         } else {
+            self.e.add(xa, yb);
             for s in drill.range(ba.start..ba.start + ba.rows) {
                 let at = (s - ba.start) * item;
                 if let (Some(x), Some(y)) = (xa.get(at..at + item), yb.get(at..at + item)) {
@@ -764,12 +796,16 @@ pub struct Layers {
 /// Per-layer sums between paired tensors, over every sample, streamed batch by batch from
 /// both probes in lockstep (each pair's sums are fed per batch, so memory stays that of one
 /// batch), with every sample's figures (or the drill-down samples' on huge datasets).
+/// `claims`: the pending passes of A and B run here, fed the same batches; their finished
+/// values are returned.
 fn layer_pass(
     a: &Activations,
     b: &Activations,
     drill: &BTreeMap<usize, &'static str>,
     ctx: &EvalContext,
-) -> Result<Layers, NodeError> {
+    claims: [Option<Claim>; 2],
+) -> Result<(Layers, Finished), NodeError> {
+    let [mut claim_a, mut claim_b] = claims;
     let pairs = pairing::pair(a, b);
     let n = samples_of(a);
     if samples_of(b) != n {
@@ -810,43 +846,91 @@ fn layer_pass(
         names_b.insert(p.b.clone());
         names_b.extend(p.b_pre.clone());
     }
-    if todo.iter().any(|t| *t) && n > 0 {
-        let mut side_a = open_side(a, names_a.into_iter().collect(), batch)?;
-        let mut side_b = open_side(b, names_b.into_iter().collect(), batch)?;
+    names_a.extend(claim_a.as_ref().map(Claim::names).unwrap_or_default());
+    names_b.extend(claim_b.as_ref().map(Claim::names).unwrap_or_default());
+    let mut finished = [None, None];
+    let mut how = [None, None];
+    if (todo.iter().any(|t| *t) || claim_a.is_some() || claim_b.is_some()) && n > 0 {
+        let mut side_a =
+            if names_a.is_empty() { None } else { Some(open_side(a, names_a.into_iter().collect(), batch)?) };
+        let mut side_b =
+            if names_b.is_empty() { None } else { Some(open_side(b, names_b.into_iter().collect(), batch)?) };
+        let what =
+            if claim_a.is_some() || claim_b.is_some() { "probing and per-layer errors" } else { "per-layer errors" };
         loop {
             ctx.check_cancelled()?;
-            // Both models run at once (each on its own thread: two cores, two sessions).
+            // Both models run at once (each on its own thread: two cores, two sessions). (Running
+            // the next batch while this one is summed gains nothing on two cores, which both
+            // are busy, and holds another batch.)
             let (ra, rb) = std::thread::scope(|scope| {
-                let a_next = scope.spawn(|| side_a.next(ctx));
-                let rb = side_b.next(ctx);
-                (a_next.join(), rb)
+                let a_next = side_a.as_mut().map(|s| scope.spawn(move || s.next(ctx)));
+                let rb = match side_b.as_mut() {
+                    Some(s) => s.next(ctx),
+                    None => Ok(None),
+                };
+                (a_next.map(|h| h.join()), rb)
             });
-            let ra = ra.map_err(|_| NodeError::failed("running model A panicked"))?;
-            let (Some(ba), Some(bb)) = (ra?, rb?) else { break };
-            if (ba.start, ba.rows) != (bb.start, bb.rows) {
-                return Err(NodeError::failed("A and B delivered different batches"));
+            let ba = match ra {
+                Some(r) => r.map_err(|_| NodeError::failed("running model A panicked"))??,
+                None => None,
+            };
+            let bb = rb?;
+            // The end: one side opened has no more batches.
+            if (side_a.is_some() && ba.is_none()) || (side_b.is_some() && bb.is_none()) {
+                break;
             }
-            let done = ba.start + ba.rows;
-            // Each pair is verified on the first batch; only verified pairs are measured.
-            verdicts.par_iter_mut().zip(&pairs.pairs).zip(&todo).for_each(|((v, p), todo)| {
-                if *todo && v.is_none() {
-                    *v = Some(verify_pair(p, &ba, &bb));
+            let Some(first) = ba.as_ref().or(bb.as_ref()) else { break };
+            if let (Some(x), Some(y)) = (&ba, &bb) {
+                if (x.start, x.rows) != (y.start, y.rows) {
+                    return Err(NodeError::failed("A and B delivered different batches"));
                 }
-            });
-            sums.par_iter_mut().zip(&pairs.pairs).zip(&verdicts).zip(&todo).for_each(|(((s, p), v), todo)| {
-                if let (true, Some(pairing::Verdict::Verified { layout, .. })) = (*todo, v) {
-                    s.add(p, *layout, &ba, &bb, &drill_set);
-                }
-            });
-            ctx.progress(done as f32 / n as f32, &format!("per-layer errors: {done}/{n} samples"));
+            }
+            let done = first.start + first.rows;
+            // The probes' statistics and the pairs' sums of this batch, at once.
+            let pairs_work = || {
+                let (Some(ba), Some(bb)) = (&ba, &bb) else { return };
+                // Each pair is verified on the first batch; only verified pairs are measured.
+                verdicts.par_iter_mut().zip(&pairs.pairs).zip(&todo).for_each(|((v, p), todo)| {
+                    if *todo && v.is_none() {
+                        *v = Some(verify_pair(p, ba, bb));
+                    }
+                });
+                sums.par_iter_mut().zip(&pairs.pairs).zip(&verdicts).zip(&todo).for_each(|(((s, p), v), todo)| {
+                    if let (true, Some(pairing::Verdict::Verified { layout, .. })) = (*todo, v) {
+                        s.add(p, *layout, ba, bb, &drill_set);
+                    }
+                });
+            };
+            let feed = |claim: &mut Option<Claim>, batch: &Option<Batch>, port: &str| match (claim, batch) {
+                (Some(c), Some(b)) => c.add(ctx, b).map_err(|e| probe_failed(port, e)),
+                _ => Ok(()),
+            };
+            let (fed_a, (fed_b, ())) = rayon::join(
+                || feed(&mut claim_a, &ba, "a"),
+                || rayon::join(|| feed(&mut claim_b, &bb, "b"), pairs_work),
+            );
+            fed_a?;
+            fed_b?;
+            ctx.progress(done as f32 / n as f32, &format!("{what}: {done}/{n} samples"));
         }
+        let describe = |side: &Option<Side>| match side {
+            Some(Side::Stream(it)) => it.describe(),
+            _ => None,
+        };
+        how = [describe(&side_a), describe(&side_b)];
         for (i, k) in keys.iter().enumerate() {
             if let (true, Some(k), Some(v)) = (todo[i], k, &verdicts[i]) {
                 reuse::put(*k, v.clone(), sums[i].clone());
             }
         }
     }
-    Ok(Layers {
+    if let Some(c) = claim_a.take() {
+        finished[0] = Some(c.finish(ctx, how[0].take()).map_err(|e| probe_failed("a", e))?);
+    }
+    if let Some(c) = claim_b.take() {
+        finished[1] = Some(c.finish(ctx, how[1].take()).map_err(|e| probe_failed("b", e))?);
+    }
+    let layers = Layers {
         batch,
         pairs: pairs
             .pairs
@@ -858,7 +942,19 @@ fn layer_pass(
         unpaired_a: pairs.unpaired_a,
         unpaired_b: pairs.unpaired_b,
         reused,
-    })
+    };
+    Ok((layers, finished))
+}
+
+/// The finished values of A and B whose pass a layer pass ran.
+type Finished = [Option<Arc<Activations>>; 2];
+
+/// An error of a probe's pass run here, on the port of that probe.
+fn probe_failed(port: &str, e: NodeError) -> NodeError {
+    match e {
+        NodeError::Cancelled => e,
+        e => NodeError::input(port, format!("the pass of the probe feeding this port failed: {e}")),
+    }
 }
 
 /// The per-layer table, drill-down and unpaired tables from the pairs' sums.

@@ -67,6 +67,7 @@ fn acts(model: Vec<OpInfo>, tensors: Vec<(String, ProbedTensor)>, top1: Vec<u32>
         dataset: None,
         notes: Vec::new(),
         stream: None,
+        pending: None,
     })
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use quantgraph_nodes::kind::Migration;
 use quantgraph_nodes::stats::TensorAccumulator;
 use quantgraph_nodes::value::{
-    ActivationStream, Activations, Batch, BatchIter, Dataset, ModelValue, Predictions, ProbedTensor, QdqEntry,
-    StreamHandle, Tensor, TensorRole,
+    ActivationStream, Activations, Batch, BatchIter, Dataset, ModelValue, PassSink, PassWork, PendingHandle,
+    PendingPass, Predictions, ProbedTensor, QdqEntry, StreamHandle, Tensor, TensorRole,
 };
 use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 use rayon::prelude::*;
@@ -92,6 +92,8 @@ struct ProbeIter {
     next: usize,
     /// Run from this cut's cached values through a suffix model.
     cut: Option<(String, Arc<cuts::CutValues>)>,
+    /// What a suffix run runs: ops run and ops in the model.
+    ops: (usize, usize),
 }
 
 impl BatchIter for ProbeIter {
@@ -126,6 +128,13 @@ impl BatchIter for ProbeIter {
         }
         self.next = end;
         Ok(Some(batch))
+    }
+
+    fn describe(&self) -> Option<String> {
+        let (ran, of) = self.ops;
+        self.cut.as_ref().map(|(cut, _)| {
+            format!("ran {ran} of {of} ops, from '{cut}' (its values kept from an earlier run: the edit is downstream of it)")
+        })
     }
 }
 
@@ -177,11 +186,11 @@ impl ProbeStream {
             .filter(|_| !extra.is_empty())
             .and_then(|(cut, values, nodes)| {
                 let session = cuts::suffix_session(&self.bytes, &cut, &nodes, names, &self.types, self.threads)?;
-                Some((session, (cut, values)))
+                Some((session, (cut, values), nodes.len()))
             });
-        let (session, cut) = match suffix {
-            Some((session, cut)) => (session, Some(cut)),
-            None => (self.full_session(&extra)?, None),
+        let (session, cut, ran) = match suffix {
+            Some((session, cut, ran)) => (session, Some(cut), ran),
+            None => (self.full_session(&extra)?, None, 0),
         };
         Ok(ProbeIter {
             session,
@@ -191,13 +200,16 @@ impl ProbeStream {
             batch_size: batch_size.max(1),
             next: 0,
             cut,
+            ops: (ran, self.cuts.graph.node.len()),
         })
     }
 
-    /// A session of the whole model with `extra` as additional outputs.
+    /// A session of the whole model with `extra` as additional outputs; without any, the
+    /// model as it runs unprobed (Q/DQ pairs fused where ONNX Runtime fuses them), so that
+    /// its outputs are what its predictions are.
     fn full_session(&self, extra: &[&String]) -> Result<ort::session::Session, NodeError> {
         let session = if extra.is_empty() {
-            runtime::session_with(&self.bytes, self.threads, true)?
+            runtime::session(&self.bytes, self.threads)?
         } else {
             let bytes = proto::edit_model(
                 &self.bytes,
@@ -334,28 +346,10 @@ impl TypedKind for LayerProbe {
         let reused: BTreeMap<String, reuse::CachedStats> =
             extra.iter().filter_map(|t| Some((t.clone(), reuse::get_stats(stats_key(t), batch)?))).collect();
         let pass_extra: Vec<String> = extra.iter().filter(|t| !reused.contains_key(*t)).cloned().collect();
-        let probed_bytes = if pass_extra.is_empty() {
-            model.bytes.clone()
-        } else {
-            Arc::new(
-                proto::edit_model(
-                    &model.bytes,
-                    proto::ModelEdit {
-                        extra_outputs: pass_extra
-                            .iter()
-                            .map(|t| info::typed_output(t, types.get(t).copied().unwrap_or(proto::FLOAT)))
-                            .collect(),
-                        ..proto::ModelEdit::default()
-                    },
-                )
-                .map_err(|e| NodeError::failed(format!("adding probe outputs failed: {e}")))?,
-            )
-        };
+        let stats_keys: BTreeMap<String, u64> = pass_extra.iter().map(|t| (t.clone(), stats_key(t))).collect();
 
-        // One pass: statistics and histograms of every captured tensor, the outputs.
-        let mut names = pass_extra.clone();
-        names.push(logits_name.clone());
-        // After an edit downstream of a cached cut, only the model's suffix runs.
+        // After an edit downstream of a cached cut, only the model's suffix runs (the stream
+        // chooses the cut).
         let graph = light_graph(&proto_model);
         let candidates: Vec<(String, u64)> = if cuts::budget() > 0 {
             cuts::candidates(&graph, &types)
@@ -368,145 +362,248 @@ impl TypedKind for LayerProbe {
         } else {
             Vec::new()
         };
-        // Only for a probing pass: without extra outputs the model runs as it does unprobed
-        // (Q/DQ fused), which a suffix (always probing) would not reproduce.
-        let mut suffix = if pass_extra.is_empty() { None } else { cuts::best(&graph, &candidates, &names, n) };
-        // A suffix that cannot be built or loaded is skipped: the full model runs instead.
-        let suffix_session = suffix
-            .as_ref()
-            .and_then(|(cut, _, nodes)| cuts::suffix_session(&model.bytes, cut, nodes, &names, &types, model.threads));
-        if suffix_session.is_none() {
-            suffix = None;
-        }
-        let mut session = match suffix_session {
-            Some(s) => s,
-            None => runtime::session_with(&probed_bytes, model.threads, !pass_extra.is_empty())?,
-        };
-        // A full pass keeps the model's cut tensors (those it captures anyway) for later
-        // suffix runs.
-        let mut keep_cuts: BTreeMap<String, (Vec<usize>, Vec<f32>)> = match suffix {
-            None => candidates
-                .iter()
-                .filter(|(c, d)| pass_extra.contains(c) && cuts::get(*d, n).is_none())
-                .map(|(c, _)| (c.clone(), (Vec::new(), Vec::new())))
-                .collect(),
-            Some(_) => BTreeMap::new(),
-        };
-        let mut acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)> = BTreeMap::new();
-        let mut logits: Vec<f32> = Vec::new();
-        let mut logits_shape: Vec<usize> = Vec::new();
-        let mut logits_acc = TensorAccumulator::new(None);
         let mut notes = Vec::new();
-        // The first batch's outputs, for the "did probing change them?" check (kept apart
-        // from `logits`, which stays empty when the outputs are too large to keep).
-        let mut first_batch: Vec<f32> = Vec::new();
-        let mut start = 0;
-        while start < n {
-            ctx.check_cancelled()?;
-            let end = (start + batch).min(n);
-            let handle = |outs: Vec<(&str, Vec<usize>, &[f32])>| -> Result<(), NodeError> {
-                let mut work: Vec<(&mut TensorAccumulator, &[f32])> = Vec::new();
-                for (name, item_shape, data) in &outs {
-                    if let Some((shape, values)) = keep_cuts.get_mut(*name) {
-                        shape.clone_from(item_shape);
-                        values.extend_from_slice(data);
-                    }
-                    if *name == logits_name {
-                        logits_shape.clone_from(item_shape);
-                        if n.saturating_mul(item_shape.iter().product()) <= MAX_KEPT_OUTPUT_VALUES {
-                            logits.extend_from_slice(data);
-                        }
-                        logits_acc.add(data);
-                        if start == 0 && !pass_extra.is_empty() {
-                            first_batch.extend_from_slice(data);
-                        }
-                        continue;
-                    }
-                    if !acc.contains_key(*name) {
-                        let cover = qdq_for(&model.info.qdq, name).and_then(|q| q.real_range());
-                        acc.insert((*name).to_owned(), (item_shape.clone(), TensorAccumulator::new(cover)));
-                    }
-                }
-                for (name, (_, a)) in acc.iter_mut() {
-                    if let Some((_, _, data)) = outs.iter().find(|(n, _, _)| n == name) {
-                        work.push((a, data));
-                    }
-                }
-                // Statistics of the batch's tensors in parallel, while ONNX Runtime waits.
-                work.into_par_iter().for_each(|(a, data)| a.add(data));
-                Ok(())
-            };
-            match &suffix {
-                Some((cut, values, _)) => {
-                    runtime::run_cut_batch(ctx, &mut session, &feed, cut, values, start, end, &names, handle)?
-                }
-                None => runtime::run_batch(ctx, &mut session, &feed, &dataset.images, start, end, &names, handle)?,
+        if untyped > 0 {
+            notes.push(format!(
+                "{untyped} tensor(s) of the model have no declared type and none could be worked out from the ops; \
+                 they are not captured"
+            ));
+        }
+        notes.extend(feed_notes(&feed));
+        let digest_map: BTreeMap<String, u64> =
+            extra.iter().chain(std::iter::once(&logits_name)).map(|t| (t.clone(), digest_of(t))).collect();
+        let mut stream_names = extra.clone();
+        stream_names.push(logits_name.clone());
+        let stream = Arc::new(ProbeStream {
+            bytes: model.bytes.clone(),
+            model_outputs: model.info.outputs.iter().map(|o| o.name.clone()).collect(),
+            threads: model.threads,
+            feed,
+            types,
+            images: dataset.clone(),
+            names: stream_names,
+            batch_size: batch,
+            cuts: StreamCuts { graph: Arc::new(graph), candidates },
+        });
+        let work = ProbeWork(Arc::new(ProbeCore {
+            model: model.clone(),
+            dataset: dataset.clone(),
+            stream: stream.clone(),
+            logits_name: logits_name.clone(),
+            extra: extra.clone(),
+            pass_extra,
+            reused,
+            stats_keys,
+            digests: digest_map.clone(),
+            notes,
+            batch,
+        }));
+        let pending = Arc::new(PendingPass::new(Box::new(work), StreamHandle(stream.clone())));
+        if !ctx.may_defer() {
+            // No reader runs the pass within its own: run it now.
+            let acts = pending.resolve(ctx)?;
+            return Ok(quantgraph_nodes::kind::single("activations", Value::Activations(acts)));
+        }
+        // The reader (a comparator) runs the pass with its own: what needs no pass now.
+        let mut tensors = BTreeMap::new();
+        for name in extra.iter().chain(std::iter::once(&logits_name)) {
+            let role = if *name == logits_name { TensorRole::Output } else { TensorRole::Activation };
+            tensors.insert(
+                name.clone(),
+                ProbedTensor {
+                    name: name.clone(),
+                    role,
+                    tensor: Tensor { shape: vec![n], data: Vec::new() },
+                    stats: Default::default(),
+                    qdq: if role == TensorRole::Output { None } else { qdq_for(&model.info.qdq, name) },
+                    digest: digest_map.get(name).copied().unwrap_or(0),
+                },
+            );
+        }
+        let acts = Activations {
+            model_name: model.name.clone(),
+            model: model.info.clone(),
+            tensors,
+            predictions: None,
+            dataset: Some(dataset.clone()),
+            notes: vec!["statistics and predictions are computed in the pass of the node that reads this probe".into()],
+            stream: Some(StreamHandle(stream)),
+            pending: Some(PendingHandle(pending)),
+        };
+        Ok(quantgraph_nodes::kind::single("activations", Value::Activations(Arc::new(acts))))
+    }
+}
+
+/// A probe's pass, set up: what its sinks need (see [`PendingPass`]).
+struct ProbeWork(Arc<ProbeCore>);
+
+struct ProbeCore {
+    model: Arc<ModelValue>,
+    dataset: Arc<Dataset>,
+    stream: Arc<ProbeStream>,
+    logits_name: String,
+    /// Every captured tensor other than the model output.
+    extra: Vec<String>,
+    /// Those whose statistics this pass computes; the others' are `reused`.
+    pass_extra: Vec<String>,
+    reused: BTreeMap<String, reuse::CachedStats>,
+    /// Where the statistics of each of `pass_extra` are kept for reuse.
+    stats_keys: BTreeMap<String, u64>,
+    digests: BTreeMap<String, u64>,
+    notes: Vec<String>,
+    batch: usize,
+}
+
+impl PassWork for ProbeWork {
+    fn names(&self) -> Vec<String> {
+        let mut names = self.0.pass_extra.clone();
+        names.push(self.0.logits_name.clone());
+        names
+    }
+
+    fn sink(&self) -> Result<Box<dyn PassSink>, NodeError> {
+        let w = &self.0;
+        let n = w.dataset.len();
+        // Cut tensors this pass computes anyway and no cache holds: kept for suffix runs
+        // after a later edit.
+        let keep_cuts = w
+            .stream
+            .cuts
+            .candidates
+            .iter()
+            .filter(|(c, d)| w.pass_extra.contains(c) && cuts::get(*d, n).is_none())
+            .map(|(c, _)| (c.clone(), (Vec::new(), Vec::new())))
+            .collect();
+        Ok(Box::new(ProbeSink {
+            work: w.clone(),
+            acc: BTreeMap::new(),
+            logits: Vec::new(),
+            logits_shape: Vec::new(),
+            logits_acc: TensorAccumulator::new(None),
+            keep_cuts,
+            notes: Vec::new(),
+            first_rows: None,
+        }))
+    }
+}
+
+/// One run of a probe's pass: statistics, histograms and outputs so far.
+struct ProbeSink {
+    work: Arc<ProbeCore>,
+    acc: BTreeMap<String, (Vec<usize>, TensorAccumulator)>,
+    /// All samples' outputs (empty when too large to keep).
+    logits: Vec<f32>,
+    logits_shape: Vec<usize>,
+    logits_acc: TensorAccumulator,
+    keep_cuts: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    notes: Vec<String>,
+    /// Rows of the first batch, once seen.
+    first_rows: Option<usize>,
+}
+
+impl PassSink for ProbeSink {
+    fn add(&mut self, ctx: &EvalContext, batch: &Batch) -> Result<(), NodeError> {
+        let w = self.work.clone();
+        let n = w.dataset.len();
+        let Some((item_shape, data)) = batch.tensors.get(&w.logits_name) else {
+            return Err(NodeError::failed(format!("the probe's pass got no '{}'", w.logits_name)));
+        };
+        self.logits_shape.clone_from(item_shape);
+        if n.saturating_mul(item_shape.iter().product()) <= MAX_KEPT_OUTPUT_VALUES {
+            self.logits.extend_from_slice(data);
+        }
+        self.logits_acc.add(data);
+        for (name, (shape, values)) in self.keep_cuts.iter_mut() {
+            if let Some((s, d)) = batch.tensors.get(name) {
+                shape.clone_from(s);
+                values.extend_from_slice(d);
             }
-            if start == 0 && !keep_cuts.is_empty() {
-                // Now that their sizes are known: the latest cuts that fit in half the budget
-                // (the other half is for the model this one is compared with).
-                let mut room = cuts::budget() / 2;
-                for (c, _) in candidates.iter().rev() {
-                    let Some((shape, _)) = keep_cuts.get(c) else { continue };
-                    let bytes = shape.iter().product::<usize>() * n * 4;
-                    if bytes <= room {
-                        room -= bytes;
-                    } else {
-                        keep_cuts.remove(c);
-                    }
+        }
+        for name in &w.pass_extra {
+            if let (false, Some((shape, _))) = (self.acc.contains_key(name), batch.tensors.get(name)) {
+                let cover = qdq_for(&w.model.info.qdq, name).and_then(|q| q.real_range());
+                self.acc.insert(name.clone(), (shape.clone(), TensorAccumulator::new(cover)));
+            }
+        }
+        // Statistics of the batch's tensors in parallel.
+        let work: Vec<(&mut TensorAccumulator, &[f32])> = self
+            .acc
+            .iter_mut()
+            .filter_map(|(name, (_, a))| batch.tensors.get(name).map(|(_, d)| (a, d.as_slice())))
+            .collect();
+        work.into_par_iter().for_each(|(a, data)| a.add(data));
+
+        if self.first_rows.is_none() {
+            self.first_rows = Some(batch.rows);
+            // Did probing change what is measured? Only a probing run (one with tensors
+            // besides the model's outputs) can have.
+            let probing = batch.tensors.keys().any(|k| !w.stream.model_outputs.contains(k));
+            // Now that their sizes are known: the latest cuts that fit in half the budget
+            // (the other half is for the model this one is compared with).
+            let mut room = cuts::budget() / 2;
+            for (c, _) in w.stream.cuts.candidates.iter().rev() {
+                let Some((shape, _)) = self.keep_cuts.get(c) else { continue };
+                let bytes = shape.iter().product::<usize>() * n * 4;
+                if bytes <= room {
+                    room -= bytes;
+                } else {
+                    self.keep_cuts.remove(c);
                 }
             }
-            if start == 0 && !pass_extra.is_empty() {
-                // Did probing change what is measured? Once, on the first batch.
-                let first = std::mem::take(&mut first_batch);
-                let mut plain = runtime::session(&model.bytes, model.threads)?;
-                let mut same = true;
-                let mut max_diff = 0.0f32;
+            // Once, on the first batch, against the model as it runs unprobed.
+            let (mut same, mut max_diff) = (true, 0.0f32);
+            if probing {
+                let mut plain = runtime::session(&w.model.bytes, w.model.threads)?;
                 runtime::run_batch(
                     ctx,
                     &mut plain,
-                    &feed,
-                    &dataset.images,
-                    0,
-                    end,
-                    std::slice::from_ref(&logits_name),
+                    &w.stream.feed,
+                    &w.dataset.images,
+                    batch.start,
+                    batch.start + batch.rows,
+                    std::slice::from_ref(&w.logits_name),
                     |outs| {
-                        if let Some((_, _, data)) = outs.first() {
-                            max_diff = data.iter().zip(&first).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-                            same = data.len() == first.len() && max_diff <= 1e-5;
+                        if let Some((_, _, plain)) = outs.first() {
+                            max_diff = plain.iter().zip(data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                            same = plain.len() == data.len() && max_diff <= 1e-5;
                         }
                         Ok(())
                     },
                 )?;
-                if !same {
-                    notes.push(format!(
-                        "probing changed the model's outputs on the first batch (max |Δ output| = {max_diff:.4}; extra graph \
-                         outputs can stop ONNX Runtime fusing Q/DQ pairs); predictions and accuracy come from a separate \
-                         run of the unprobed model"
-                    ));
-                }
             }
-            start = end;
-            ctx.progress(end as f32 / n.max(1) as f32, &format!("probing: {end}/{n} images"));
+            if !same {
+                self.notes.push(format!(
+                    "probing changed the model's outputs on the first batch (max |Δ output| = {max_diff:.4}; extra \
+                     graph outputs can stop ONNX Runtime fusing Q/DQ pairs); predictions and accuracy come from a \
+                     separate run of the unprobed model"
+                ));
+            }
         }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, ctx: &EvalContext, how: Option<String>) -> Result<Activations, NodeError> {
+        let ProbeSink { work: w, acc, mut logits, logits_shape, logits_acc, mut keep_cuts, mut notes, first_rows } =
+            *self;
+        let n = w.dataset.len();
         // Predictions from the model as it runs unprobed (a second pass only when needed).
         let item: usize = logits_shape.iter().product();
         let kept = logits.len() == n * item;
-        let mut unprobed_top1 = None;
+        let mut top1 = None;
         if !notes.is_empty() || !kept {
-            let mut plain = runtime::session(&model.bytes, model.threads)?;
-            let mut top1 = Vec::with_capacity(n);
+            let mut plain = runtime::session(&w.model.bytes, w.model.threads)?;
+            let mut unprobed = Vec::with_capacity(n);
             let mut kept_logits = Vec::new();
             runtime::for_each_batch(
                 &mut plain,
-                &feed,
-                &dataset.images,
-                batch,
-                std::slice::from_ref(&logits_name),
+                &w.stream.feed,
+                &w.dataset.images,
+                w.batch,
+                std::slice::from_ref(&w.logits_name),
                 ctx,
                 "predicting (unprobed model)",
                 |_, _, item_shape, data| {
-                    top1.extend(argmax_rows(data, item_shape.iter().product()));
+                    unprobed.extend(argmax_rows(data, item_shape.iter().product()));
                     if kept {
                         kept_logits.extend_from_slice(data);
                     }
@@ -516,74 +613,53 @@ impl TypedKind for LayerProbe {
             if kept {
                 logits = kept_logits;
             }
-            unprobed_top1 = Some(top1);
+            top1 = Some(unprobed);
         }
         // Earliest first: when the budget is short, the cache keeps the latest cuts.
-        let mut kept = (0usize, 0usize);
-        for (c, digest) in &candidates {
+        let mut kept_cuts = (0usize, 0usize);
+        for (c, digest) in &w.stream.cuts.candidates {
             if let Some((item_shape, data)) = keep_cuts.remove(c) {
-                kept = (kept.0 + 1, kept.1 + data.len() * 4);
-                cuts::put(*digest, n, cuts::CutValues { item_shape, data });
+                if data.len() == n * item_shape.iter().product::<usize>() && !data.is_empty() {
+                    kept_cuts = (kept_cuts.0 + 1, kept_cuts.1 + data.len() * 4);
+                    cuts::put(*digest, n, cuts::CutValues { item_shape, data });
+                }
             }
         }
-        if kept.0 > 0 {
+        if kept_cuts.0 > 0 {
             notes.push(format!(
                 "kept the values of {} of the model's {} cut tensors ({:.1} MB) so that an edit downstream of one \
                  re-runs only the ops after it",
-                kept.0,
-                candidates.len(),
-                kept.1 as f64 / 1e6
+                kept_cuts.0,
+                w.stream.cuts.candidates.len(),
+                kept_cuts.1 as f64 / 1e6
             ));
         }
-        if let Some((cut, _, nodes)) = &suffix {
-            notes.push(format!(
-                "ran {} of {} ops, from '{cut}' (its values kept from an earlier run: the edit is downstream of it)",
-                nodes.len(),
-                proto_model.graph.as_ref().map_or(0, |g| g.node.len())
-            ));
-        }
-        if untyped > 0 {
-            notes.push(format!(
-                "{untyped} tensor(s) of the model have no declared type and none could be worked out from the ops; \
-                 they are not captured"
-            ));
-        }
-        notes.extend(feed_notes(&feed));
+        notes.extend(how);
+        notes.extend(w.notes.iter().cloned());
         let mut computed: BTreeMap<String, reuse::CachedStats> = acc
             .into_iter()
             .map(|(name, (item_shape, a))| (name, reuse::CachedStats { item_shape, stats: a.stats() }))
             .collect();
-        for (name, c) in &computed {
-            reuse::put_stats(stats_key(name), batch, c.clone());
+        // Kept for reuse only when made in the probe's own batch size (sums depend on it).
+        if first_rows == Some(w.batch.min(n)) {
+            for (name, c) in &computed {
+                if let Some(k) = w.stats_keys.get(name) {
+                    reuse::put_stats(*k, w.batch, c.clone());
+                }
+            }
         }
-        if !reused.is_empty() {
+        if !w.reused.is_empty() {
             notes.push(format!(
                 "statistics of {} of {} tensors reused from an earlier run (their values do not depend on what \
                  changed); {} captured in this pass",
-                reused.len(),
-                extra.len(),
-                pass_extra.len()
+                w.reused.len(),
+                w.extra.len(),
+                w.pass_extra.len()
             ));
         }
-        computed.extend(reused);
-        let digest_map: BTreeMap<String, u64> =
-            extra.iter().chain(std::iter::once(&logits_name)).map(|t| (t.clone(), digest_of(t))).collect();
-        let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1: unprobed_top1 };
-        let stream_cuts = StreamCuts { graph: Arc::new(graph), candidates: candidates.clone() };
-        finish(
-            model,
-            dataset,
-            computed,
-            digest_map,
-            outputs,
-            notes,
-            extra,
-            batch,
-            feed,
-            types,
-            &logits_name,
-            stream_cuts,
-        )
+        computed.extend(w.reused.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let outputs = ProbeOutputs { logits, logits_shape, logits_acc, top1 };
+        Ok(finish(&w, computed, outputs, notes))
     }
 }
 
@@ -597,22 +673,14 @@ struct ProbeOutputs {
     top1: Option<Vec<u32>>,
 }
 
-/// Build the probe's output value.
-#[allow(clippy::too_many_arguments)]
+/// The probe's finished value.
 fn finish(
-    model: &ModelValue,
-    dataset: &Arc<Dataset>,
+    w: &ProbeCore,
     stats: BTreeMap<String, reuse::CachedStats>,
-    digests: BTreeMap<String, u64>,
     outputs: ProbeOutputs,
     mut notes: Vec<String>,
-    extra: Vec<String>,
-    batch: usize,
-    feed: runtime::Feed,
-    types: BTreeMap<String, i32>,
-    logits_name: &str,
-    cuts: StreamCuts,
-) -> Result<Outputs, NodeError> {
+) -> Activations {
+    let (model, dataset, logits_name) = (&w.model, &w.dataset, w.logits_name.as_str());
     let n = dataset.len();
     let ProbeOutputs { logits, logits_shape, logits_acc, top1 } = outputs;
     let item: usize = logits_shape.iter().product();
@@ -637,7 +705,7 @@ fn finish(
         tensors.insert(
             name.clone(),
             ProbedTensor {
-                digest: digests.get(&name).copied().unwrap_or(0),
+                digest: w.digests.get(&name).copied().unwrap_or(0),
                 name,
                 role: TensorRole::Activation,
                 tensor: Tensor { shape, data: Vec::new() },
@@ -662,32 +730,19 @@ fn finish(
             tensor: Tensor { shape: out_shape, data: logits },
             stats: logits_acc.stats(),
             qdq: None,
-            digest: digests.get(logits_name).copied().unwrap_or(0),
+            digest: w.digests.get(logits_name).copied().unwrap_or(0),
         },
     );
-    let mut stream_names = extra;
-    stream_names.push(logits_name.to_owned());
-    let stream = ProbeStream {
-        bytes: model.bytes.clone(),
-        model_outputs: model.info.outputs.iter().map(|o| o.name.clone()).collect(),
-        threads: model.threads,
-        feed,
-        types,
-        images: dataset.clone(),
-        names: stream_names,
-        batch_size: batch,
-        cuts,
-    };
-    let acts = Activations {
+    Activations {
         model_name: model.name.clone(),
         model: model.info.clone(),
         tensors,
         predictions: Some(predictions),
         dataset: Some(dataset.clone()),
         notes,
-        stream: Some(StreamHandle(Arc::new(stream))),
-    };
-    Ok(quantgraph_nodes::kind::single("activations", Value::Activations(Arc::new(acts))))
+        stream: Some(StreamHandle(w.stream.clone())),
+        pending: None,
+    }
 }
 
 /// Check that the dataset's images fit the model's input, with a message that says how.
