@@ -155,6 +155,7 @@ impl TypedKind for Probe {
 params! {
     pub struct FuserParams {
         pub fail: bool = bool("Fail before the pass", false),
+        pub tag: usize = int("Tag (fusers that differ only by it are not twins)", 0, 0, 100),
     }
 }
 
@@ -302,6 +303,25 @@ fn a_pending_pass_runs_once_and_every_reader_sees_it_finished() {
         assert_eq!(probe_mean(&e, p), MEAN);
         assert_eq!(passes(), 1, "one pass for the probe, the fuser and the readers");
     }
+    // Two fusers of one probe: one runs the pass, the other waits for it (rather than wait
+    // for it inside a worker) and reads the finished value.
+    for _ in 0..4 {
+        let mut g = Graph::new();
+        let p = node(&mut g, &r, "test.probe", None);
+        let fusers: Vec<NodeId> = (0..3)
+            .map(|k| {
+                let f = node(&mut g, &r, "test.fuser", Some(p));
+                g.set_param(f, "tag", k.into()).unwrap();
+                f
+            })
+            .collect();
+        let e = Scheduler::new(r.clone()).evaluate(&g, &[]);
+        let mut got: Vec<f64> = fusers.iter().map(|f| scalar(&e, *f)).collect();
+        got.sort_by(f64::total_cmp);
+        assert_eq!(got, vec![-1.0, -1.0, MEAN], "one fuser ran the pass");
+        assert_eq!(passes(), 1);
+    }
+
     // The fuser's other input takes longer: the reader still waits for the fuser.
     let mut g = Graph::new();
     let p = node(&mut g, &r, "test.probe", None);

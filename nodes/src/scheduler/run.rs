@@ -214,9 +214,10 @@ impl Coordinator {
             }
             let Some(kind) = node.kind.clone() else { continue };
             let fuses = kind.fuses_pending();
-            if !fuses && inputs.0.values().any(Value::is_pending) && fuser_first(active, id) {
+            if inputs.0.values().any(Value::is_pending) && should_wait(active, id) {
                 // A node that runs the input's pass within its own is running or about to:
-                // wait for it rather than run that pass a second time.
+                // wait for it rather than run that pass a second time (or block a worker
+                // waiting for it).
                 active.waiting.insert(id);
                 continue;
             }
@@ -260,7 +261,7 @@ impl Coordinator {
         }
         // Readers held back for a fusing node that will not run after all (it failed or was
         // blocked) run the pass themselves.
-        let retry: Vec<NodeId> = active.waiting.iter().copied().filter(|id| !fuser_first(active, *id)).collect();
+        let retry: Vec<NodeId> = active.waiting.iter().copied().filter(|id| !should_wait(active, *id)).collect();
         if !retry.is_empty() {
             for id in &retry {
                 active.waiting.remove(id);
@@ -408,6 +409,23 @@ impl Coordinator {
         }
         self.advance(Vec::new());
     }
+}
+
+/// Whether `id`, which reads a value whose pass is pending, waits: a node that does not fuse
+/// passes waits for one that does ([`fuser_first`]); one that fuses waits while another
+/// that reads the same node runs (it would find the pass claimed and wait inside a worker).
+fn should_wait(active: &Active, id: NodeId) -> bool {
+    let Some(node) = active.plan.nodes.get(&id) else { return false };
+    if !node.kind.as_ref().is_some_and(|k| k.fuses_pending()) {
+        return fuser_first(active, id);
+    }
+    node.inputs.iter().any(|(_, up, _)| {
+        active.dependents.get(up).into_iter().flatten().any(|f| {
+            *f != id
+                && active.state.get(f) == Some(&State::Running)
+                && active.plan.nodes.get(f).and_then(|n| n.kind.as_ref()).is_some_and(|k| k.fuses_pending())
+        })
+    })
 }
 
 /// Whether a node that runs pending passes within its own ([`NodeKind::fuses_pending`])
