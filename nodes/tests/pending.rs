@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use quantgraph_nodes::graph::{Graph, NodeId, PortRef};
 use quantgraph_nodes::kind::single;
-use quantgraph_nodes::param::NoParams;
 use quantgraph_nodes::value::{
     ActivationStream, Activations, Batch, BatchIter, ModelInfo, PassSink, PassWork, PendingHandle, PendingPass,
     ProbedTensor, Tensor, TensorRole, TensorStats,
@@ -210,12 +209,18 @@ impl TypedKind for Fuser {
     }
 }
 
+params! {
+    pub struct ReaderParams {
+        pub tag: usize = int("Tag (readers that differ only by it are not twins)", 0, 0, 100),
+    }
+}
+
 /// Reads the probe's mean (not fusing: it gets the finished value).
 #[derive(Default)]
 struct Reader;
 
 impl TypedKind for Reader {
-    type Params = NoParams;
+    type Params = ReaderParams;
     fn id(&self) -> &'static str {
         "test.reader"
     }
@@ -234,7 +239,7 @@ impl TypedKind for Reader {
     fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("out", PortType::Scalar)]
     }
-    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, _: &NoParams) -> Result<Outputs, NodeError> {
+    fn evaluate(&self, _: &EvalContext, inputs: &Inputs, _: &ReaderParams) -> Result<Outputs, NodeError> {
         let a = inputs.activations("a")?;
         assert!(!a.is_pending(), "a reader that does not fuse gets the finished value");
         Ok(single("out", Value::Scalar(a.tensors["t"].stats.mean)))
@@ -370,6 +375,24 @@ fn a_pending_pass_runs_once_and_every_reader_sees_it_finished() {
     assert!(e.outcomes[&f].error().is_some_and(|e| e.to_string().contains("failing before the pass")));
     assert_eq!(probe_mean(&e, p), MEAN);
     assert_eq!(passes(), 1);
+
+    // A failing fuser and two readers: the readers run the pass once between them (the
+    // second waits for the first rather than for a claim on a worker).
+    for _ in 0..4 {
+        let mut g = Graph::new();
+        let p = node(&mut g, &r, "test.probe", None);
+        let f = node(&mut g, &r, "test.fuser", Some(p));
+        g.set_param(f, "fail", true.into()).unwrap();
+        let readers: Vec<NodeId> = (0..2).map(|_| node(&mut g, &r, "test.reader", Some(p))).collect();
+        g.set_param(readers[1], "tag", 1.into()).unwrap();
+        let e = Scheduler::new(r.clone()).evaluate(&g, &[]);
+        assert!(e.outcomes[&f].error().is_some());
+        for rd in &readers {
+            assert_eq!(scalar(&e, *rd), MEAN);
+        }
+        assert_eq!(probe_mean(&e, p), MEAN);
+        assert_eq!(passes(), 1);
+    }
 
     // Asking for the probe alone after its fuser was removed: the finished value, no new
     // pass.

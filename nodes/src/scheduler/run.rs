@@ -35,6 +35,8 @@ pub(super) struct Active {
     pub(super) done_sent: bool,
     /// Nodes held back while a node that fuses passes runs their inputs' pass.
     pub(super) waiting: HashSet<NodeId>,
+    /// Nodes that run without waiting (nothing else ran that they could wait for).
+    pub(super) forced: HashSet<NodeId>,
 }
 
 impl Active {
@@ -131,8 +133,17 @@ impl Coordinator {
         }
         let rank = plan.order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let candidates = plan.order.clone();
-        self.active =
-            Some(Active { plan, tx, state, dependents, by_key, rank, done_sent: false, waiting: HashSet::new() });
+        self.active = Some(Active {
+            plan,
+            tx,
+            state,
+            dependents,
+            by_key,
+            rank,
+            done_sent: false,
+            waiting: HashSet::new(),
+            forced: HashSet::new(),
+        });
         self.advance(candidates);
     }
 
@@ -214,7 +225,7 @@ impl Coordinator {
             }
             let Some(kind) = node.kind.clone() else { continue };
             let fuses = kind.fuses_pending();
-            if inputs.0.values().any(Value::is_pending) && should_wait(active, id) {
+            if inputs.0.values().any(Value::is_pending) && should_wait(active, id, &inputs) {
                 // A node that runs the input's pass within its own is running or about to:
                 // wait for it rather than run that pass a second time (or block a worker
                 // waiting for it).
@@ -259,13 +270,12 @@ impl Coordinator {
                 }
             }
         }
-        // Readers held back for a fusing node that will not run after all (it failed or was
-        // blocked) run the pass themselves.
-        let retry: Vec<NodeId> = active.waiting.iter().copied().filter(|id| !should_wait(active, *id)).collect();
-        if !retry.is_empty() {
-            for id in &retry {
-                active.waiting.remove(id);
-            }
+        // Nodes held back for a pass someone else was to run, when nothing runs any more (the
+        // fusing node that was to run it failed or was blocked): they run it themselves (no
+        // job holds a claim they could wait for).
+        if self.running.is_empty() && !active.waiting.is_empty() {
+            let retry: Vec<NodeId> = active.waiting.drain().collect();
+            active.forced.extend(retry.iter().copied());
             self.advance(retry);
             return;
         }
@@ -363,6 +373,12 @@ impl Coordinator {
         for id in ids {
             let Some(node) = active.plan.nodes.get(&id) else { continue };
             let key = node.key;
+            if self.running.contains_key(&key) {
+                // A twin (same key) is being settled: this node gets its result too.
+                active.state.insert(id, State::Running);
+                let _ = active.tx.send(Event::Started { node: id });
+                continue;
+            }
             let Some(outputs) = lock(&self.shared.cache).get(key) else { continue };
             let cancel = Arc::new(AtomicBool::new(false));
             self.running.insert(key, cancel.clone());
@@ -411,21 +427,34 @@ impl Coordinator {
     }
 }
 
-/// Whether `id`, which reads a value whose pass is pending, waits: a node that does not fuse
-/// passes waits for one that does ([`fuser_first`]); one that fuses waits while another
-/// that reads the same node runs (it would find the pass claimed and wait inside a worker).
-fn should_wait(active: &Active, id: NodeId) -> bool {
-    let Some(node) = active.plan.nodes.get(&id) else { return false };
-    if !node.kind.as_ref().is_some_and(|k| k.fuses_pending()) {
-        return fuser_first(active, id);
+/// Whether `id`, which reads a value whose pass is pending, waits. A job never waits for a
+/// pass someone else runs (on a worker that may be the one the other job needs): it waits
+/// here while the pass is claimed (by any job, of this request or an older one) or while
+/// another node reading the same value runs (it may claim it); and a node that does not fuse
+/// passes waits for one that does and still can run ([`fuser_first`]).
+fn should_wait(active: &Active, id: NodeId, inputs: &Inputs) -> bool {
+    if active.forced.contains(&id) {
+        return false;
     }
-    node.inputs.iter().any(|(_, up, _)| {
-        active.dependents.get(up).into_iter().flatten().any(|f| {
-            *f != id
-                && active.state.get(f) == Some(&State::Running)
-                && active.plan.nodes.get(f).and_then(|n| n.kind.as_ref()).is_some_and(|k| k.fuses_pending())
-        })
-    })
+    let claimed =
+        |v: &Value| matches!(v, Value::Activations(a) if a.pending.as_ref().is_some_and(|p| p.0.is_claimed()));
+    if inputs.0.values().any(claimed) {
+        return true;
+    }
+    let Some(node) = active.plan.nodes.get(&id) else { return false };
+    let other_running = node.inputs.iter().any(|(port, up, _)| {
+        inputs.0.get(port).is_some_and(Value::is_pending)
+            && active
+                .dependents
+                .get(up)
+                .into_iter()
+                .flatten()
+                .any(|f| *f != id && active.state.get(f) == Some(&State::Running))
+    });
+    if other_running {
+        return true;
+    }
+    !node.kind.as_ref().is_some_and(|k| k.fuses_pending()) && fuser_first(active, id)
 }
 
 /// Whether a node that runs pending passes within its own ([`NodeKind::fuses_pending`])

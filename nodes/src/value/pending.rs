@@ -86,6 +86,11 @@ impl PendingPass {
         }
     }
 
+    /// Whether someone is running the pass now.
+    pub fn is_claimed(&self) -> bool {
+        matches!(*self.state(), PassState::Claimed)
+    }
+
     /// Take the pass over, to feed it from another pass; `None` when it is done or someone
     /// else is running it. Dropping the claim unfinished (an error, a cancel) gives it back.
     pub fn claim(self: &Arc<Self>) -> Result<Option<Claim>, NodeError> {
