@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cifar import data_dir, read_batch  # noqa: E402
 from evaluate import FIXTURES, HERE, MODELS, predict  # noqa: E402
 
 
@@ -31,9 +32,8 @@ def main():
     reference = json.loads(path.read_text())
     if reference["onnxruntime"] != ort.__version__:
         sys.exit(f"the reference was made with onnxruntime {reference['onnxruntime']}, this is {ort.__version__}")
-    raw = np.fromfile(Path(__file__).parents[2] / "shared/data/cifar10/test_batch.bin", dtype=np.uint8)
-    raw = raw.reshape(-1, 3073)
-    x, y = raw[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32), raw[:, 0]
+    images, y = read_batch(data_dir() / "test_batch.bin")
+    x = images.astype(np.float32)
     out = {}
     for name in MODELS:
         pred = predict(HERE / name, x).argmax(1)

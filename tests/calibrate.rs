@@ -11,6 +11,8 @@
 //! `models/calibrate_reference.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -202,25 +204,9 @@ fn minmax_reproduces_quantize_static() {
             assert_eq!(pred.top1.len(), 10_000);
             let correct = pred.top1.iter().zip(labels).filter(|(p, l)| p == l).count() as f64;
             let name = want.rsplit('/').next().unwrap();
-            let want = reference_on_this_cpu(&reference, name)["correct"].as_f64().unwrap();
+            let want = common::reference_on_this_cpu(&reference, name)["correct"].as_f64().unwrap();
             assert_eq!(correct, want, "{name}: top-1 count");
         }
-    }
-}
-
-/// The reference figures of `model` for this CPU: ONNX Runtime's u8s8 integer kernels
-/// saturate on x86-64 without VNNI, so its predictions there differ from those on a CPU with
-/// VNNI (`models/evaluate.py` recorded those; `models/reference_without_vnni.py` the others).
-fn reference_on_this_cpu<'a>(reference: &'a serde_json::Value, model: &str) -> &'a serde_json::Value {
-    #[cfg(target_arch = "x86_64")]
-    let vnni = std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vnni = true;
-    let without = &reference["without_vnni"]["models"][model];
-    if vnni || without.is_null() {
-        &reference["models"][model]
-    } else {
-        without
     }
 }
 

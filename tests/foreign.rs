@@ -10,6 +10,8 @@
 //! int8 activations); per-channel weights.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -61,23 +63,6 @@ fn model_path(name: &str) -> PathBuf {
     }
 }
 
-/// The reference figures of `model` for this CPU: ONNX Runtime's u8s8 integer kernels
-/// saturate on x86-64 without VNNI, so the predictions of models with uint8 activations there
-/// differ from those on a CPU with VNNI (`models/foreign.py` recorded those;
-/// `models/reference_without_vnni.py` the others).
-fn reference_on_this_cpu<'a>(reference: &'a serde_json::Value, model: &str) -> &'a serde_json::Value {
-    #[cfg(target_arch = "x86_64")]
-    let vnni = std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vnni = true;
-    let without = &reference["without_vnni"]["models"][model];
-    if vnni || without.is_null() {
-        &reference["models"][model]
-    } else {
-        without
-    }
-}
-
 fn report(e: &quantgraph_nodes::Evaluation, g: &Graph, node: NodeId) -> Arc<Report> {
     match e.outputs(node).and_then(|o| o.get("report")) {
         Some(Value::Table(r)) => r.clone(),
@@ -121,7 +106,7 @@ fn foreign_models_pair_every_layer_correctly_and_match_numpy() {
         for (model, key) in [(a, "correct_a"), (b, "correct_b")] {
             assert_eq!(
                 r.summary[key],
-                reference_on_this_cpu(&reference, model)["correct"].as_f64().unwrap(),
+                common::reference_on_this_cpu(&reference, model)["correct"].as_f64().unwrap(),
                 "{a} vs {b}: {key} ({model})"
             );
         }

@@ -3,6 +3,8 @@
 //! Python onnxruntime's (fixtures written by models/evaluate.py).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,8 +136,8 @@ fn correct_prediction_counts_equal_python_onnxruntime() {
         let e = s.evaluate(&g, &[compare]);
         let r = report(&e, compare);
         assert_eq!(r.summary["samples"], 10_000.0);
-        let want_a = reference_on_this_cpu(&reference, "resnet8_fp32.onnx")["correct"].as_f64().unwrap();
-        let want_b = reference_on_this_cpu(&reference, b_model)["correct"].as_f64().unwrap();
+        let want_a = common::reference_on_this_cpu(&reference, "resnet8_fp32.onnx")["correct"].as_f64().unwrap();
+        let want_b = common::reference_on_this_cpu(&reference, b_model)["correct"].as_f64().unwrap();
         assert_eq!(r.summary["correct_a"], want_a, "FP32");
         assert_eq!(r.summary["correct_b"], want_b, "{b_model}");
         assert_eq!(manifest["models"][b_model]["correct"], reference["models"][b_model]["correct"]);
@@ -143,29 +145,13 @@ fn correct_prediction_counts_equal_python_onnxruntime() {
         let probe = g.find_node("probe_int8").unwrap();
         let Some(Value::Activations(a)) = e.outputs(probe).and_then(|o| o.get("activations")) else { panic!() };
         let first: Vec<u64> = a.predictions.as_ref().unwrap().top1[..50].iter().map(|p| u64::from(*p)).collect();
-        let want: Vec<u64> = reference_on_this_cpu(&reference, b_model)["first_predictions"]
+        let want: Vec<u64> = common::reference_on_this_cpu(&reference, b_model)["first_predictions"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_u64().unwrap())
             .collect();
         assert_eq!(first, want, "{b_model}");
-    }
-}
-
-/// The reference figures of `model` for this CPU: ONNX Runtime's u8s8 integer kernels
-/// saturate on x86-64 without VNNI, so its predictions there differ from those on a CPU with
-/// VNNI (`models/evaluate.py` recorded those; `models/reference_without_vnni.py` the others).
-fn reference_on_this_cpu<'a>(reference: &'a serde_json::Value, model: &str) -> &'a serde_json::Value {
-    #[cfg(target_arch = "x86_64")]
-    let vnni = std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vnni = true;
-    let without = &reference["without_vnni"]["models"][model];
-    if vnni || without.is_null() {
-        &reference["models"][model]
-    } else {
-        without
     }
 }
 

@@ -6,6 +6,8 @@
 //! `models/photos_fixture.py` with the pipeline of `scripts/bench/mobilenet_reference.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -74,11 +76,7 @@ fn photos_through_a_224_model_match_python_onnxruntime() {
     // ONNX Runtime's float kernels round otherwise on a CPU without AVX-512 (AVX2), which over
     // six samples shows in the last digits: the reference of this CPU's kind
     // (`models/photos_fixture.py --without-avx512` made the second).
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = true;
-    let here = if avx512 || want["without_avx512"].is_null() { &want } else { &want["without_avx512"] };
+    let here = if common::has_avx512() || want["without_avx512"].is_null() { &want } else { &want["without_avx512"] };
     let layers = here["layers"].as_array().unwrap();
     assert!(layers.len() >= 60, "the reference pairs every activation: {}", layers.len());
     let mut checked = 0;

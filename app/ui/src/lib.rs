@@ -553,6 +553,7 @@ impl Editor {
     pub fn poll(&mut self) -> bool {
         let Some(run) = &self.run else { return false };
         let mut busy = true;
+        let mut finished_any = false;
         for event in run.try_events() {
             match event {
                 Event::Queued { node } => {
@@ -565,6 +566,7 @@ impl Editor {
                     self.statuses.insert(node, NodeStatus::Running { fraction, message });
                 }
                 Event::Finished { node, duration, outputs } => {
+                    finished_any = true;
                     self.statuses.insert(node, NodeStatus::Ready { cached: false, duration: Some(duration) });
                     self.snapshots.record(node, &outputs);
                     self.outputs.insert(node, outputs);
@@ -592,9 +594,12 @@ impl Editor {
                 Event::Done | Event::Superseded => busy = false,
             }
         }
-        // Probes whose pass a comparator ran within its own: their finished values.
-        for o in self.outputs.values_mut() {
-            *o = quantgraph_nodes::scheduler::settled(o);
+        // Probes whose pass a comparator ran within its own: their finished values (once a
+        // node has finished: only then can a pass have ended).
+        if finished_any {
+            for o in self.outputs.values_mut() {
+                *o = quantgraph_nodes::scheduler::settled(o);
+            }
         }
         if !busy {
             self.run = None;

@@ -239,9 +239,6 @@ pub fn qdq_table(m: &ModelValue) -> Table {
 }
 
 fn activations_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, a: &Activations) {
-    if a.is_pending() {
-        ui.label("statistics and predictions come with the pass of the node reading this probe (running)");
-    }
     if let Some(p) = &a.predictions {
         match p.accuracy() {
             Some(acc) => ui.label(format!(

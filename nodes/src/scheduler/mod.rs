@@ -40,7 +40,7 @@ mod plan;
 mod run;
 
 use cache::Cache;
-use plan::Plan;
+use plan::{Plan, PlanNode};
 use run::{Coordinator, Msg};
 
 /// A content hash identifying one node's result.
@@ -288,7 +288,7 @@ impl Scheduler {
 
     /// The cached outputs for a key.
     pub fn cached(&self, key: Key) -> Option<Arc<Outputs>> {
-        lock(&self.shared.cache).get(key).map(|o| settled(&o))
+        lock(&self.shared.cache).get(key)
     }
 
     /// Ask for `targets` (none: every sink) to be brought up to date. Returns at once;

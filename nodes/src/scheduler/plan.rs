@@ -14,6 +14,14 @@ pub(super) struct PlanNode {
     pub(super) static_error: Option<NodeError>,
 }
 
+impl PlanNode {
+    /// Whether its kind runs pending passes of its inputs within its own
+    /// ([`NodeKind::fuses_pending`]).
+    pub(super) fn fuses(&self) -> bool {
+        self.kind.as_ref().is_some_and(|k| k.fuses_pending())
+    }
+}
+
 /// A request, resolved into keys.
 pub(super) struct Plan {
     pub(super) nodes: BTreeMap<NodeId, PlanNode>,

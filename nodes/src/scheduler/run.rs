@@ -113,15 +113,15 @@ impl Coordinator {
                 // A value whose pass is still pending counts as known only while a node of
                 // this plan that will run (not cached) runs that pass within its own; else
                 // the node runs again, with its pass.
-                let fused_here = dependents.get(id).into_iter().flatten().any(|d| {
-                    plan.nodes.get(d).is_some_and(|n| {
-                        n.kind.as_ref().is_some_and(|k| k.fuses_pending()) && !cache.entries.contains_key(&n.key)
-                    })
-                });
+                let fused_here = dependents
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .any(|d| plan.nodes.get(d).is_some_and(|n| n.fuses() && !cache.entries.contains_key(&n.key)));
                 let cached = cache.get(node.key).filter(|o| fused_here || !o.values().any(Value::is_pending));
                 if let Some(outputs) = cached {
                     state.insert(*id, State::Ready);
-                    let _ = tx.send(Event::Cached { node: *id, outputs: super::settled(&outputs) });
+                    let _ = tx.send(Event::Cached { node: *id, outputs });
                 } else if let Some(error) = errors.get(&node.key) {
                     state.insert(*id, State::Failed);
                     let _ = tx.send(Event::Failed { node: *id, error: error.clone() });
@@ -235,40 +235,22 @@ impl Coordinator {
             active.waiting.remove(&id);
             // Probes may leave their pass to a node reading them that will run it.
             let defer = active.dependents.get(&id).into_iter().flatten().any(|d| {
-                active.state.get(d) == Some(&State::Pending)
-                    && active.plan.nodes.get(d).and_then(|n| n.kind.as_ref()).is_some_and(|k| k.fuses_pending())
+                active.state.get(d) == Some(&State::Pending) && active.plan.nodes.get(d).is_some_and(PlanNode::fuses)
             });
             lock(&self.shared.log).push(LogEntry { node: id, kind: node.kind_id.clone(), key: node.key });
             let cancel = Arc::new(AtomicBool::new(false));
             self.running.insert(node.key, cancel.clone());
             active.state.insert(id, State::Running);
             let _ = active.tx.send(Event::Started { node: id });
-            let key = node.key;
             let params = node.params.clone();
-            let inbox = self.inbox.clone();
             let base_dir = active.plan.base_dir.clone();
-            let job = move || {
-                let progress_inbox = inbox.clone();
-                let ctx = EvalContext::new(
-                    cancel,
-                    Box::new(move |fraction, message| {
-                        let _ = progress_inbox.send(Msg::Progress { key, fraction, message: message.to_owned() });
-                    }),
-                    base_dir,
-                )
-                .with_defer(defer);
-                let started = Instant::now();
-                let mut inputs = inputs;
-                let result = if fuses { Ok(()) } else { resolve_pending(&mut inputs, &ctx) }
-                    .and_then(|()| run_kind(kind.as_ref(), &ctx, &inputs, &params));
-                let _ = inbox.send(Msg::Done { key, result, duration: started.elapsed() });
-            };
-            match &self.pool {
-                Some(pool) => pool.spawn(job),
-                None => {
-                    std::thread::spawn(job);
+            let mut inputs = inputs;
+            spawn_job(&self.pool, &self.inbox, node.key, cancel, base_dir, defer, move |ctx| {
+                if !fuses {
+                    resolve_pending(&mut inputs, ctx)?;
                 }
-            }
+                run_kind(kind.as_ref(), ctx, &inputs, &params)
+            });
         }
         // Nodes held back for a pass someone else was to run, when nothing runs any more (the
         // fusing node that was to run it failed or was blocked): they run it themselves (no
@@ -384,28 +366,12 @@ impl Coordinator {
             self.running.insert(key, cancel.clone());
             active.state.insert(id, State::Running);
             let _ = active.tx.send(Event::Started { node: id });
-            let inbox = self.inbox.clone();
             let base_dir = active.plan.base_dir.clone();
-            let job = move || {
-                let progress_inbox = inbox.clone();
-                let ctx = EvalContext::new(
-                    cancel,
-                    Box::new(move |fraction, message| {
-                        let _ = progress_inbox.send(Msg::Progress { key, fraction, message: message.to_owned() });
-                    }),
-                    base_dir,
-                );
-                let started = Instant::now();
+            spawn_job(&self.pool, &self.inbox, key, cancel, base_dir, false, move |ctx| {
                 let mut values: Outputs = (*outputs).clone();
-                let result = finish_values(&mut values, &ctx).map(|()| values).map_err(|(_, e)| e);
-                let _ = inbox.send(Msg::Done { key, result, duration: started.elapsed() });
-            };
-            match &self.pool {
-                Some(pool) => pool.spawn(job),
-                None => {
-                    std::thread::spawn(job);
-                }
-            }
+                finish_values(&mut values, ctx).map_err(|(_, e)| e)?;
+                Ok(values)
+            });
         }
     }
 
@@ -427,6 +393,40 @@ impl Coordinator {
     }
 }
 
+/// Run `work` for `key` on the pool (a thread of its own without one), with a context that
+/// reports its progress and sees `cancel`; its result comes back as `Msg::Done`.
+fn spawn_job(
+    pool: &Option<rayon::ThreadPool>,
+    inbox: &Sender<Msg>,
+    key: Key,
+    cancel: Arc<AtomicBool>,
+    base_dir: Option<PathBuf>,
+    defer: bool,
+    work: impl FnOnce(&EvalContext) -> Result<Outputs, NodeError> + Send + 'static,
+) {
+    let inbox = inbox.clone();
+    let job = move || {
+        let progress_inbox = inbox.clone();
+        let ctx = EvalContext::new(
+            cancel,
+            Box::new(move |fraction, message| {
+                let _ = progress_inbox.send(Msg::Progress { key, fraction, message: message.to_owned() });
+            }),
+            base_dir,
+        )
+        .with_defer(defer);
+        let started = Instant::now();
+        let result = work(&ctx);
+        let _ = inbox.send(Msg::Done { key, result, duration: started.elapsed() });
+    };
+    match pool {
+        Some(pool) => pool.spawn(job),
+        None => {
+            std::thread::spawn(job);
+        }
+    }
+}
+
 /// Whether `id`, which reads a value whose pass is pending, waits. A job never waits for a
 /// pass someone else runs (on a worker that may be the one the other job needs): it waits
 /// here while the pass is claimed (by any job, of this request or an older one) or while
@@ -436,9 +436,7 @@ fn should_wait(active: &Active, id: NodeId, inputs: &Inputs) -> bool {
     if active.forced.contains(&id) {
         return false;
     }
-    let claimed =
-        |v: &Value| matches!(v, Value::Activations(a) if a.pending.as_ref().is_some_and(|p| p.0.is_claimed()));
-    if inputs.0.values().any(claimed) {
+    if inputs.0.values().any(Value::is_claimed) {
         return true;
     }
     let Some(node) = active.plan.nodes.get(&id) else { return false };
@@ -454,7 +452,7 @@ fn should_wait(active: &Active, id: NodeId, inputs: &Inputs) -> bool {
     if other_running {
         return true;
     }
-    !node.kind.as_ref().is_some_and(|k| k.fuses_pending()) && fuser_first(active, id)
+    !node.fuses() && fuser_first(active, id)
 }
 
 /// Whether a node that runs pending passes within its own ([`NodeKind::fuses_pending`])
@@ -465,7 +463,7 @@ fn fuser_first(active: &Active, id: NodeId) -> bool {
     node.inputs.iter().any(|(_, up, _)| {
         active.dependents.get(up).into_iter().flatten().any(|f| {
             let Some(fnode) = active.plan.nodes.get(f) else { return false };
-            if *f == id || fnode.static_error.is_some() || !fnode.kind.as_ref().is_some_and(|k| k.fuses_pending()) {
+            if *f == id || fnode.static_error.is_some() || !fnode.fuses() {
                 return false;
             }
             match active.state.get(f) {
@@ -511,10 +509,7 @@ fn finish_values(values: &mut BTreeMap<String, Value>, ctx: &EvalContext) -> Res
 /// Finish every input whose pass is still pending, before a kind that does not fuse passes
 /// reads it.
 fn resolve_pending(inputs: &mut Inputs, ctx: &EvalContext) -> Result<(), NodeError> {
-    finish_values(&mut inputs.0, ctx).map_err(|(port, e)| match e {
-        NodeError::Cancelled => e,
-        e => NodeError::input(port, format!("the pass of the probe feeding this port failed: {e}")),
-    })
+    finish_values(&mut inputs.0, ctx).map_err(|(port, e)| crate::value::pass_failed(&port, e))
 }
 
 /// Run a kind, containing panics and checking that it gave every declared output.

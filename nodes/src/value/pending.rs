@@ -226,4 +226,18 @@ impl Value {
     pub fn is_pending(&self) -> bool {
         matches!(self, Value::Activations(a) if a.is_pending())
     }
+
+    /// Whether this is an [`Activations`] whose pass someone is running now.
+    pub fn is_claimed(&self) -> bool {
+        matches!(self, Value::Activations(a) if a.pending.as_ref().is_some_and(|p| p.0.is_claimed()))
+    }
+}
+
+/// The error of a node whose input's pending pass failed (run by it or for it), on that
+/// input's port; a cancel stays a cancel.
+pub fn pass_failed(port: &str, e: NodeError) -> NodeError {
+    match e {
+        NodeError::Cancelled => e,
+        e => NodeError::input(port, format!("the pass of the probe feeding this port failed: {e}")),
+    }
 }

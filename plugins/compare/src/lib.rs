@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use quantgraph_nodes::kind::single;
 use quantgraph_nodes::value::{
-    Activations, Batch, BatchIter, Cell, Claim, LayerTable, Report, ReportHints, SampleCurve, SampleRows, Table,
-    TensorRole,
+    pass_failed, Activations, Batch, BatchIter, Cell, Claim, LayerTable, Report, ReportHints, SampleCurve, SampleRows,
+    Table, TensorRole,
 };
 use quantgraph_nodes::{
     params, EvalContext, Inputs, NodeError, NodeRegistry, Outputs, PortSpec, PortType, TypedKind, Value,
@@ -128,7 +128,7 @@ impl TypedKind for Comparator {
             // sharing probes must not wait on each other); both finish on their own.
             claims = [None, None];
         }
-        let resolve = |x: &Arc<Activations>, port: &str| x.resolve(ctx).map_err(|e| probe_failed(port, e));
+        let resolve = |x: &Arc<Activations>, port: &str| x.resolve(ctx).map_err(|e| pass_failed(port, e));
         let a = if claims[0].is_some() { a.clone() } else { resolve(a, "a")? };
         let b = if claims[1].is_some() || (same && claims[0].is_some()) { b.clone() } else { resolve(b, "b")? };
         let (o, layers) = if claims.iter().all(Option::is_none) {
@@ -581,6 +581,14 @@ enum Side<'a> {
 }
 
 impl Side<'_> {
+    /// How the stream makes its batches, when a user should know.
+    fn describe(&self) -> Option<String> {
+        match self {
+            Side::Stream(it) => it.describe(),
+            Side::Memory { .. } => None,
+        }
+    }
+
     fn next(&mut self, ctx: &EvalContext) -> Result<Option<Batch>, NodeError> {
         match self {
             Side::Stream(it) => it.next_batch(ctx),
@@ -902,7 +910,7 @@ fn layer_pass(
                 });
             };
             let feed = |claim: &mut Option<Claim>, batch: &Option<Batch>, port: &str| match (claim, batch) {
-                (Some(c), Some(b)) => c.add(ctx, b).map_err(|e| probe_failed(port, e)),
+                (Some(c), Some(b)) => c.add(ctx, b).map_err(|e| pass_failed(port, e)),
                 _ => Ok(()),
             };
             let (fed_a, (fed_b, ())) = rayon::join(
@@ -913,22 +921,18 @@ fn layer_pass(
             fed_b?;
             ctx.progress(done as f32 / n as f32, &format!("{what}: {done}/{n} samples"));
         }
-        let describe = |side: &Option<Side>| match side {
-            Some(Side::Stream(it)) => it.describe(),
-            _ => None,
-        };
-        how = [describe(&side_a), describe(&side_b)];
+        how = [side_a.as_ref().and_then(Side::describe), side_b.as_ref().and_then(Side::describe)];
         for (i, k) in keys.iter().enumerate() {
             if let (true, Some(k), Some(v)) = (todo[i], k, &verdicts[i]) {
                 reuse::put(*k, v.clone(), sums[i].clone());
             }
         }
     }
-    if let Some(c) = claim_a.take() {
-        finished[0] = Some(c.finish(ctx, how[0].take()).map_err(|e| probe_failed("a", e))?);
-    }
-    if let Some(c) = claim_b.take() {
-        finished[1] = Some(c.finish(ctx, how[1].take()).map_err(|e| probe_failed("b", e))?);
+    for ((claim, how), (done, port)) in [claim_a, claim_b].into_iter().zip(how).zip(finished.iter_mut().zip(["a", "b"]))
+    {
+        if let Some(c) = claim {
+            *done = Some(c.finish(ctx, how).map_err(|e| pass_failed(port, e))?);
+        }
     }
     let layers = Layers {
         batch,
@@ -948,14 +952,6 @@ fn layer_pass(
 
 /// The finished values of A and B whose pass a layer pass ran.
 type Finished = [Option<Arc<Activations>>; 2];
-
-/// An error of a probe's pass run here, on the port of that probe.
-fn probe_failed(port: &str, e: NodeError) -> NodeError {
-    match e {
-        NodeError::Cancelled => e,
-        e => NodeError::input(port, format!("the pass of the probe feeding this port failed: {e}")),
-    }
-}
 
 /// The per-layer table, drill-down and unpaired tables from the pairs' sums.
 fn layers_report(o: &Outcomes, l: &Layers, report: &mut Report) {
