@@ -29,6 +29,7 @@ pub mod fuzz;
 pub mod graph;
 pub mod images;
 pub mod jsonf64;
+pub mod kernels;
 pub mod kind;
 pub mod memo;
 pub mod param;

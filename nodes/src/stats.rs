@@ -4,6 +4,7 @@
 //! across shards: the histogram exactly (integer counts in bins that nest), the moments to
 //! float rounding.
 
+use crate::kernels;
 use crate::value::{BinGrid, Histogram, TensorStats};
 
 /// Count, mean, M2 (sum of squared deviations), min and max of finite values; non-finite
@@ -19,10 +20,19 @@ pub struct Moments {
 }
 
 impl Moments {
-    /// Add a slice: one pass in f64 around a shift (the first value, so the squares stay
-    /// small and the variance keeps its precision), four lanes wide so it vectorises; then
-    /// one merge. Non-finite values take a slower pass that leaves them out.
+    /// Add a slice: block by block in vector code ([`kernels::moments`]: each block's mean,
+    /// then the squared deviations from it, in f64), the blocks merged. Non-finite values take
+    /// a slower pass that leaves them out.
     pub fn add(&mut self, data: &[f32]) {
+        match kernels::moments(data) {
+            Some(m) => self.merge(&m),
+            None => self.add_careful(data),
+        }
+    }
+
+    /// [`Moments::add`] in `f64`: one pass around a shift (the first value, so the squares
+    /// stay small and the variance keeps its precision); non-finite values are left out.
+    fn add_careful(&mut self, data: &[f32]) {
         let Some(&first) = data.first() else { return };
         let k = f64::from(first);
         let (mut s1, mut s2) = ([0.0f64; 4], [0.0f64; 4]);
@@ -66,7 +76,7 @@ impl Moments {
         let finite: Vec<f32> = data.iter().copied().filter(|x| x.is_finite()).collect();
         self.non_finite += (data.len() - finite.len()) as u64;
         if !finite.is_empty() {
-            self.add(&finite);
+            self.add_careful(&finite);
         }
     }
 
@@ -237,40 +247,10 @@ impl StreamHistogram {
             return;
         }
         self.cover(lo, hi);
-        let (k, first) = (self.log2_width, self.first);
-        let last = self.counts.len() - 1;
-        // A bin from one multiply-add, then one exact check: `x·2^-k` is exact in f32 (a
-        // power of two; indices within ±2²¹), the subtraction of `first` may round up to the
-        // next whole number (never down past one), so the bin is that or the one below, and
-        // comparing x with the bin's lower edge (a whole multiple of 2^k, exact in f32; a
-        // product that underflowed to -0 is caught there too) says which.
-        let inv = (1.0 / pow2(k)) as f32;
-        let offset = -(first as f32);
-        let edges: Vec<f32> = (0..=self.counts.len() as i64).map(|i| ((first + i) as f64 * pow2(k)) as f32).collect();
-        let bin_of = |x: f32| {
-            let b = ((x * inv + offset) as i32).clamp(0, last as i32) as usize;
-            // (Saturating: ±inf and NaN land anywhere; they are not counted.)
-            b.saturating_sub(usize::from(x < edges[b]))
-        };
-        // Four interleaved sets of counters, so that runs of equal bins do not wait on each
-        // other's increments.
-        let mut lanes = [[0u64; HISTOGRAM_MAX_BINS]; 4];
-        let chunks = data.chunks_exact(4);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for (j, lane) in lanes.iter_mut().enumerate() {
-                // NaN casts to 0 and ±inf saturate; the finite check leaves them out.
-                lane[bin_of(c[j])] += u64::from(c[j].is_finite());
-            }
-        }
-        for &x in rest {
-            lanes[0][bin_of(x)] += u64::from(x.is_finite());
-        }
-        for lane in &lanes {
-            for (c, l) in self.counts.iter_mut().zip(lane) {
-                *c += l;
-            }
-        }
+        // The bin is `floor(x · 2^-k) − first`: exact in f32 (a power of two; indices within
+        // ±2²¹), vectorised in [`kernels::bin_counts`].
+        let inv = (1.0 / pow2(self.log2_width)) as f32;
+        kernels::bin_counts(data, inv, self.first, &mut self.counts);
     }
 
     /// Add another histogram's counts (a shard's): the result is the histogram of both
@@ -340,12 +320,17 @@ impl TensorAccumulator {
         Self { moments: Moments::default(), histogram }
     }
 
+    /// Add values: moments and histogram together, a chunk at a time while it is in cache (the
+    /// histogram's grid depends only on the range covered in the end, so covering it chunk by
+    /// chunk bins every value as one pass over all of them would).
     pub fn add(&mut self, data: &[f32]) {
-        let mut batch = Moments::default();
-        batch.add(data);
-        self.moments.merge(&batch);
-        if batch.count > 0 {
-            self.histogram.add_in_range(data, batch.min, batch.max);
+        for chunk in data.chunks(16 * 1024) {
+            let mut part = Moments::default();
+            part.add(chunk);
+            self.moments.merge(&part);
+            if part.count > 0 {
+                self.histogram.add_in_range(chunk, part.min, part.max);
+            }
         }
     }
 

@@ -730,8 +730,7 @@ impl PairSums {
                     pre_moved.as_slice()
                 };
                 if p.relu_removed {
-                    let relu: Vec<f32> = pre.iter().map(|x| x.max(0.0)).collect();
-                    self.qdq.get_or_insert_with(ErrorStats::default).add(&relu, yb);
+                    self.qdq.get_or_insert_with(ErrorStats::default).add_relu_x(pre, yb);
                     self.qdq_ort.get_or_insert_with(ErrorStats::default).add(pre, yb);
                 } else {
                     self.qdq.get_or_insert_with(ErrorStats::default).add(pre, yb);

@@ -3,8 +3,11 @@
 //! Definitions (shared/QDQ.md): `SQNR_dB = 20·log10(‖x‖₂ / ‖x − y‖₂)` with both norms
 //! clamped to float64 epsilon as ONNX Runtime's `qdq_loss_debug` does (so an exact match
 //! gives a large finite number), `MSE = mean((x − y)²)`, `MAE = mean(|x − y|)`,
-//! `max_abs = max |x − y|`, `cosine = x·y / (‖x‖‖y‖)`. Sums are kept in f64 and can be fed
+//! `max_abs = max |x − y|`, `cosine = x·y / (‖x‖‖y‖)`. Sums are kept in f64 (blocks of f32
+//! lanes summed into them, see [`quantgraph_nodes::kernels`]) and can be fed
 //! batch by batch, so memory does not grow with the number of samples.
+
+use quantgraph_nodes::kernels;
 
 /// Running sums for the metrics.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -25,43 +28,25 @@ pub struct ErrorStats {
 }
 
 impl ErrorStats {
-    /// Add a batch (same length slices). Four lanes of f64 sums, so the loop vectorises and
-    /// no sum waits on the previous addition.
+    /// Add a batch (same length slices; the longer one's tail is left out), in vectorised
+    /// `f32` lanes summed into `f64` block by block ([`kernels::pair_sums`]).
     pub fn add(&mut self, x: &[f32], y: &[f32]) {
-        let n = x.len().min(y.len());
-        let (x, y) = (&x[..n], &y[..n]);
-        let mut acc = [[0.0f64; 4]; 6]; // x², y², d², |d|, x·y, max|d|
-        let (cx, cy) = (x.chunks_exact(4), y.chunks_exact(4));
-        let (rx, ry) = (cx.remainder(), cy.remainder());
-        for (a4, b4) in cx.zip(cy) {
-            for j in 0..4 {
-                let (a, b) = (f64::from(a4[j]), f64::from(b4[j]));
-                let d = a - b;
-                acc[0][j] += a * a;
-                acc[1][j] += b * b;
-                acc[2][j] += d * d;
-                acc[3][j] += d.abs();
-                acc[4][j] += a * b;
-                acc[5][j] = acc[5][j].max(d.abs());
-            }
-        }
-        for (&a, &b) in rx.iter().zip(ry) {
-            let (a, b) = (f64::from(a), f64::from(b));
-            let d = a - b;
-            acc[0][0] += a * a;
-            acc[1][0] += b * b;
-            acc[2][0] += d * d;
-            acc[3][0] += d.abs();
-            acc[4][0] += a * b;
-            acc[5][0] = acc[5][0].max(d.abs());
-        }
-        let sum = |k: usize| acc[k].iter().sum::<f64>();
-        self.sum_x2 += sum(0);
-        self.sum_y2 += sum(1);
-        self.sum_d2 += sum(2);
-        self.sum_abs += sum(3);
-        self.dot += sum(4);
-        self.max_abs = acc[5].iter().copied().fold(self.max_abs, f64::max);
+        self.add_sums(kernels::pair_sums(x, y, false), x.len().min(y.len()));
+    }
+
+    /// [`ErrorStats::add`] with `max(x, 0)` for `x`: a quantizer's input against its output
+    /// where the quantizer took over a Relu.
+    pub fn add_relu_x(&mut self, x: &[f32], y: &[f32]) {
+        self.add_sums(kernels::pair_sums(x, y, true), x.len().min(y.len()));
+    }
+
+    fn add_sums(&mut self, s: kernels::PairSums, n: usize) {
+        self.sum_x2 += s.x2;
+        self.sum_y2 += s.y2;
+        self.sum_d2 += s.d2;
+        self.sum_abs += s.abs;
+        self.dot += s.dot;
+        self.max_abs = self.max_abs.max(s.max_abs);
         self.count += n;
     }
 
