@@ -32,6 +32,9 @@ fn dataset(g: &mut Graph, registry: &quantgraph_nodes::NodeRegistry, n: usize) -
     ds
 }
 
+/// Held by tests that forget the sweep's remembered variants or count on them.
+static MEMO_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn num(r: &Report, table: &str, row: &[Cell], col: &str) -> f64 {
     row[r.table(table).unwrap().column(col).unwrap()].as_f64().unwrap()
 }
@@ -86,6 +89,7 @@ fn removing_every_group_gives_the_fp32_model() {
 /// every layer in float), and probing it gives exactly the accuracy the table reports.
 #[test]
 fn sweep_ranks_layers_and_its_mixed_precision_model_has_the_reported_accuracy() {
+    let _memo = MEMO_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     sensitivity::clear();
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("tests/fixtures/sensitivity_reference.json")).unwrap(),
@@ -238,4 +242,50 @@ fn exporting_the_mixed_precision_model_writes_a_sidecar_with_its_accuracy() {
     assert!(summary["accuracy_mixed"].as_f64().is_some(), "{sidecar}");
     let ds = sidecar["graph"].as_array().unwrap().iter().find(|n| n["kind"] == "dataset.cifar10").unwrap();
     assert_eq!(ds["params"]["count"], 40);
+}
+
+/// Variants run from the shared prefixes (the full QDQ model's and the all-float model's
+/// values at cut points, kept once) give exactly what running each variant whole gives:
+/// every cell of both tables and every summary figure, to the bit; and most variants do run
+/// that way on this model.
+#[test]
+fn variants_run_from_shared_prefixes_equal_whole_runs() {
+    let _memo = MEMO_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let mut g = Graph::new();
+    let ds = dataset(&mut g, &registry, 300);
+    let a = model(&mut g, &registry, &repo().join("models/resnet8_fp32.onnx"));
+    let b = model(&mut g, &registry, &repo().join("models/resnet8_int8_qdq.onnx"));
+    let s = g.add_node(&registry, "onnx.sensitivity", [0.0, 0.0]).unwrap();
+    // A batch that does not divide the samples: the last, shorter batch runs shared too.
+    g.set_param(s, "batch_size", 32.into()).unwrap();
+    g.connect(&registry, PortRef::new(a, "model"), PortRef::new(s, "fp32")).unwrap();
+    g.connect(&registry, PortRef::new(b, "model"), PortRef::new(s, "qdq")).unwrap();
+    g.connect(&registry, PortRef::new(ds, "dataset"), PortRef::new(s, "dataset")).unwrap();
+    let mut reports = Vec::new();
+    for shared_mb in [0usize, 256] {
+        g.set_param(s, "shared_mb", shared_mb.into()).unwrap();
+        // Other tests in this binary may have remembered these variants: forget them.
+        sensitivity::clear();
+        let e = Scheduler::new(registry.clone()).evaluate(&g, &[s]);
+        let Some(Value::Table(r)) = e.outputs(s).and_then(|o| o.get("report")).cloned() else {
+            panic!("{:?}", e.outcomes.get(&s))
+        };
+        reports.push(r);
+    }
+    let (whole, shared) = (&reports[0], &reports[1]);
+    assert_eq!(whole.summary["variants_shared"], 0.0, "{:?}", whole.summary);
+    let run = shared.summary["variants_run"];
+    assert!(run >= 31.0, "{:?}", shared.summary);
+    assert!(shared.summary["variants_shared"] >= run / 2.0, "{:?}", shared.summary);
+    for key in ["accuracy_fp32", "accuracy_int8", "accuracy_mixed", "groups_in_float"] {
+        assert_eq!(whole.summary[key].to_bits(), shared.summary[key].to_bits(), "{key}");
+    }
+    for name in ["sensitivity", "mixed_precision"] {
+        let (x, y) = (whole.table(name).unwrap(), shared.table(name).unwrap());
+        assert_eq!(x.rows.len(), y.rows.len(), "{name}");
+        for (p, q) in x.rows.iter().zip(&y.rows) {
+            assert_eq!(format!("{p:?}"), format!("{q:?}"), "{name}");
+        }
+    }
 }

@@ -81,6 +81,12 @@ pub fn clear() {
 /// still needed later (or graph outputs) that depend on the input; where that is exactly
 /// one float tensor, it is a cut. Tensors computed from initializers alone are not counted.
 pub fn candidates(g: &GraphProto, types: &BTreeMap<String, i32>) -> Vec<String> {
+    candidates_of_type(g, types, |t| t == proto::FLOAT)
+}
+
+/// [`candidates`] whose element type passes `accept` (the sweep also cuts at quantized
+/// tensors, see [`crate::prefix`]).
+pub fn candidates_of_type(g: &GraphProto, types: &BTreeMap<String, i32>, accept: impl Fn(i32) -> bool) -> Vec<String> {
     // Subgraphs (If, Loop, Scan) may read outer tensors by name: no cuts there.
     if g.node.iter().any(|n| n.attribute.iter().any(|a| a.r#type == 5 || a.r#type == 10)) {
         return Vec::new();
@@ -109,8 +115,11 @@ pub fn candidates(g: &GraphProto, types: &BTreeMap<String, i32>) -> Vec<String> 
         live.retain(|t| outputs.contains(t) || last_use.get(t).is_some_and(|u| *u > k));
         if live.len() == 1 {
             let t = *live.iter().next().unwrap_or(&"");
-            let float = types.get(t).is_some_and(|ty| *ty == proto::FLOAT);
-            if float && !outputs.contains(t) && !out.iter().any(|c| c == t) {
+            let typed = types.get(t).is_some_and(|ty| accept(*ty));
+            // A graph input is no cut (nothing to spare), and ONNX Runtime hands it back as an
+            // output without copying it: its memory goes with the input value.
+            let input = g.input.iter().any(|i| i.name == t);
+            if typed && !input && !outputs.contains(t) && !out.iter().any(|c| c == t) {
                 out.push(t.to_owned());
             }
         }

@@ -17,6 +17,7 @@ pub mod calibrate;
 pub mod cuts;
 pub mod info;
 pub mod model;
+pub mod prefix;
 pub mod probe;
 pub mod proto;
 pub mod qdq_override;

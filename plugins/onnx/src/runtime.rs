@@ -196,6 +196,19 @@ pub fn run_batch<R>(
     outputs: &[String],
     f: impl FnOnce(Vec<(&str, Vec<usize>, &[f32])>) -> Result<R, NodeError>,
 ) -> Result<R, NodeError> {
+    let input = input_value(ctx, feed, images, start, end)?;
+    run_feeding(ctx, session, feed, vec![(feed.name.as_str(), input)], outputs, f)
+}
+
+/// The model's input for samples `start..end` of `images`, laid out and quantized as `feed`
+/// says.
+pub fn input_value(
+    ctx: &EvalContext,
+    feed: &Feed,
+    images: &Images,
+    start: usize,
+    end: usize,
+) -> Result<ort::value::DynValue, NodeError> {
     let mut shape: Vec<usize> = vec![end.saturating_sub(start)];
     shape.extend(images.item_shape());
     let data = images.batch(start, end, &|| ctx.is_cancelled())?;
@@ -212,7 +225,7 @@ pub fn run_batch<R>(
             .map_err(ort_err("making the input tensor"))?
             .into_dyn(),
     };
-    run_feeding(ctx, session, feed, vec![(feed.name.as_str(), input)], outputs, f)
+    Ok(input)
 }
 
 /// Run the session on `inputs` and hand every named output to `f` as `(name, shape per

@@ -23,6 +23,7 @@ use quantgraph_nodes::memo::Memo;
 use quantgraph_nodes::value::{Cell, Dataset, Report, Table};
 use quantgraph_nodes::{params, EvalContext, Inputs, NodeError, Outputs, PortSpec, PortType, TypedKind, Value};
 
+use crate::prefix::Prefix;
 use crate::{model, probe, proto, runtime};
 
 /// FP32 model + QDQ model + dataset → per-layer sensitivity and a mixed-precision model.
@@ -370,6 +371,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn new(samples: usize) -> Outcome {
+        Outcome { top1: Vec::with_capacity(samples), sum_x2: 0.0, sum_d2: 0.0 }
+    }
+
+    /// One batch of outputs (first sample `start`, `item` values per sample): its top-1 and,
+    /// against `reference` (all samples' FP32 outputs, flattened), its error sums.
+    fn add_batch(&mut self, start: usize, item: usize, data: &[f32], reference: Option<&[f32]>) {
+        self.top1.extend(probe::argmax_rows(data, item));
+        if let Some(r) = reference {
+            let at = start * item;
+            if let Some(x) = r.get(at..at + data.len()) {
+                for (p, q) in x.iter().zip(data.iter()) {
+                    let (p, q) = (f64::from(*p), f64::from(*q));
+                    self.sum_x2 += p * p;
+                    self.sum_d2 += (p - q) * (p - q);
+                }
+            }
+        }
+    }
+
     fn accuracy(&self, labels: &[u32]) -> f64 {
         let right = self.top1.iter().zip(labels).filter(|(p, l)| p == l).count();
         right as f64 / self.top1.len().max(1) as f64
@@ -407,7 +428,7 @@ fn run(
 ) -> Result<(Outcome, Vec<f32>), NodeError> {
     let mut session = runtime::session(bytes, threads)?;
     let output = session.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
-    let mut out = Outcome { top1: Vec::with_capacity(dataset.len()), sum_x2: 0.0, sum_d2: 0.0 };
+    let mut out = Outcome::new(dataset.len());
     let mut kept = Vec::new();
     let n = dataset.len();
     let mut start = 0;
@@ -424,18 +445,7 @@ fn run(
             std::slice::from_ref(&output),
             |outs| {
                 if let Some((_, shape, data)) = outs.first() {
-                    let item: usize = shape.iter().product();
-                    out.top1.extend(probe::argmax_rows(data, item));
-                    if let Some(r) = reference {
-                        let at = start * item;
-                        if let Some(x) = r.get(at..at + data.len()) {
-                            for (p, q) in x.iter().zip(data.iter()) {
-                                let (p, q) = (f64::from(*p), f64::from(*q));
-                                out.sum_x2 += p * p;
-                                out.sum_d2 += (p - q) * (p - q);
-                            }
-                        }
-                    }
+                    out.add_batch(start, shape.iter().product(), data, reference);
                     if keep {
                         kept.extend_from_slice(data);
                     }
@@ -448,6 +458,65 @@ fn run(
     Ok((out, kept))
 }
 
+/// Run a variant as its suffix from the latest cut of `prefixes` it shares ([`prefix`]), when
+/// that spares at least a tenth of its nodes; `None` when there is no such cut or the
+/// suffix's first batch differs from the whole variant's in any bit (ONNX Runtime chose other
+/// kernels): the caller runs it whole.
+#[allow(clippy::too_many_arguments)]
+fn run_shared(
+    ctx: &EvalContext,
+    prefixes: &[Prefix],
+    bytes: &[u8],
+    feed: &runtime::Feed,
+    dataset: &Dataset,
+    batch: usize,
+    threads: usize,
+    reference: &[f32],
+) -> Result<Option<Outcome>, NodeError> {
+    let Ok(model) = proto::decode_model(bytes) else { return Ok(None) };
+    let digests = crate::info::tensor_digests(&model);
+    let Some(suffix) = prefixes.iter().filter_map(|p| p.suffix(&model, bytes, &digests)).min_by_key(|s| s.nodes) else {
+        return Ok(None);
+    };
+    if suffix.nodes * 10 > suffix.of * 9 {
+        return Ok(None);
+    }
+    let Ok(mut session) = runtime::session(&suffix.bytes, threads) else { return Ok(None) };
+    // The whole variant's first batch, to check the suffix against.
+    let n = dataset.len();
+    let first = batch.min(n);
+    let mut whole = runtime::session(bytes, threads)?;
+    let output = whole.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
+    let want: Vec<f32> =
+        runtime::run_batch(ctx, &mut whole, feed, &dataset.images, 0, first, std::slice::from_ref(&output), |outs| {
+            Ok(outs.first().map(|o| o.2.to_vec()).unwrap_or_default())
+        })?;
+    drop(whole);
+    let mut out = Outcome::new(n);
+    let same = suffix.run_batch(ctx, &mut session, 0, first, |item, data| {
+        let same = data.len() == want.len() && data.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+        if same {
+            out.add_batch(0, item.iter().product(), data, Some(reference));
+        }
+        Ok(same)
+    })?;
+    if !same {
+        tracing::debug!("a sweep variant's suffix differs from the whole variant on the first batch: run whole");
+        return Ok(None);
+    }
+    let mut start = first;
+    while start < n {
+        ctx.check_cancelled()?;
+        let end = (start + batch).min(n);
+        suffix.run_batch(ctx, &mut session, start, end, |item, data| {
+            out.add_batch(start, item.iter().product(), data, Some(reference));
+            Ok(())
+        })?;
+        start = end;
+    }
+    Ok(Some(out))
+}
+
 params! {
     /// The Sensitivity Sweep's params.
     pub struct SensitivityParams {
@@ -458,6 +527,13 @@ params! {
                  this many points of FP32.",
             ),
         pub batch_size: usize = int("Batch size", 16, 1, 65_536),
+        pub shared_mb: usize = int("Memory for shared prefixes (MB)", 256, 0, 65_536)
+            .with_doc(
+                "Most variants compute their first layers exactly as the full QDQ model or the all-float \
+                 model does: the sweep runs those two once, keeps their values at a few cut points (up to \
+                 this much memory, the latest cuts first) and runs each variant from there. 0 runs every \
+                 variant whole. The results are the same either way.",
+            ),
     }
 }
 
@@ -542,6 +618,27 @@ impl TypedKind for Sensitivity {
         } else {
             (0, 0)
         };
+        // The shared prefixes (the full QDQ model's and the all-float variant's cut values),
+        // made when the first variant has to run; none where they cannot be made.
+        let prefixes: std::sync::OnceLock<Vec<Prefix>> = std::sync::OnceLock::new();
+        let shared = AtomicUsize::new(0);
+        let budget = params.shared_mb.saturating_mul(1 << 20) / 2;
+        let make_prefixes = || -> Vec<Prefix> {
+            ctx.progress(0.0, "shared prefixes: the full QDQ model and the all-float variant");
+            let all: Vec<&Group> = groups.iter().collect();
+            let mut out = Vec::new();
+            for bytes in [Ok(qdq.bytes.to_vec()), without(&qdq.bytes, &all)] {
+                let made = bytes
+                    .map_err(NodeError::failed)
+                    .and_then(|b| Prefix::collect(ctx, &b, &feed_b, dataset, batch, alone, budget));
+                match made {
+                    Ok(p) if !p.is_empty() => out.push(p),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("no shared prefix: {e}"),
+                }
+            }
+            out
+        };
         let variant = |removed: &[&Group], what: &str, threads: usize| -> Result<(Outcome, Vec<u8>), NodeError> {
             let bytes = without(&qdq.bytes, removed)
                 .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
@@ -552,7 +649,15 @@ impl TypedKind for Sensitivity {
                     o
                 }
                 None => {
-                    let (o, _) = run(ctx, &bytes, &feed_b, dataset, batch, threads, Some(&reference), false)?;
+                    let prefixes = prefixes.get_or_init(make_prefixes);
+                    ctx.check_cancelled()?;
+                    let o = match run_shared(ctx, prefixes, &bytes, &feed_b, dataset, batch, threads, &reference)? {
+                        Some(o) => {
+                            shared.fetch_add(1, Ordering::Relaxed);
+                            o
+                        }
+                        None => run(ctx, &bytes, &feed_b, dataset, batch, threads, Some(&reference), false)?.0,
+                    };
                     MEMO.put(key, o.clone());
                     o
                 }
@@ -698,11 +803,17 @@ impl TypedKind for Sensitivity {
         report.summary.insert("accuracy_mixed".into(), acc);
         report.summary.insert("groups_in_float".into(), in_float.len() as f64);
         report.summary.insert("samples".into(), dataset.len() as f64);
+        report.summary.insert("variants_run".into(), done.load(Ordering::Relaxed) as f64);
+        report.summary.insert("variants_remembered".into(), reused.load(Ordering::Relaxed) as f64);
+        report.summary.insert("variants_shared".into(), shared.load(Ordering::Relaxed) as f64);
         notes.push(format!(
-            "{} variants over {} samples; {} remembered from earlier runs (same model bytes and images)",
+            "{} variants over {} samples; {} remembered from earlier runs (same model bytes and images); {} run \
+             from a shared prefix (the part they compute as the full QDQ model or the all-float variant does, \
+             run once)",
             done.load(Ordering::Relaxed),
             dataset.len(),
-            reused.load(Ordering::Relaxed)
+            reused.load(Ordering::Relaxed),
+            shared.load(Ordering::Relaxed)
         ));
         report.notes = notes;
         report.tables = vec![table, mixed];
