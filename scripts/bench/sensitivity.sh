@@ -4,7 +4,7 @@
 # side in one run (same image count, same batch size), as whole-process wall time and peak RSS
 # (/usr/bin/time), median of REPEAT interleaved runs, and the ratio QuantGraph / Python.
 #
-#   scripts/bench/sensitivity.sh                # N=500 B=16 REPEAT=3 (B: the graphs' batch)
+#   scripts/bench/sensitivity.sh                # N=1000 B=16 REPEAT=3 (B: the graphs' batch)
 #   N=1000 B=64 REPEAT=5 scripts/bench/sensitivity.sh
 #
 # Two QuantGraph runs per round: scripts/bench/sweep-only.qgraph is the Python loop's work and
@@ -23,7 +23,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-N="${N:-500}"; B="${B:-16}"; REPEAT="${REPEAT:-3}"
+N="${N:-1000}"; B="${B:-16}"; REPEAT="${REPEAT:-3}"
 export QUANTGRAPH_CIFAR10="${QUANTGRAPH_CIFAR10:-$repo/../shared/data/cifar10}"
 export ORT_DYLIB_PATH="$(scripts/ensure-ort.sh)"
 py="$(scripts/bench/setup.sh)"

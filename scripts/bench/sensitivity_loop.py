@@ -10,8 +10,9 @@ graph output belongs to the op that made the value its QuantizeLinear read. A gr
 by rewiring its op to the float value: the tensor the QuantizeLinear read (through a new Relu
 where that Q's zero point is the type's minimum: the Q/DQ pair did a folded Relu's clipping),
 or the FP32 model's initializer of the same name without `_quantized` (added as
-`<name>__fp32`); an output DequantizeLinear becomes an Identity of the float value. The removed
-Q/DQ nodes stay in the graph, as QuantGraph leaves them.
+`<name>__fp32`); an output DequantizeLinear becomes an Identity of the float value. Nodes left
+without consumers (the removed Q/DQ pairs) are pruned with the initializers only they read, as
+QuantGraph prunes them.
 
 On the first N images of CIFAR-10 test_batch.bin (float32 NCHW, raw 0-255), in batches of B,
 with one onnxruntime session per model (CPUExecutionProvider, default options): the FP32 model
@@ -137,9 +138,21 @@ def without(qdq: onnx.ModelProto, removed) -> bytes:
         nodes.append(n)
         nodes += [helper.make_node("Relu", [x], [out], name=out + "_node") for out, x in relus.items()
                   if x in n.output]
+    g.initializer.extend(new_inits.values())
+    # Nodes left without consumers (the removed Q/DQ pairs) are pruned, with the initializers
+    # only they read, as QuantGraph prunes them: both sides run the same graphs.
+    keep = {o.name for o in g.output}
+    alive = []
+    for n in reversed(nodes):
+        if any(o in keep for o in n.output):
+            alive.append(n)
+            keep.update(n.input)
+    nodes = alive[::-1]
+    used = [t for t in g.initializer if t.name in keep]
+    del g.initializer[:]
+    g.initializer.extend(used)
     del g.node[:]
     g.node.extend(nodes)
-    g.initializer.extend(new_inits.values())
     return m.SerializeToString()
 
 

@@ -188,6 +188,7 @@ impl Prefix {
             })
             .collect();
         let mut start = 0;
+        let mut chosen = false;
         while start < n && !cuts.is_empty() {
             ctx.check_cancelled()?;
             let end = (start + batch).min(n);
@@ -218,7 +219,8 @@ impl Prefix {
                 }
                 Ok(())
             })?;
-            if start == 0 {
+            if !chosen {
+                chosen = true;
                 let keep = choose(&cuts, &chained, n, budget);
                 let mut k = 0;
                 cuts.retain(|_| {
@@ -232,6 +234,27 @@ impl Prefix {
                         CutData::U8(v) => v.reserve_exact(item * n - v.len()),
                         CutData::I8(v) => v.reserve_exact(item * n - v.len()),
                     }
+                }
+                // The rest of the samples with only the kept cuts as outputs: every extra
+                // output is a tensor ONNX Runtime must make and cannot fuse away.
+                if !cuts.is_empty() && cuts.len() < names.len() {
+                    let extra = cuts.iter().map(|c| info::typed_output(&c.name, c.elem_type)).collect();
+                    let fewer = proto::edit_model(
+                        bytes,
+                        proto::ModelEdit { extra_outputs: extra, ..proto::ModelEdit::default() },
+                    )
+                    .map_err(NodeError::failed)?;
+                    session = runtime::session(&fewer, threads)?;
+                    // It may compute them otherwise (fused kernels round otherwise): every
+                    // sample from the one session, the first batch again.
+                    for cut in &mut cuts {
+                        match &mut cut.data {
+                            CutData::F32(v) => v.clear(),
+                            CutData::U8(v) => v.clear(),
+                            CutData::I8(v) => v.clear(),
+                        }
+                    }
+                    continue;
                 }
             }
             start = end;

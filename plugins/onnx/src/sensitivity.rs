@@ -600,9 +600,6 @@ impl TypedKind for Sensitivity {
         };
         let labels = dataset.labels.clone();
 
-        // FP32: the reference outputs and predictions.
-        ctx.progress(0.0, "FP32 reference");
-        let (fp32_out, reference) = run(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32.threads, None, true)?;
         let total = 2 * groups.len() + 1;
         let done = AtomicUsize::new(0);
         let reused = AtomicUsize::new(0);
@@ -619,30 +616,58 @@ impl TypedKind for Sensitivity {
             (0, 0)
         };
         // The shared prefixes (the full QDQ model's and the all-float variant's cut values),
-        // made when the first variant has to run; none where they cannot be made.
+        // made beside the FP32 reference when some variant of the sweep is not remembered,
+        // else when the first variant has to run; none where they cannot be made.
         let prefixes: std::sync::OnceLock<Vec<Prefix>> = std::sync::OnceLock::new();
         let shared = AtomicUsize::new(0);
         let budget = params.shared_mb.saturating_mul(1 << 20) / 2;
+        let all: Vec<&Group> = groups.iter().collect();
         let make_prefixes = || -> Vec<Prefix> {
-            ctx.progress(0.0, "shared prefixes: the full QDQ model and the all-float variant");
-            let all: Vec<&Group> = groups.iter().collect();
-            let mut out = Vec::new();
-            for bytes in [Ok(qdq.bytes.to_vec()), without(&qdq.bytes, &all)] {
+            if budget == 0 {
+                return Vec::new();
+            }
+            let collect = |bytes: Result<Vec<u8>, String>| {
                 let made = bytes
                     .map_err(NodeError::failed)
-                    .and_then(|b| Prefix::collect(ctx, &b, &feed_b, dataset, batch, alone, budget));
+                    .and_then(|b| Prefix::collect(ctx, &b, &feed_b, dataset, batch, threads, budget));
                 match made {
-                    Ok(p) if !p.is_empty() => out.push(p),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("no shared prefix: {e}"),
+                    Ok(p) if !p.is_empty() => Some(p),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::debug!("no shared prefix: {e}");
+                        None
+                    }
                 }
-            }
-            out
+            };
+            let (q, f) = rayon::join(|| collect(Ok(qdq.bytes.to_vec())), || collect(without(&qdq.bytes, &all)));
+            q.into_iter().chain(f).collect()
         };
+        let key_of = |bytes: &[u8]| (xxhash_rust::xxh3::xxh3_64(bytes), reference_id, batch);
+        let remembered =
+            |removed: &[&Group]| without(&qdq.bytes, removed).is_ok_and(|b| MEMO.get(&key_of(&b)).is_some());
+        let need = budget > 0
+            && !(remembered(&[])
+                && groups.iter().all(|g| {
+                    let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
+                    remembered(&others) && remembered(&[g])
+                }));
+
+        // FP32: the reference outputs and predictions; beside it, one thread each, the
+        // shared prefixes.
+        ctx.progress(0.0, if need { "FP32 reference and shared prefixes" } else { "FP32 reference" });
+        let fp32_threads = if need && fp32.threads == 0 { threads } else { fp32.threads };
+        let (made, fp32_result) = rayon::join(
+            || need.then(make_prefixes),
+            || run(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32_threads, None, true),
+        );
+        let (fp32_out, reference) = fp32_result?;
+        if let Some(made) = made {
+            let _ = prefixes.set(made);
+        }
         let variant = |removed: &[&Group], what: &str, threads: usize| -> Result<(Outcome, Vec<u8>), NodeError> {
             let bytes = without(&qdq.bytes, removed)
                 .map_err(|e| NodeError::failed(format!("building the variant '{what}' failed: {e}")))?;
-            let key = (xxhash_rust::xxh3::xxh3_64(&bytes), reference_id, batch);
+            let key = key_of(&bytes);
             let result = match MEMO.get(&key) {
                 Some(o) => {
                     reused.fetch_add(1, Ordering::Relaxed);
