@@ -460,8 +460,8 @@ fn run(
 
 /// Run a variant as its suffix from the latest cut of `prefixes` it shares ([`prefix`]), when
 /// that spares at least a tenth of its nodes; `None` when there is no such cut or the
-/// suffix's first batch differs from the whole variant's in any bit (ONNX Runtime chose other
-/// kernels): the caller runs it whole.
+/// suffix's first or last batch differs from the whole variant's in any bit (ONNX Runtime
+/// chose other kernels): the caller runs it whole.
 #[allow(clippy::too_many_arguments)]
 fn run_shared(
     ctx: &EvalContext,
@@ -482,37 +482,51 @@ fn run_shared(
         return Ok(None);
     }
     let Ok(mut session) = runtime::session(&suffix.bytes, threads) else { return Ok(None) };
-    // The whole variant's first batch, to check the suffix against.
+    // The whole variant's first and last batches (the last one may be shorter, and ONNX
+    // Runtime picks some kernels by shape), to check the suffix against.
     let n = dataset.len();
-    let first = batch.min(n);
+    let starts: Vec<usize> = (0..n).step_by(batch).collect();
+    let checked: Vec<usize> = [starts.first(), starts.last()].into_iter().flatten().copied().collect();
     let mut whole = runtime::session(bytes, threads)?;
     let output = whole.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
-    let want: Vec<f32> =
-        runtime::run_batch(ctx, &mut whole, feed, &dataset.images, 0, first, std::slice::from_ref(&output), |outs| {
-            Ok(outs.first().map(|o| o.2.to_vec()).unwrap_or_default())
-        })?;
+    let mut want: Vec<(usize, Vec<f32>)> = Vec::new();
+    for &start in &checked {
+        if want.iter().any(|(s, _)| *s == start) {
+            continue;
+        }
+        let end = (start + batch).min(n);
+        let got = runtime::run_batch(
+            ctx,
+            &mut whole,
+            feed,
+            &dataset.images,
+            start,
+            end,
+            std::slice::from_ref(&output),
+            |outs| Ok(outs.first().map(|o| o.2.to_vec()).unwrap_or_default()),
+        )?;
+        want.push((start, got));
+    }
     drop(whole);
     let mut out = Outcome::new(n);
-    let same = suffix.run_batch(ctx, &mut session, 0, first, |item, data| {
-        let same = data.len() == want.len() && data.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-        if same {
-            out.add_batch(0, item.iter().product(), data, Some(reference));
-        }
-        Ok(same)
-    })?;
-    if !same {
-        tracing::debug!("a sweep variant's suffix differs from the whole variant on the first batch: run whole");
-        return Ok(None);
-    }
-    let mut start = first;
-    while start < n {
+    for &start in &starts {
         ctx.check_cancelled()?;
         let end = (start + batch).min(n);
-        suffix.run_batch(ctx, &mut session, start, end, |item, data| {
-            out.add_batch(start, item.iter().product(), data, Some(reference));
-            Ok(())
+        let same = suffix.run_batch(ctx, &mut session, start, end, |item, data| {
+            let same = want.iter().find(|(s, _)| *s == start).is_none_or(|(_, want)| {
+                data.len() == want.len() && data.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits())
+            });
+            if same {
+                out.add_batch(start, item.iter().product(), data, Some(reference));
+            }
+            Ok(same)
         })?;
-        start = end;
+        if !same {
+            tracing::debug!(
+                "a sweep variant's suffix differs from the whole variant on samples {start}..{end}: run whole"
+            );
+            return Ok(None);
+        }
     }
     Ok(Some(out))
 }
