@@ -290,6 +290,12 @@ impl EvalContext {
         self.cancel.load(Ordering::Relaxed)
     }
 
+    /// The flag [`EvalContext::is_cancelled`] reads, for a watcher that outlives a borrow of
+    /// the context (one thread watching every ONNX Runtime run in the process).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
     /// `Err(NodeError::Cancelled)` once the work has been cancelled.
     pub fn check_cancelled(&self) -> Result<(), NodeError> {
         if self.is_cancelled() {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -326,28 +326,63 @@ pub fn run_cancellable<R>(
         // Set before the run starts: ONNX Runtime stops at once.
         let _ = options.terminate();
     }
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let options = &options;
-    std::thread::scope(|scope| {
-        scope.spawn(move || loop {
-            match finished.recv_timeout(std::time::Duration::from_millis(2)) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if ctx.is_cancelled() {
-                        let _ = options.terminate();
-                        return;
+    let options = Arc::new(options);
+    watch(&options, ctx.cancel_flag());
+    let result = session.run_with_options(inputs, &*options);
+    match result {
+        Ok(outputs) => f(&outputs),
+        Err(_) if ctx.is_cancelled() => Err(NodeError::Cancelled),
+        Err(e) => Err(ort_err("ONNX Runtime run failed")(e)),
+    }
+}
+
+/// Runs in progress and their contexts' cancel flags, for the watcher.
+type Watched = Vec<(std::sync::Weak<ort::session::RunOptions>, Arc<std::sync::atomic::AtomicBool>)>;
+
+/// Have the one watcher thread of the process stop the run with `options` once `cancel` is
+/// set. It looks every 2 ms while runs are in progress, sleeps while none is, and forgets a
+/// run when its options are dropped. (A thread per run cost more than the run on small
+/// models: thousands of runs in a sweep.)
+fn watch(options: &Arc<ort::session::RunOptions>, cancel: Arc<std::sync::atomic::AtomicBool>) {
+    static WATCHED: std::sync::OnceLock<Arc<(std::sync::Mutex<Watched>, std::sync::Condvar)>> =
+        std::sync::OnceLock::new();
+    let shared = WATCHED.get_or_init(|| {
+        let shared = Arc::new((std::sync::Mutex::new(Watched::new()), std::sync::Condvar::new()));
+        let watcher = shared.clone();
+        let spawned = std::thread::Builder::new().name("quantgraph-ort-watch".into()).spawn(move || {
+            let (list, wake) = &*watcher;
+            let Ok(mut guard) = list.lock() else { return };
+            loop {
+                guard.retain(|(options, cancel)| match options.upgrade() {
+                    Some(options) => {
+                        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                            let _ = options.terminate();
+                            false
+                        } else {
+                            true
+                        }
                     }
-                }
-                _ => return,
+                    None => false,
+                });
+                let next = if guard.is_empty() {
+                    wake.wait(guard).ok()
+                } else {
+                    wake.wait_timeout(guard, std::time::Duration::from_millis(2)).ok().map(|(g, _)| g)
+                };
+                let Some(next) = next else { return };
+                guard = next;
             }
         });
-        let result = session.run_with_options(inputs, options);
-        drop(done);
-        match result {
-            Ok(outputs) => f(&outputs),
-            Err(_) if ctx.is_cancelled() => Err(NodeError::Cancelled),
-            Err(e) => Err(ort_err("ONNX Runtime run failed")(e)),
+        if let Err(e) = spawned {
+            tracing::warn!("no watcher thread for ONNX Runtime runs (Esc stops them between batches only): {e}");
         }
-    })
+        shared
+    });
+    let (list, wake) = &**shared;
+    if let Ok(mut guard) = list.lock() {
+        guard.push((Arc::downgrade(options), cancel));
+        wake.notify_one();
+    }
 }
 
 /// How the dataset's float images become a model's input: the input's name, a transpose

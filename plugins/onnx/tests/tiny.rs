@@ -342,3 +342,38 @@ fn cancellation_stops_inside_an_onnx_runtime_run() {
     assert!(matches!(r, Err(NodeError::Cancelled)), "{:?}", r.err());
     assert!(t.elapsed() < full / 4, "cancelled run took {:?}, a full one {full:?}", t.elapsed());
 }
+
+/// Esc while ONNX Runtime runs: the flag set from another thread a moment after the run
+/// started reaches the run through the process's watcher thread, which stops it long before
+/// it would have finished; the session then runs normally again.
+#[test]
+fn cancellation_during_a_run_stops_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let resnet = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/resnet8_fp32.onnx");
+    let f =
+        quantgraph_onnx::model::model_value("resnet8", "resnet8_fp32.onnx", std::fs::read(resnet).unwrap(), 1).unwrap();
+    let ds = dataset(4096);
+    let feed = quantgraph_onnx::runtime::Feed { name: "input".into(), ..Default::default() };
+    let mut session = quantgraph_onnx::runtime::session(&f.bytes, 1).unwrap();
+    let outputs = vec!["logits".to_owned()];
+    let live = EvalContext::detached(None);
+    let t = std::time::Instant::now();
+    quantgraph_onnx::runtime::run_batch(&live, &mut session, &feed, &ds.images, 0, 4096, &outputs, |_| Ok(())).unwrap();
+    let full = t.elapsed();
+    let flag = Arc::new(AtomicBool::new(false));
+    let cancelled = EvalContext::new(flag.clone(), Box::new(|_, _| {}), None);
+    let delay = full / 10;
+    let t = std::time::Instant::now();
+    let r = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(delay);
+            flag.store(true, Ordering::Relaxed);
+        });
+        quantgraph_onnx::runtime::run_batch(&cancelled, &mut session, &feed, &ds.images, 0, 4096, &outputs, |_| Ok(()))
+    });
+    let took = t.elapsed();
+    assert!(matches!(r, Err(NodeError::Cancelled)), "{:?}", r.err());
+    assert!(took < full / 2, "cancelled after {delay:?}, the run took {took:?}, a full one {full:?}");
+    // The next run, with a live context, is not stopped by the earlier cancellation.
+    quantgraph_onnx::runtime::run_batch(&live, &mut session, &feed, &ds.images, 0, 64, &outputs, |_| Ok(())).unwrap();
+}
