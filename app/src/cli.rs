@@ -776,6 +776,12 @@ fn export(
     let Some(Value::Model(model)) = outputs.values().find(|v| matches!(v, Value::Model(_))) else {
         bail!("{} has no Model output to export", graph.display_name(registry, id));
     };
+    // An earlier export's sidecar goes first: should writing the model fail, no sidecar is
+    // left that describes another model.
+    let sidecar_path = quantgraph_nodes::provenance::sidecar_path(out);
+    if sidecar_path.exists() {
+        std::fs::remove_file(&sidecar_path).with_context(|| format!("replacing {}", sidecar_path.display()))?;
+    }
     quantgraph_nodes::fsio::write_atomic(out, model.bytes.as_ref())
         .with_context(|| format!("writing {}", out.display()))?;
     // How it was made, beside it.
@@ -787,7 +793,6 @@ fn export(
         outputs,
         Some(graph_file.to_string_lossy().as_ref()),
     );
-    let sidecar_path = quantgraph_nodes::provenance::sidecar_path(out);
     quantgraph_nodes::fsio::write_atomic(&sidecar_path, serde_json::to_string_pretty(&sidecar)?.as_bytes())
         .with_context(|| format!("writing {}", sidecar_path.display()))?;
     eprintln!(

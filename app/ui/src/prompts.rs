@@ -127,6 +127,69 @@ impl Editor {
         });
     }
 
+    /// Export a model `node` made (`bytes`) as `<stem>.onnx` beside the graph file, with its
+    /// sidecar (`sidecar`, how it was made) as `<stem>.onnx.json`, as `quantgraph export`
+    /// does: never onto a file some node of the graph reads, an earlier sidecar removed
+    /// before the model is written (a failure in between leaves no sidecar that describes
+    /// another model), both written atomically. The outcome goes to the status line.
+    pub fn export_model(&mut self, stem: &str, bytes: &[u8], sidecar: Result<Vec<u8>, String>) {
+        let name: String = format!("{stem}.onnx")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .collect();
+        let dir = self.graph.base_dir.clone().unwrap_or_default();
+        let path = dir.join(&name);
+        let side = quantgraph_nodes::provenance::sidecar_path(&path);
+        let same = |a: &std::path::Path, b: &std::path::Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b))
+        {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        for n in self.graph.nodes() {
+            let Some(kind) = self.registry.get(&n.kind) else { continue };
+            for spec in kind.params() {
+                if !matches!(spec.kind, quantgraph_nodes::ParamKind::Path { .. }) {
+                    continue;
+                }
+                let Some(p) = n.params.get(&spec.name).and_then(|v| v.as_str()).filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                let source = quantgraph_nodes::kind::resolve_path(self.graph.base_dir.as_deref(), p);
+                if same(&source, &path) || same(&source, &side) {
+                    self.message = Some(format!(
+                        "Not exported: {} is the file that {} reads ('{}'). Give the node another label to \
+                         export under another name",
+                        source.display(),
+                        self.graph.display_name(&self.registry, n.id),
+                        spec.name
+                    ));
+                    return;
+                }
+            }
+        }
+        let sidecar = match sidecar {
+            Ok(b) => b,
+            Err(e) => {
+                self.message = Some(format!("Could not export {}: {e}", path.display()));
+                return;
+            }
+        };
+        if side.exists() {
+            if let Err(e) = std::fs::remove_file(&side) {
+                self.message = Some(format!("Could not replace {}: {e}", side.display()));
+                return;
+            }
+        }
+        if let Err(e) = quantgraph_nodes::fsio::write_atomic(&path, bytes) {
+            self.message = Some(format!("Could not write {}: {e}", path.display()));
+            return;
+        }
+        self.message = Some(match quantgraph_nodes::fsio::write_atomic(&side, &sidecar) {
+            Ok(()) => format!("Wrote {} and how it was made to {}", path.display(), side.display()),
+            Err(e) => format!("Wrote {}, but could not write {}: {e}", path.display(), side.display()),
+        });
+    }
+
     /// Pick a file or folder for a path param with the native dialog.
     pub fn browse(&mut self, b: BrowseRequest) {
         let current = self

@@ -209,7 +209,6 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, m:
         {
             let stem =
                 editor.graph.node(node).and_then(|n| n.label.clone()).unwrap_or_else(|| format!("model{}", node.0));
-            editor.write_beside_graph(&format!("{stem}.onnx"), Ok(m.bytes.as_ref().clone()));
             // How it was made, beside it (what `quantgraph export` writes too).
             let outputs = editor.outputs(node).cloned().unwrap_or_default();
             let graph_file = editor.path.as_ref().map(|p| p.to_string_lossy().into_owned());
@@ -220,15 +219,11 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, m:
                 &outputs,
                 graph_file.as_deref(),
             );
-            let message = editor.message.clone();
-            editor.write_beside_graph(
-                &format!("{stem}.onnx.json"),
+            editor.export_model(
+                &stem,
+                m.bytes.as_ref(),
                 serde_json::to_string_pretty(&sidecar).map(String::into_bytes).map_err(|e| e.to_string()),
             );
-            // Both outcomes in the status line.
-            if let (Some(model_msg), Some(sidecar_msg)) = (message, editor.message.clone()) {
-                editor.message = Some(format!("{model_msg}; {sidecar_msg}"));
-            }
         }
     });
 }

@@ -1160,3 +1160,32 @@ fn a_whole_tensor_edit_goes_before_channel_edits() {
     // The override's schema takes the rows as written.
     assert!(g.validate(&registry).iter().all(|(_, m)| !m.contains("edits")), "{:?}", g.validate(&registry));
 }
+
+/// Export ONNX writes the model and its sidecar beside the graph, replaces an earlier
+/// sidecar, never writes onto a file a node reads, and writes nothing when the sidecar
+/// cannot be made.
+#[test]
+fn export_writes_model_and_sidecar_beside_the_graph_and_never_over_a_source() {
+    let dir = tempfile_dir();
+    let mut ed = Editor::new(registry());
+    let m = ed.add_node("onnx.model", [0.0, 0.0]).unwrap();
+    assert!(ed.save_as(&dir.join("g.qgraph")));
+    std::fs::write(dir.join("source.onnx"), b"the source model").unwrap();
+    ed.set_param(m, "path", "source.onnx".into());
+
+    std::fs::write(dir.join("fixed.onnx.json"), b"an earlier export's sidecar").unwrap();
+    ed.export_model("fixed", b"model bytes", Ok(b"{\"node\": \"fixed\"}".to_vec()));
+    assert!(ed.message.as_deref().unwrap().starts_with("Wrote"), "{:?}", ed.message);
+    assert_eq!(std::fs::read(dir.join("fixed.onnx")).unwrap(), b"model bytes");
+    assert_eq!(std::fs::read(dir.join("fixed.onnx.json")).unwrap(), b"{\"node\": \"fixed\"}");
+
+    ed.export_model("source", b"model bytes", Ok(b"{}".to_vec()));
+    assert!(ed.message.as_deref().unwrap().starts_with("Not exported"), "{:?}", ed.message);
+    assert_eq!(std::fs::read(dir.join("source.onnx")).unwrap(), b"the source model");
+    assert!(!dir.join("source.onnx.json").exists());
+
+    ed.export_model("other", b"model bytes", Err("no sidecar".into()));
+    assert!(ed.message.as_deref().unwrap().contains("no sidecar"), "{:?}", ed.message);
+    assert!(!dir.join("other.onnx").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
