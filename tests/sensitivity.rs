@@ -216,6 +216,10 @@ fn the_fix_int8_example_graph_runs() {
     let Some(Value::Table(s)) = e.outputs(search).and_then(|o| o.get("edits")) else { panic!() };
     let edited = s.table("edits").unwrap().rows.len();
     assert_eq!(c.table("changes").unwrap().rows.iter().filter(|r| r[2].to_string() == "scale").count(), edited);
+    // The search has the FP32 model: its pairs are scored against FP32's tensors.
+    let t = s.table("search").unwrap();
+    let against = t.column("error_against").unwrap();
+    assert!(t.rows.iter().filter(|r| r[against].to_string() == "FP32").count() >= 9, "{:?}", s.notes);
 }
 
 /// `quantgraph export` of the sweep's mixed-precision model writes the model and a sidecar

@@ -328,7 +328,11 @@ pub fn run_cancellable<R>(
     }
     let options = Arc::new(options);
     watch(&options, ctx.cancel_flag());
-    let result = session.run_with_options(inputs, &*options);
+    // The inputs are lent to the run and live until `f` is done: ONNX Runtime hands a graph
+    // input asked for as an output back without copying it.
+    let lent: Vec<(&str, ort::session::SessionInputValue<'_>)> =
+        inputs.iter().map(|(name, value)| (*name, ort::session::SessionInputValue::from(value))).collect();
+    let result = session.run_with_options(lent, &*options);
     match result {
         Ok(outputs) => f(&outputs),
         Err(_) if ctx.is_cancelled() => Err(NodeError::Cancelled),

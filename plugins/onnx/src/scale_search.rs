@@ -18,6 +18,13 @@
 //! saw no negative values), with `max(x, 0)`: the clipping at 0 is kept as it is and not
 //! counted as error.
 //!
+//! With the FP32 model on the optional `fp32` input, a pair whose tensor has a float namesake
+//! there is scored against that instead (what the layer should compute, so the range may also
+//! absorb error from upstream): each histogram bin also sums `x − f`, which gives the cross
+//! term of `Σ (q − f)² = Σ (q − x)² + 2 Σ (q − x)(x − f) + Σ (x − f)²`, and the exact passes
+//! run both models. A tensor without a namesake keeps its local error (said in the notes); a
+//! namesake of another size is an error on `fp32`.
+//!
 //! What is guaranteed is local: each pair's own error, with every other pair as it is, on the
 //! search images. All changed pairs are then applied together, which also changes what
 //! downstream pairs see; the comparator downstream shows what that does to the outputs.
@@ -55,6 +62,9 @@ struct Target {
     min: f32,
     max: f32,
     hist: Vec<u64>,
+    /// With the FP32 model connected and this tensor paired: per histogram bin, the sum of
+    /// `r(x) − r(f)` (this model's value minus FP32's, both as the reference takes them).
+    drift: Option<Vec<f64>>,
     /// Exact sums of squared error, and the element count.
     sse_before: f64,
     sse_after: f64,
@@ -83,6 +93,7 @@ impl Target {
             min: f32::INFINITY,
             max: f32::NEG_INFINITY,
             hist: vec![0; BINS],
+            drift: None,
             sse_before: 0.0,
             sse_after: 0.0,
             count: 0,
@@ -114,14 +125,27 @@ impl Target {
         }
         (((v - lo) / (hi - lo) * BINS as f32) as usize).min(BINS - 1)
     }
-    fn sse(&self, data: &[f32], scale: f32, zero_point: i32) -> f64 {
-        data.iter()
-            .map(|&x| {
-                let r = self.reference(x);
-                let e = f64::from(r - qdq(x, scale, zero_point, self.qmin, self.qmax));
-                e * e
-            })
-            .sum()
+    /// Exact sum of squared error of the pair with these parameters: the dequantized value
+    /// against the tensor it quantizes (as [`Target::reference`] takes it) or, given the FP32
+    /// model's values of the same tensor (`fp32`), against those.
+    fn sse(&self, data: &[f32], fp32: Option<&[f32]>, scale: f32, zero_point: i32) -> f64 {
+        match fp32 {
+            None => data
+                .iter()
+                .map(|&x| {
+                    let e = f64::from(self.reference(x) - qdq(x, scale, zero_point, self.qmin, self.qmax));
+                    e * e
+                })
+                .sum(),
+            Some(f) => data
+                .iter()
+                .zip(f)
+                .map(|(&x, &f)| {
+                    let e = f64::from(self.reference(f) - qdq(x, scale, zero_point, self.qmin, self.qmax));
+                    e * e
+                })
+                .sum(),
+        }
     }
     /// Scale and zero point for the clip range `[a, b]` (a ≤ 0 ≤ b).
     fn params_for(&self, a: f32, b: f32) -> Option<(f32, i32)> {
@@ -153,8 +177,11 @@ impl Target {
             .filter(|(_, c)| **c > 0)
             .map(|(i, c)| {
                 let centre = lo + (i as f32 + 0.5) * width;
-                let e = f64::from(centre - qdq(centre, scale, zero_point, self.qmin, self.qmax));
-                e * e * *c as f64
+                let e = f64::from(qdq(centre, scale, zero_point, self.qmin, self.qmax) - centre);
+                // Against FP32: Σ (q − f)² = Σ (q − x)² + 2 Σ (q − x)(x − f) + Σ (x − f)²; the
+                // last term is the same for every candidate.
+                let drift = self.drift.as_ref().map_or(0.0, |d| 2.0 * e * d[i]);
+                e * e * *c as f64 + drift
             })
             .sum();
         sse / total as f64
@@ -233,11 +260,17 @@ impl TypedKind for ScaleSearch {
          e.g. one that does a folded Relu's clipping) — and picks the scale and zero-point with the \
          smallest local quantization MSE (dequantized vs the tensor it quantizes; vs max(x, 0) for a \
          pair starting at 0). Scored on a 4,096-bin histogram, then checked exactly: a pair keeps its \
-         parameters unless the exact MSE goes down. Three passes over the images. Output `edits` goes \
-         to a QDQ Override's `edits` input; its `search` table shows every pair before and after."
+         parameters unless the exact MSE goes down. Three passes over the images. With the FP32 model on \
+         the optional `fp32` input, each pair is scored against the FP32 model's tensor of the same name \
+         instead (column error_against). Output `edits` goes to a QDQ Override's `edits` input; its \
+         `search` table shows every pair before and after."
     }
     fn inputs(&self) -> Vec<PortSpec> {
-        vec![PortSpec::new("model", PortType::Model), PortSpec::new("dataset", PortType::Dataset)]
+        vec![
+            PortSpec::new("model", PortType::Model),
+            PortSpec::new("dataset", PortType::Dataset),
+            PortSpec::optional("fp32", PortType::Model),
+        ]
     }
     fn outputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::new("edits", PortType::Table)]
@@ -281,6 +314,45 @@ impl TypedKind for ScaleSearch {
         )
         .map_err(|e| NodeError::failed(format!("adding the searched tensors as outputs failed: {e}")))?;
         let mut session = runtime::session_with(&bytes, model.threads, true)?;
+        // With the FP32 model: each pair's error against the FP32 model's tensor of the same
+        // name (what the layer should compute), where it has one.
+        let mut unpaired = Vec::new();
+        let mut fp32_run = match inputs.optional("fp32") {
+            None => None,
+            Some(Value::Model(f)) => {
+                let f_proto =
+                    proto::decode_model(&f.bytes).map_err(|e| NodeError::input("fp32", format!("unreadable: {e}")))?;
+                let f_types = info::tensor_types(&f_proto);
+                let paired: Vec<String> =
+                    names.iter().filter(|t| f_types.get(*t) == Some(&proto::FLOAT)).cloned().collect();
+                unpaired = names.iter().filter(|t| !paired.contains(t)).cloned().collect();
+                if paired.is_empty() {
+                    return Err(NodeError::input(
+                        "fp32",
+                        format!(
+                            "expected float tensors named as the QDQ model's quantized activations (e.g. '{}'), found \
+                             none in {}",
+                            names.first().map(String::as_str).unwrap_or_default(),
+                            f.path
+                        ),
+                    ));
+                }
+                let f_feed = probe::feed_with(f, &f_proto, dataset, None)?;
+                let f_bytes = proto::edit_model(
+                    &f.bytes,
+                    proto::ModelEdit {
+                        extra_outputs: paired.iter().map(|t| info::typed_output(t, proto::FLOAT)).collect(),
+                        ..proto::ModelEdit::default()
+                    },
+                )
+                .map_err(|e| NodeError::failed(format!("adding the FP32 model's tensors as outputs failed: {e}")))?;
+                for t in targets.iter_mut().filter(|t| paired.contains(&t.tensor)) {
+                    t.drift = Some(vec![0.0; BINS]);
+                }
+                Some((runtime::session(&f_bytes, f.threads)?, f_feed, paired))
+            }
+            Some(_) => return Err(NodeError::input("fp32", "expected a model")),
+        };
 
         // pass: 0 range, 1 histogram + exact error as is, 2 exact error of the best.
         for pass in 0..3 {
@@ -298,18 +370,42 @@ impl TypedKind for ScaleSearch {
             while start < n {
                 ctx.check_cancelled()?;
                 let end = (start + batch).min(n);
+                // The FP32 model's values of the paired tensors for these images.
+                let fp32: BTreeMap<String, Vec<f32>> = match fp32_run.as_mut() {
+                    Some((f_session, f_feed, paired)) if pass > 0 => {
+                        runtime::run_batch(ctx, f_session, f_feed, &dataset.images, start, end, paired, |outs| {
+                            Ok(outs.into_iter().map(|(name, _, data)| (name.to_owned(), data.to_vec())).collect())
+                        })?
+                    }
+                    _ => BTreeMap::new(),
+                };
                 runtime::run_batch(ctx, &mut session, &feed, &dataset.images, start, end, &names, |outs| {
-                    let mut work: Vec<(&mut Target, &[f32])> = Vec::new();
+                    // (pair, its values in this model, the FP32 model's when it is scored against them)
+                    type Work<'a> = (&'a mut Target, &'a [f32], Option<&'a [f32]>);
+                    let mut work: Vec<Work> = Vec::new();
                     let mut by_name: BTreeMap<&str, &[f32]> = BTreeMap::new();
                     for (name, _, data) in &outs {
                         by_name.insert(name, data);
                     }
                     for t in targets.iter_mut() {
                         if let Some(data) = by_name.get(t.tensor.as_str()) {
-                            work.push((t, data));
+                            let f = fp32.get(&t.tensor).map(Vec::as_slice);
+                            if let Some(f) = f.filter(|f| f.len() != data.len()) {
+                                return Err(NodeError::input(
+                                    "fp32",
+                                    format!(
+                                        "'{}' has {} values for images {start}..{end} in the FP32 model and {} in the \
+                                         QDQ model: not the same tensor",
+                                        t.tensor,
+                                        f.len(),
+                                        data.len()
+                                    ),
+                                ));
+                            }
+                            work.push((t, data, f));
                         }
                     }
-                    work.into_par_iter().for_each(|(t, data)| match pass {
+                    work.into_par_iter().for_each(|(t, data, f)| match pass {
                         0 => {
                             for &x in data {
                                 let x = t.reference(x);
@@ -320,19 +416,25 @@ impl TypedKind for ScaleSearch {
                             }
                         }
                         1 => {
-                            for &x in data {
+                            for (k, &x) in data.iter().enumerate() {
                                 let v = t.reference(x);
                                 if v.is_finite() {
                                     let b = t.bin_of(v);
                                     t.hist[b] += 1;
+                                    if let (Some(drift), Some(f)) = (t.drift.as_mut(), f) {
+                                        let r = f.get(k).map_or(v, |f| if t.one_sided { f.max(0.0) } else { *f });
+                                        if r.is_finite() {
+                                            drift[b] += f64::from(v) - f64::from(r);
+                                        }
+                                    }
                                 }
                             }
-                            t.sse_before += t.sse(data, t.scale, t.zero_point);
+                            t.sse_before += t.sse(data, f, t.scale, t.zero_point);
                             t.count += data.len() as u64;
                         }
                         _ => {
                             if let Some((s, zp, _, _)) = t.best {
-                                t.sse_after += t.sse(data, s, zp);
+                                t.sse_after += t.sse(data, f, s, zp);
                             }
                         }
                     });
@@ -343,6 +445,12 @@ impl TypedKind for ScaleSearch {
                 ctx.progress(done, &format!("pass {} of 3: {end}/{n} images", pass + 1));
             }
         }
+        let mut skipped = skipped;
+        skipped.extend(
+            unpaired
+                .iter()
+                .map(|t| format!("{t}: no float tensor of this name in the FP32 model, so its local error was used")),
+        );
         Ok(report(&targets, &skipped, n, low, steps))
     }
 }
@@ -369,6 +477,7 @@ fn report(targets: &[Target], skipped: &[String], n: usize, low: f64, steps: usi
             "mse_after",
             "gain_db",
             "result",
+            "error_against",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -408,14 +517,23 @@ fn report(targets: &[Target], skipped: &[String], n: usize, low: f64, steps: usi
             Cell::Num(after),
             Cell::Num(gain),
             Cell::Text(result),
+            Cell::Text(if t.drift.is_some() { "FP32".to_owned() } else { "itself".to_owned() }),
         ]);
     }
+    let against_fp32 = targets.iter().filter(|t| t.drift.is_some()).count();
     let mut notes = vec![format!(
         "searched {} activation pair(s) on {n} images: both ends from {:.0} % to 100 % of the observed range in {steps} \
-         steps each (upper end only for pairs starting at 0); local MSE vs the quantized tensor (vs max(x, 0) for pairs \
-         starting at 0), histogram-scored, exactly checked",
+         steps each (upper end only for pairs starting at 0); {}, histogram-scored, exactly checked",
         targets.len(),
-        low * 100.0
+        low * 100.0,
+        if against_fp32 == 0 {
+            "local MSE vs the quantized tensor (vs max(x, 0) for pairs starting at 0)".to_owned()
+        } else {
+            format!(
+                "{against_fp32} pair(s) scored by the MSE of the dequantized tensor vs the FP32 model's tensor of the \
+                 same name (vs max(f, 0) for pairs starting at 0), the others by their local MSE"
+            )
+        }
     )];
     notes.extend(skipped.iter().map(|s| format!("skipped {s}")));
     let report = Report {
@@ -468,7 +586,7 @@ mod tests {
         for one_sided in [false, true] {
             let t = target(&values, one_sided);
             let (s, zp, _, _) = t.search(0.3, 20);
-            let exact = |s: f32, zp: i32| t.sse(&values, s, zp) / values.len() as f64;
+            let exact = |s: f32, zp: i32| t.sse(&values, None, s, zp) / values.len() as f64;
             let mut brute = exact(t.scale, t.zero_point);
             let lows: Vec<f32> =
                 if one_sided { vec![1.0] } else { (0..20).map(|k| 0.3 + 0.7 * k as f32 / 19.0).collect() };
@@ -486,6 +604,52 @@ mod tests {
         }
     }
 
+    /// Against FP32: the histogram estimate with the per-bin drift (this model's value minus
+    /// FP32's) finds what a brute-force search of the exact error against FP32 finds, and that
+    /// differs from the local optimum when the tensor carries upstream error.
+    #[test]
+    fn search_against_fp32_matches_brute_force_on_the_exact_error() {
+        // FP32 values, and this model's: shrunk by 8 % and shifted (upstream quantization).
+        let f: Vec<f32> = (0..20_000)
+            .map(|i| ((i * 7919) % 20_000) as f32 / 10_000.0 - 0.6 + if i % 500 == 0 { 3.0 } else { 0.0 })
+            .collect();
+        let x: Vec<f32> = f.iter().map(|v| v * 0.92 + 0.01).collect();
+        for one_sided in [false, true] {
+            let mut t = target(&x, one_sided);
+            let mut drift = vec![0.0; BINS];
+            for (xv, fv) in x.iter().zip(&f) {
+                let v = t.reference(*xv);
+                drift[t.bin_of(v)] += f64::from(v) - f64::from(t.reference(*fv));
+            }
+            t.drift = Some(drift);
+            let (s, zp, _, _) = t.search(0.3, 20);
+            let exact = |s: f32, zp: i32| t.sse(&x, Some(&f), s, zp) / x.len() as f64;
+            let mut brute = exact(t.scale, t.zero_point);
+            let lows: Vec<f32> =
+                if one_sided { vec![1.0] } else { (0..20).map(|k| 0.3 + 0.7 * k as f32 / 19.0).collect() };
+            for fl in &lows {
+                for k in 0..20 {
+                    let fh = 0.3 + 0.7 * k as f32 / 19.0;
+                    if let Some((bs, bz)) = t.params_for(t.lo() * fl, t.hi() * fh) {
+                        brute = brute.min(exact(bs, bz));
+                    }
+                }
+            }
+            let chosen = exact(s, zp);
+            assert!(chosen <= brute * 1.02, "one-sided {one_sided}: chosen {chosen} vs brute force {brute}");
+            // The local search alone is never better against FP32, and here (both ends free)
+            // it picks otherwise and is worse.
+            let mut local = t.clone();
+            local.drift = None;
+            let (ls, lzp, _, _) = local.search(0.3, 20);
+            let local = exact(ls, lzp);
+            assert!(local >= chosen, "one-sided {one_sided}: local {local} vs {chosen}");
+            if !one_sided {
+                assert!(local > chosen, "local {local} vs {chosen}");
+            }
+        }
+    }
+
     /// A symmetric pair whose larger side is negative still gets its range narrowed.
     #[test]
     fn a_symmetric_pair_sweeps_the_larger_side_too() {
@@ -499,7 +663,7 @@ mod tests {
         let (s, zp, _, _) = t.search(0.3, 20);
         assert_eq!(zp, 0);
         assert!(s < t.scale * 0.7, "the outlier at −3 no longer sets the range: {s} vs {}", t.scale);
-        assert!(t.sse(&values, s, 0) < t.sse(&values, t.scale, 0));
+        assert!(t.sse(&values, None, s, 0) < t.sse(&values, None, t.scale, 0));
     }
 
     #[test]
