@@ -110,6 +110,23 @@ fn assert_same_as_ort(ours: &[u8], reference: &std::path::Path) {
         only_ours.is_empty() && only_theirs.is_empty(),
         "nodes differ: ours only {only_ours:#?}\nORT only {only_theirs:#?}"
     );
+    // The same IR version, opsets, graph inputs and outputs (names and types) as ORT's.
+    let (ma, mb) = (proto::decode_model(ours).unwrap(), proto::decode_model(&theirs).unwrap());
+    assert_eq!(ma.ir_version, mb.ir_version, "IR version");
+    // The default domain's opset as ORT's (ORT's quantizer also imports every domain its
+    // session knows, used or not), and every domain our nodes use imported.
+    let default = |m: &proto::ModelProto| m.opset_import.iter().find(|o| o.domain.is_empty()).map(|o| o.version);
+    assert_eq!(default(&ma), default(&mb), "default-domain opset");
+    let g = ma.graph.clone().unwrap_or_default();
+    for n in &g.node {
+        assert!(ma.opset_import.iter().any(|o| o.domain == n.domain), "{}: domain '{}' not imported", n.name, n.domain);
+    }
+    let io = |m: &proto::ModelProto| {
+        let g = m.graph.clone().unwrap_or_default();
+        let ty = |v: &proto::ValueInfoProto| format!("{}:{:?}", v.name, v.r#type);
+        (g.input.iter().map(ty).collect::<Vec<_>>(), g.output.iter().map(ty).collect::<Vec<_>>())
+    };
+    assert_eq!(io(&ma), io(&mb), "graph inputs and outputs");
     let (ia, ib) = (inits(ours), inits(&theirs));
     assert_eq!(ia.keys().collect::<Vec<_>>(), ib.keys().collect::<Vec<_>>(), "initializer names");
     let mut scales = 0;
