@@ -284,6 +284,33 @@ fn percentile_and_entropy_agree_with_orts_calibrators() {
             checked += 1;
         }
         assert!(checked >= 10, "{method}: {checked} tensors");
+        // Every activation the model quantizes has a range from the method, and nothing else
+        // does (a tensor left uncalibrated would otherwise go unnoticed).
+        let m = proto::decode_model(&model.bytes).unwrap();
+        let g = m.graph.unwrap_or_default();
+        let initializers: std::collections::BTreeSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+        let quantized: std::collections::BTreeSet<&str> = g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "QuantizeLinear")
+            .filter_map(|n| n.input.first().map(String::as_str))
+            .filter(|t| !initializers.contains(t))
+            .collect();
+        // A graph output's quantizer reads it renamed `<output>_QuantizeLinear_Input`; a
+        // passthrough op (Flatten, Reshape, …) reuses its input's range, as ORT's does.
+        let producer: std::collections::BTreeMap<&str, &str> =
+            g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.op_type.as_str()))).collect();
+        let passthrough = ["Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "Identity"];
+        for q in &quantized {
+            let has = ours.contains_key(*q) || ours.contains_key(q.trim_end_matches("_QuantizeLinear_Input"));
+            let shared = producer.get(q).is_some_and(|op| passthrough.contains(op));
+            assert!(has || shared, "{method}: '{q}' is quantized with no range from the method");
+        }
+        for t in ours.keys() {
+            let quantizes =
+                quantized.contains(t.as_str()) || quantized.contains(format!("{t}_QuantizeLinear_Input").as_str());
+            assert!(quantizes, "{method}: a range for '{t}', which the model does not quantize");
+        }
         assert!(exact * 10 >= checked * 9, "{method}: only {exact} of {checked} ranges equal ORT's");
         // The methods do what they are for: Percentile clips some tensor below its maximum.
         if method == "percentile" {
