@@ -19,8 +19,8 @@ py="$(scripts/bench/setup.sh)"
 cargo test --workspace --locked --no-run --quiet 2>/dev/null || cargo test --workspace --locked --no-run
 qg="$repo/target/debug/quantgraph"
 graph=assets/graphs/default.qgraph
-per_class=$(( N % 10 == 0 && N <= 10000 ? N / 10 : 0 ))
-sets=(--set "cifar10_test.per_class=$per_class" --set "cifar10_test.count=$N"
+# The first N test images, as the Python side reads them (per_class=0: no class balancing).
+sets=(--set "cifar10_test.per_class=0" --set "cifar10_test.count=$N"
       --set "probe_fp32.batch_size=$B" --set "probe_int8.batch_size=$B")
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 
