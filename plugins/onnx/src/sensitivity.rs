@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rayon::prelude::*;
 
 use quantgraph_nodes::memo::Memo;
 use quantgraph_nodes::value::{Cell, Dataset, Report, Table};
@@ -708,19 +707,55 @@ impl TypedKind for Sensitivity {
         let (full, _) = variant(&[], "full INT8", alone)?;
         let n = groups.len();
         let jobs: Vec<(usize, bool)> = (0..n).flat_map(|k| [(k, true), (k, false)]).collect();
-        let outcomes: Vec<Outcome> = jobs
-            .par_iter()
-            .map(|(k, only)| {
-                let g = &groups[*k];
-                if *only {
-                    let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
-                    variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name), threads)
-                        .map(|v| v.0)
-                } else {
-                    variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name), threads).map(|v| v.0)
+        let job = |(k, only): (usize, bool)| -> Result<Outcome, NodeError> {
+            let g = &groups[k];
+            if only {
+                let others: Vec<&Group> = groups.iter().filter(|x| x.name != g.name).collect();
+                variant(&others, &format!("layer {} of {n}: only '{}' quantized", k + 1, g.name), threads).map(|v| v.0)
+            } else {
+                variant(&[g], &format!("layer {} of {n}: all but '{}'", k + 1, g.name), threads).map(|v| v.0)
+            }
+        };
+        // Each worker takes the next job in order: the early layers' variants share the least
+        // and run longest, so they go first and the cheap ones fill in at the end (a split of
+        // the list in halves left one core idle while the other ran the last long ones).
+        let next = AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let slots: Vec<std::sync::Mutex<Option<Result<Outcome, NodeError>>>> =
+            jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let workers = parallel.min(jobs.len()).max(1);
+        rayon::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|_| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = job(jobs[i]);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(result);
+                    }
+                });
+            }
+        });
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for slot in slots {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok(o)) => outcomes.push(o),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    // A job not run because another failed (its error is in an earlier or a
+                    // later slot), or cancelled.
+                    ctx.check_cancelled()?;
                 }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            }
+        }
+        if outcomes.len() != jobs.len() {
+            return Err(NodeError::failed("a sweep variant did not run"));
+        }
         let mut rows: Vec<(usize, Outcome, Outcome)> =
             outcomes.chunks_exact(2).enumerate().map(|(k, pair)| (k, pair[0].clone(), pair[1].clone())).collect();
         let acc_fp32 = fp32_out.accuracy(&labels);
