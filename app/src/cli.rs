@@ -717,13 +717,6 @@ fn run(
 }
 
 /// Files whose identity equals `out`'s: the same file through another path, a link, …
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 fn export(
     registry: &Arc<NodeRegistry>,
     path: &Path,
@@ -737,26 +730,14 @@ fn export(
     let id = graph.resolve_node(node).map_err(|e| anyhow::anyhow!("{e} in {}", path.display()))?;
     // Never overwrite one of the graph's own inputs without being told to.
     if !force {
-        for n in graph.nodes() {
-            let Some(kind) = registry.get(&n.kind) else { continue };
-            for spec in kind.params() {
-                if !matches!(spec.kind, quantgraph_nodes::ParamKind::Path { .. }) {
-                    continue;
-                }
-                let Some(p) = n.params.get(&spec.name).and_then(|v| v.as_str()).filter(|p| !p.is_empty()) else {
-                    continue;
-                };
-                let source = quantgraph_nodes::kind::resolve_path(graph.base_dir.as_deref(), p);
-                if same_file(&source, out) {
-                    bail!(
-                        "{} is the file that {} reads ('{}'); exporting onto it would overwrite the source. \
-                         Choose another file, or pass --force",
-                        out.display(),
-                        graph.display_name(registry, n.id),
-                        spec.name
-                    );
-                }
-            }
+        if let Some((reader, param, _)) = quantgraph_nodes::provenance::reader_of(&graph, registry, out) {
+            bail!(
+                "{} is the file that {} reads ('{}'); exporting onto it would overwrite the source. \
+                 Choose another file, or pass --force",
+                out.display(),
+                graph.display_name(registry, reader),
+                param
+            );
         }
     }
     let parent = quantgraph_nodes::fsio::parent_dir(out);

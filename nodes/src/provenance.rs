@@ -99,3 +99,24 @@ pub fn sidecar_path(out: &std::path::Path) -> std::path::PathBuf {
     s.push(".json");
     std::path::PathBuf::from(s)
 }
+
+/// The node of `graph` whose path param reads `file`, with the param's name and the path it
+/// resolves to: an export must not overwrite it. Files that do not exist are read by no one.
+pub fn reader_of(
+    graph: &Graph,
+    registry: &NodeRegistry,
+    file: &std::path::Path,
+) -> Option<(NodeId, String, std::path::PathBuf)> {
+    let target = std::fs::canonicalize(file).ok()?;
+    graph.nodes().find_map(|n| {
+        let kind = registry.get(&n.kind)?;
+        kind.params().into_iter().find_map(|spec| {
+            if !matches!(spec.kind, crate::ParamKind::Path { .. }) {
+                return None;
+            }
+            let p = n.params.get(&spec.name).and_then(|v| v.as_str()).filter(|p| !p.is_empty())?;
+            let source = crate::kind::resolve_path(graph.base_dir.as_deref(), p);
+            (std::fs::canonicalize(&source).ok()? == target).then(|| (n.id, spec.name.clone(), source))
+        })
+    })
+}

@@ -140,32 +140,17 @@ impl Editor {
         let dir = self.graph.base_dir.clone().unwrap_or_default();
         let path = dir.join(&name);
         let side = quantgraph_nodes::provenance::sidecar_path(&path);
-        let same = |a: &std::path::Path, b: &std::path::Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b))
-        {
-            (Ok(a), Ok(b)) => a == b,
-            _ => a == b,
-        };
-        for n in self.graph.nodes() {
-            let Some(kind) = self.registry.get(&n.kind) else { continue };
-            for spec in kind.params() {
-                if !matches!(spec.kind, quantgraph_nodes::ParamKind::Path { .. }) {
-                    continue;
-                }
-                let Some(p) = n.params.get(&spec.name).and_then(|v| v.as_str()).filter(|p| !p.is_empty()) else {
-                    continue;
-                };
-                let source = quantgraph_nodes::kind::resolve_path(self.graph.base_dir.as_deref(), p);
-                if same(&source, &path) || same(&source, &side) {
-                    self.message = Some(format!(
-                        "Not exported: {} is the file that {} reads ('{}'). Give the node another label to \
-                         export under another name",
-                        source.display(),
-                        self.graph.display_name(&self.registry, n.id),
-                        spec.name
-                    ));
-                    return;
-                }
-            }
+        let reader = [&path, &side]
+            .into_iter()
+            .find_map(|f| quantgraph_nodes::provenance::reader_of(&self.graph, &self.registry, f));
+        if let Some((reader, param, source)) = reader {
+            self.message = Some(format!(
+                "Not exported: {} is the file that {} reads ('{param}'). Give the node another label to export \
+                 under another name",
+                source.display(),
+                self.graph.display_name(&self.registry, reader),
+            ));
+            return;
         }
         let sidecar = match sidecar {
             Ok(b) => b,

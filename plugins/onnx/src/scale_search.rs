@@ -421,8 +421,8 @@ impl TypedKind for ScaleSearch {
                                 if v.is_finite() {
                                     let b = t.bin_of(v);
                                     t.hist[b] += 1;
-                                    if let (Some(drift), Some(f)) = (t.drift.as_mut(), f) {
-                                        let r = f.get(k).map_or(v, |f| if t.one_sided { f.max(0.0) } else { *f });
+                                    let r = f.and_then(|f| f.get(k)).map(|f| t.reference(*f));
+                                    if let (Some(drift), Some(r)) = (t.drift.as_mut(), r) {
                                         if r.is_finite() {
                                             drift[b] += f64::from(v) - f64::from(r);
                                         }
@@ -567,6 +567,23 @@ mod tests {
         t
     }
 
+    /// The smallest `exact` error over the pair as it is and the search's candidate grid
+    /// (low 0.3, 20 steps per end; the upper end only for a pair starting at 0).
+    fn brute_force(t: &Target, exact: &dyn Fn(f32, i32) -> f64) -> f64 {
+        let mut brute = exact(t.scale, t.zero_point);
+        let lows: Vec<f32> =
+            if t.one_sided { vec![1.0] } else { (0..20).map(|k| 0.3 + 0.7 * k as f32 / 19.0).collect() };
+        for fl in &lows {
+            for k in 0..20 {
+                let fh = 0.3 + 0.7 * k as f32 / 19.0;
+                if let Some((bs, bz)) = t.params_for(t.lo() * fl, t.hi() * fh) {
+                    brute = brute.min(exact(bs, bz));
+                }
+            }
+        }
+        brute
+    }
+
     /// The histogram-scored search against a brute-force search of the exact MSE on a small
     /// tensor over the same candidate grid: the chosen candidate's exact MSE is within 2 % of
     /// the brute-force optimum.
@@ -587,17 +604,7 @@ mod tests {
             let t = target(&values, one_sided);
             let (s, zp, _, _) = t.search(0.3, 20);
             let exact = |s: f32, zp: i32| t.sse(&values, None, s, zp) / values.len() as f64;
-            let mut brute = exact(t.scale, t.zero_point);
-            let lows: Vec<f32> =
-                if one_sided { vec![1.0] } else { (0..20).map(|k| 0.3 + 0.7 * k as f32 / 19.0).collect() };
-            for fl in &lows {
-                for k in 0..20 {
-                    let fh = 0.3 + 0.7 * k as f32 / 19.0;
-                    if let Some((bs, bz)) = t.params_for(t.lo() * fl, t.hi() * fh) {
-                        brute = brute.min(exact(bs, bz));
-                    }
-                }
-            }
+            let brute = brute_force(&t, &exact);
             let chosen = exact(s, zp);
             assert!(chosen <= brute * 1.02, "one-sided {one_sided}: chosen {chosen} vs brute force {brute}");
             assert!(chosen < exact(t.scale, t.zero_point), "the outliers make a tighter range better");
@@ -624,17 +631,7 @@ mod tests {
             t.drift = Some(drift);
             let (s, zp, _, _) = t.search(0.3, 20);
             let exact = |s: f32, zp: i32| t.sse(&x, Some(&f), s, zp) / x.len() as f64;
-            let mut brute = exact(t.scale, t.zero_point);
-            let lows: Vec<f32> =
-                if one_sided { vec![1.0] } else { (0..20).map(|k| 0.3 + 0.7 * k as f32 / 19.0).collect() };
-            for fl in &lows {
-                for k in 0..20 {
-                    let fh = 0.3 + 0.7 * k as f32 / 19.0;
-                    if let Some((bs, bz)) = t.params_for(t.lo() * fl, t.hi() * fh) {
-                        brute = brute.min(exact(bs, bz));
-                    }
-                }
-            }
+            let brute = brute_force(&t, &exact);
             let chosen = exact(s, zp);
             assert!(chosen <= brute * 1.02, "one-sided {one_sided}: chosen {chosen} vs brute force {brute}");
             // The local search alone is never better against FP32, and here (both ends free)
