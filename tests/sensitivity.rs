@@ -282,6 +282,14 @@ fn variants_run_from_shared_prefixes_equal_whole_runs() {
     let run = shared.summary["variants_run"];
     assert!(run >= 31.0, "{:?}", shared.summary);
     assert!(shared.summary["variants_shared"] >= run / 2.0, "{:?}", shared.summary);
+    // The FP32 model computes what the all-float variant does: its one run was the
+    // reference and that prefix.
+    assert!(
+        shared.notes.iter().any(|n| n.starts_with("The FP32 model computes what the all-float")),
+        "{:?}",
+        shared.notes
+    );
+    assert!(!whole.notes.iter().any(|n| n.starts_with("The FP32 model computes what the all-float")));
     for key in ["accuracy_fp32", "accuracy_int8", "accuracy_mixed", "groups_in_float"] {
         assert_eq!(whole.summary[key].to_bits(), shared.summary[key].to_bits(), "{key}");
     }
@@ -292,4 +300,157 @@ fn variants_run_from_shared_prefixes_equal_whole_runs() {
             assert_eq!(format!("{p:?}"), format!("{q:?}"), "{name}");
         }
     }
+}
+
+/// The sweep's report, from an evaluation.
+fn sweep_report(e: &quantgraph_nodes::Evaluation, s: NodeId) -> Arc<Report> {
+    match e.outputs(s).and_then(|o| o.get("report")).cloned() {
+        Some(Value::Table(r)) => r,
+        _ => panic!("{:?}", e.outcomes.get(&s)),
+    }
+}
+
+/// A graph FP32 + INT8 (through a QDQ Override) + the first `n` test images → sweep.
+fn sweep_graph(registry: &quantgraph_nodes::NodeRegistry, n: usize) -> (Graph, NodeId, NodeId) {
+    let mut g = Graph::new();
+    let ds = dataset(&mut g, registry, n);
+    let a = model(&mut g, registry, &repo().join("models/resnet8_fp32.onnx"));
+    let b = model(&mut g, registry, &repo().join("models/resnet8_int8_qdq.onnx"));
+    let over = g.add_node(registry, "onnx.qdq_override", [0.0, 0.0]).unwrap();
+    let s = g.add_node(registry, "onnx.sensitivity", [0.0, 0.0]).unwrap();
+    // No mixed-precision steps: every variant is one of the sweep's 2n + 1.
+    g.set_param(s, "tolerance_pt", 100.0.into()).unwrap();
+    g.connect(registry, PortRef::new(b, "model"), PortRef::new(over, "model")).unwrap();
+    g.connect(registry, PortRef::new(a, "model"), PortRef::new(s, "fp32")).unwrap();
+    g.connect(registry, PortRef::new(over, "model"), PortRef::new(s, "qdq")).unwrap();
+    g.connect(registry, PortRef::new(ds, "dataset"), PortRef::new(s, "dataset")).unwrap();
+    (g, s, over)
+}
+
+/// Progress names the layer ("layer k of n: …") and the variant count; after an edit of one
+/// Q/DQ pair the sweep runs only the variants in which that pair is still quantized (the
+/// full model, "all but" the layers that do not read it, both variants of those that do)
+/// and takes the others ("only" a layer that does not read it) from memory; the result
+/// equals a sweep run afresh.
+#[test]
+fn a_one_pair_edit_reruns_only_the_variants_that_quantize_it() {
+    let _memo = MEMO_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    sensitivity::clear();
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let (mut g, s, over) = sweep_graph(&registry, 120);
+    let sched = Scheduler::new(registry.clone());
+    let h = sched.request(&g, &[s]);
+    let mut messages: Vec<String> = Vec::new();
+    while let Some(e) = h.next_event(std::time::Duration::from_secs(120)) {
+        match e {
+            quantgraph_nodes::Event::Progress { node, message, .. } if node == s => messages.push(message),
+            quantgraph_nodes::Event::Done | quantgraph_nodes::Event::Superseded => break,
+            _ => {}
+        }
+    }
+    let first = sched.evaluate(&g, &[s]);
+    let r = sweep_report(&first, s);
+    let layers = r.table("sensitivity").unwrap().rows.len();
+    let total = 2 * layers + 1;
+    assert_eq!(r.summary["variants_run"], total as f64, "{:?}", r.summary);
+    for k in 1..=layers {
+        let only = format!("layer {k} of {layers}: only '");
+        let all_but = format!("layer {k} of {layers}: all but '");
+        assert!(messages.iter().any(|m| m.starts_with(&only)), "no '{only}…' in {messages:?}");
+        assert!(messages.iter().any(|m| m.starts_with(&all_but)), "no '{all_but}…' in {messages:?}");
+    }
+    assert!(messages.iter().any(|m| m.ends_with(&format!("({total}/{total})"))), "{messages:?}");
+
+    g.set_param(over, "edits", serde_json::json!([{"tensor": "/Relu_output_0", "scale": 0.05}])).unwrap();
+    let edited = sweep_report(&sched.evaluate(&g, &[s]), s);
+    // The pair's tensor feeds two layers (stage 1's first conv and its Add): each of them
+    // lists it, and its "only" and "all but" variants both still quantize it for the other.
+    let t = r.table("sensitivity").unwrap();
+    let col = t.column("quantizers").unwrap();
+    let reached = t
+        .rows
+        .iter()
+        .filter(|row| row[col].to_string().split(", ").any(|q| q == "/Relu_output_0" || q == "/Relu_output_0__act"))
+        .count();
+    assert_eq!(reached, 2, "{:?}", t.rows);
+    assert_eq!(edited.summary["variants_run"], total as f64);
+    assert_eq!(edited.summary["variants_remembered"], (layers - reached) as f64, "{:?}", edited.summary);
+    // The edit reached the accuracy of the full model and of some variants.
+    let changed = |name: &str| {
+        let (x, y) = (r.table(name).unwrap(), edited.table(name).unwrap());
+        x.rows.iter().zip(&y.rows).any(|(p, q)| p != q)
+    };
+    assert!(changed("sensitivity"));
+
+    sensitivity::clear();
+    let fresh = sweep_report(&Scheduler::new(registry).evaluate(&g, &[s]), s);
+    assert_eq!(fresh.summary["variants_remembered"], 0.0);
+    for name in ["sensitivity", "mixed_precision"] {
+        let (x, y) = (edited.table(name).unwrap(), fresh.table(name).unwrap());
+        assert_eq!(format!("{:?}", x.rows), format!("{:?}", y.rows), "{name}");
+    }
+    for key in ["accuracy_fp32", "accuracy_int8", "accuracy_mixed"] {
+        assert_eq!(edited.summary[key].to_bits(), fresh.summary[key].to_bits(), "{key}");
+    }
+}
+
+/// Grouped per tensor, every quantizer of the per-layer sweep is a row of its own.
+#[test]
+fn per_tensor_grouping_splits_layers_into_their_quantizers() {
+    let _memo = MEMO_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let (mut g, s, _) = sweep_graph(&registry, 48);
+    let sched = Scheduler::new(registry);
+    let quantizers = |r: &Report| -> Vec<Vec<String>> {
+        let t = r.table("sensitivity").unwrap();
+        let col = t.column("quantizers").unwrap();
+        t.rows.iter().map(|row| row[col].to_string().split(", ").map(str::to_owned).collect()).collect()
+    };
+    let by_layer = quantizers(&sweep_report(&sched.evaluate(&g, &[s]), s));
+    g.set_param(s, "grouping", "tensor".into()).unwrap();
+    let r = sweep_report(&sched.evaluate(&g, &[s]), s);
+    let by_tensor = quantizers(&r);
+    assert!(r.headline.as_deref().unwrap_or_default().contains("tensors in float"), "{:?}", r.headline);
+    assert!(by_tensor.iter().all(|q| q.len() == 1), "{by_tensor:?}");
+    // A tensor two layers read is in both layers' groups, once in the per-tensor sweep.
+    let mut want: Vec<String> = by_layer.into_iter().flatten().collect();
+    let mut got: Vec<String> = by_tensor.into_iter().flatten().collect();
+    want.sort();
+    want.dedup();
+    got.sort();
+    assert_eq!(got, want, "the same quantizers, one per row");
+    assert!(got.len() > 15, "ResNet8 has more quantizers than layers: {}", got.len());
+    assert_eq!(r.summary["variants_run"], (2 * got.len() + 1) as f64);
+}
+
+/// Esc during a sweep stops it within a batch or two, not at the end of the sweep.
+#[test]
+fn cancelling_a_sweep_stops_it_mid_way() {
+    let _memo = MEMO_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    sensitivity::clear();
+    let registry = Arc::new(quantgraph_app::registry().unwrap());
+    let (g, s, _) = sweep_graph(&registry, 4000);
+    let sched = Scheduler::new(registry);
+    let h = sched.request(&g, &[s]);
+    // Cancel once a few variants are done (an event, not a guess at timing).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match h.next_event(std::time::Duration::from_secs(60)) {
+            Some(quantgraph_nodes::scheduler::Event::Progress { node, message, .. })
+                if node == s && message.ends_with("(3/31)") =>
+            {
+                break
+            }
+            Some(_) => assert!(std::time::Instant::now() < deadline, "the sweep never got to its third variant"),
+            None => panic!("the sweep never got to its third variant"),
+        }
+    }
+    let asked = std::time::Instant::now();
+    sched.cancel();
+    let e = h.wait();
+    let took = asked.elapsed();
+    assert!(matches!(e.outcomes[&s], quantgraph_nodes::NodeOutcome::Cancelled), "{:?}", e.outcomes[&s]);
+    // A whole variant over 4,000 images takes over a second of a core here; a batch a few
+    // milliseconds.
+    assert!(took < std::time::Duration::from_millis(600), "stopping took {took:?}");
 }

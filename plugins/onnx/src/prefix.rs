@@ -9,10 +9,15 @@
 //! anyway) as extra outputs, keeps the cut values of every sample within a memory budget, and
 //! runs each variant as its *suffix* from the latest cut whose computation it shares (equal
 //! [`crate::info::tensor_digests`]: the same ops on the same weights from the same input).
+//! Where the FP32 model computes what the all-float variant does, it runs in that variant's
+//! place, and its run is the sweep's FP32 reference too: one run fewer.
+//!
+//! A cut is found in a variant by its digest, not its name (the FP32 model names tensors
+//! otherwise than the QDQ model's variants do).
 //!
 //! ONNX Runtime picks kernels per graph, so a suffix model could round otherwise than the
-//! whole variant. Before a suffix's results are used, its first batch is compared bit for bit
-//! with the whole variant's; where they differ the variant runs whole.
+//! whole variant. Before a suffix's results are used, its first and last batches are compared
+//! bit for bit with the whole variant's; where they differ the variant runs whole.
 
 use ort::value::DynValue;
 
@@ -82,6 +87,9 @@ impl Cut {
 #[derive(Debug, Default)]
 pub struct Prefix {
     cuts: Vec<Cut>,
+    /// The model's first output over every sample, flattened, and its values per sample,
+    /// when [`Prefix::collect`] was asked for it and made it.
+    pub output: Option<(Vec<f32>, usize)>,
 }
 
 /// Elementwise ops whose output, as a cut, is worth no memory when their input is kept: the
@@ -123,6 +131,9 @@ fn choose(cuts: &[Cut], chained: &[bool], n: usize, budget: usize) -> Vec<bool> 
 /// A variant as the suffix from a kept cut.
 pub struct Suffix<'p> {
     cut: &'p Cut,
+    /// The variant's name for the cut tensor (the same computation may have another name in
+    /// the variant than in the prefix model, e.g. the FP32 model's).
+    input: String,
     output: String,
     /// The suffix model: the cut as its input, the variant's first output as its output.
     pub bytes: Vec<u8>,
@@ -133,7 +144,10 @@ pub struct Suffix<'p> {
 
 impl Prefix {
     /// Run `bytes` over the dataset with its cut tensors as extra outputs and keep their
-    /// values, latest cuts first, within `budget` bytes.
+    /// values, latest cuts first, within `budget` bytes; with `keep_output`, also the model's
+    /// first output (float) over every sample ([`Prefix::output`], `None` where the run kept
+    /// no cut or the output is not float), so that a model run for its outputs anyway can be
+    /// the prefix at no extra run.
     #[allow(clippy::too_many_arguments)]
     pub fn collect(
         ctx: &EvalContext,
@@ -143,6 +157,7 @@ impl Prefix {
         batch: usize,
         threads: usize,
         budget: usize,
+        keep_output: bool,
     ) -> Result<Prefix, NodeError> {
         let model = proto::decode_model(bytes).map_err(NodeError::failed)?;
         let types = info::tensor_types(&model);
@@ -160,6 +175,8 @@ impl Prefix {
                 .map_err(NodeError::failed)?;
         let mut session = runtime::session(&augmented, threads)?;
         let n = dataset.len();
+        let output_name = keep_output.then(|| graph.output.first().map(|o| o.name.clone())).flatten();
+        let mut output: Option<(Vec<f32>, usize)> = output_name.as_ref().map(|_| (Vec::new(), 0));
         let mut cuts: Vec<Cut> = names
             .iter()
             .map(|name| Cut {
@@ -194,6 +211,15 @@ impl Prefix {
             let end = (start + batch).min(n);
             let input = runtime::input_value(ctx, feed, &dataset.images, start, end)?;
             runtime::run_cancellable(ctx, &mut session, vec![(feed.name.as_str(), input)], |outs| {
+                if let (Some(name), Some((kept, item))) = (&output_name, &mut output) {
+                    match outs.get(name).map(|v| v.try_extract_tensor::<f32>()) {
+                        Some(Ok((shape, data))) => {
+                            *item = shape.iter().skip(1).map(|d| (*d).max(0) as usize).product();
+                            kept.extend_from_slice(data);
+                        }
+                        _ => output = None,
+                    }
+                }
                 for cut in &mut cuts {
                     let Some(value) = outs.get(&cut.name) else {
                         return Err(NodeError::failed(format!("the prefix model gave no output '{}'", cut.name)));
@@ -254,12 +280,17 @@ impl Prefix {
                             CutData::I8(v) => v.clear(),
                         }
                     }
+                    if let Some((kept, _)) = &mut output {
+                        kept.clear();
+                    }
                     continue;
                 }
             }
             start = end;
         }
-        Ok(Prefix { cuts })
+        // Every sample's output, or none (the loop stops early when no cut is kept).
+        let output = output.filter(|(kept, item)| *item > 0 && kept.len() == n * item);
+        Ok(Prefix { cuts, output })
     }
 
     /// Whether any cut is kept.
@@ -277,17 +308,24 @@ impl Prefix {
     ) -> Option<Suffix<'_>> {
         let g = model.graph.as_ref()?;
         let output = g.output.first()?.clone();
+        // The variant's tensors by computation digest, its own name for a cut's first.
+        let mut named: std::collections::HashMap<u64, Vec<&str>> = std::collections::HashMap::new();
+        for (name, d) in digests {
+            named.entry(*d).or_default().push(name.as_str());
+        }
         self.cuts.iter().rev().find_map(|cut| {
-            if cut.digest == 0 || digests.get(&cut.name) != Some(&cut.digest) {
+            if cut.digest == 0 {
                 return None;
             }
-            let nodes = cuts::suffix_nodes(g, &cut.name, std::slice::from_ref(&output.name))?;
-            if nodes.is_empty() {
-                return None;
-            }
+            let mut names = named.get(&cut.digest)?.clone();
+            names.sort_by_key(|n| *n != cut.name);
+            let (name, nodes) = names.into_iter().find_map(|name| {
+                let nodes = cuts::suffix_nodes(g, name, std::slice::from_ref(&output.name))?;
+                (!nodes.is_empty()).then_some((name, nodes))
+            })?;
             // The cut as input, with its shape (a free batch axis): ONNX Runtime plans the
             // suffix's kernels knowing it, as in the whole model.
-            let mut input = info::typed_output(&cut.name, cut.elem_type);
+            let mut input = info::typed_output(name, cut.elem_type);
             if let Some(t) = input.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()) {
                 let mut dim = vec![proto::Dimension { dim_value: None, dim_param: Some("batch".into()) }];
                 dim.extend(
@@ -313,7 +351,14 @@ impl Prefix {
                 },
             )
             .ok()?;
-            Some(Suffix { cut, output: output.name.clone(), bytes, nodes: count, of: g.node.len() })
+            Some(Suffix {
+                cut,
+                input: name.to_owned(),
+                output: output.name.clone(),
+                bytes,
+                nodes: count,
+                of: g.node.len(),
+            })
         })
     }
 }
@@ -330,7 +375,7 @@ impl Suffix<'_> {
         f: impl FnOnce(&[usize], &[f32]) -> Result<R, NodeError>,
     ) -> Result<R, NodeError> {
         let input = self.cut.batch(start, end)?;
-        runtime::run_cancellable(ctx, session, vec![(self.cut.name.as_str(), input)], |outs| {
+        runtime::run_cancellable(ctx, session, vec![(self.input.as_str(), input)], |outs| {
             let value = outs
                 .get(&self.output)
                 .ok_or_else(|| NodeError::failed(format!("the suffix model gave no output '{}'", self.output)))?;

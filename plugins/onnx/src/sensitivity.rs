@@ -456,6 +456,79 @@ fn run(
     Ok((out, kept))
 }
 
+/// Whether the model `a` and the model in `b_bytes` compute their first outputs alike: the
+/// same ops on the same weights from the same input ([`crate::info::tensor_digests`]), an
+/// Identity that makes the output aside (a variant's quantized output becomes one).
+fn same_computation(a: &proto::ModelProto, b_bytes: &[u8]) -> bool {
+    let Ok(b) = proto::decode_model(b_bytes) else { return false };
+    let first = |m: &proto::ModelProto| {
+        let g = m.graph.as_ref()?;
+        let mut name = g.output.first()?.name.clone();
+        for _ in 0..g.node.len() {
+            match g.node.iter().find(|n| n.output.first() == Some(&name)) {
+                Some(n) if n.op_type == "Identity" && n.input.len() == 1 => name = n.input[0].clone(),
+                _ => break,
+            }
+        }
+        crate::info::tensor_digests(m).get(&name).copied()
+    };
+    first(a).is_some_and(|d| Some(d) == first(&b))
+}
+
+/// The FP32 outputs a prefix collection kept (`out`, `item` values per sample) as the
+/// reference, when its first and last batches equal a plain run's bit for bit (its extra
+/// outputs could change what ONNX Runtime fuses, and so the rounding); `None` where they
+/// differ: the caller runs the FP32 model plainly.
+#[allow(clippy::too_many_arguments)]
+fn checked_reference(
+    ctx: &EvalContext,
+    bytes: &[u8],
+    feed: &runtime::Feed,
+    dataset: &Dataset,
+    batch: usize,
+    threads: usize,
+    out: Vec<f32>,
+    item: usize,
+) -> Result<Option<(Outcome, Vec<f32>)>, NodeError> {
+    let n = dataset.len();
+    if out.len() != n * item {
+        return Ok(None);
+    }
+    let mut session = runtime::session(bytes, threads)?;
+    let output = session.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
+    let starts: Vec<usize> = (0..n).step_by(batch).collect();
+    let mut checked: Vec<usize> = [starts.first(), starts.last()].into_iter().flatten().copied().collect();
+    checked.dedup();
+    for start in checked {
+        let end = (start + batch).min(n);
+        let kept = &out[start * item..end * item];
+        let same = runtime::run_batch(
+            ctx,
+            &mut session,
+            feed,
+            &dataset.images,
+            start,
+            end,
+            std::slice::from_ref(&output),
+            |outs| {
+                Ok(outs.first().is_some_and(|(_, _, data)| {
+                    data.len() == kept.len() && data.iter().zip(kept).all(|(a, b)| a.to_bits() == b.to_bits())
+                }))
+            },
+        )?;
+        if !same {
+            tracing::debug!("the FP32 prefix's outputs differ from a plain run's on samples {start}..{end}");
+            return Ok(None);
+        }
+    }
+    let mut outcome = Outcome::new(n);
+    for start in starts {
+        let end = (start + batch).min(n);
+        outcome.add_batch(start, item, &out[start * item..end * item], None);
+    }
+    Ok(Some((outcome, out)))
+}
+
 /// Run a variant as its suffix from the latest cut of `prefixes` it shares ([`prefix`]), when
 /// that spares at least a tenth of its nodes; `None` when there is no such cut or the
 /// suffix's first or last batch differs from the whole variant's in any bit (ONNX Runtime
@@ -619,7 +692,10 @@ impl TypedKind for Sensitivity {
         // intra-op synchronisation): the sweep's runs are independent. A variant that runs
         // alone (full INT8, the mixed-precision steps) gets as many threads as rayon has (it
         // respects affinity and CPU quotas, which ONNX Runtime's default does not).
-        let parallel = rayon::current_num_threads().max(1);
+        // (The scheduler's pool has a thread or two more than the cores, so that a node
+        // waiting on ONNX Runtime does not hold up the others: one variant per core.)
+        let parallel =
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(rayon::current_num_threads()).max(1);
         let (threads, alone) = if qdq.threads > 0 {
             (qdq.threads, qdq.threads)
         } else if parallel > 1 {
@@ -634,23 +710,23 @@ impl TypedKind for Sensitivity {
         let shared = AtomicUsize::new(0);
         let budget = params.shared_mb.saturating_mul(1 << 20) / 2;
         let all: Vec<&Group> = groups.iter().collect();
+        let collect = |bytes: Result<Vec<u8>, String>| {
+            let made = bytes
+                .map_err(NodeError::failed)
+                .and_then(|b| Prefix::collect(ctx, &b, &feed_b, dataset, batch, threads, budget, false));
+            match made {
+                Ok(p) if !p.is_empty() => Some(p),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!("no shared prefix: {e}");
+                    None
+                }
+            }
+        };
         let make_prefixes = || -> Vec<Prefix> {
             if budget == 0 {
                 return Vec::new();
             }
-            let collect = |bytes: Result<Vec<u8>, String>| {
-                let made = bytes
-                    .map_err(NodeError::failed)
-                    .and_then(|b| Prefix::collect(ctx, &b, &feed_b, dataset, batch, threads, budget));
-                match made {
-                    Ok(p) if !p.is_empty() => Some(p),
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::debug!("no shared prefix: {e}");
-                        None
-                    }
-                }
-            };
             let (q, f) = rayon::join(|| collect(Ok(qdq.bytes.to_vec())), || collect(without(&qdq.bytes, &all)));
             q.into_iter().chain(f).collect()
         };
@@ -665,13 +741,38 @@ impl TypedKind for Sensitivity {
                 }));
 
         // FP32: the reference outputs and predictions; beside it, one thread each, the
-        // shared prefixes.
+        // shared prefixes. Where the FP32 model computes exactly what the all-float variant
+        // does (the same computation digest of its output, fed the same), it is that prefix
+        // itself: one run gives the reference and the cut values.
         ctx.progress(0.0, if need { "FP32 reference and shared prefixes" } else { "FP32 reference" });
         let fp32_threads = if need && fp32.threads == 0 { threads } else { fp32.threads };
-        let (made, fp32_result) = rayon::join(
-            || need.then(make_prefixes),
-            || run(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32_threads, None, true),
-        );
+        let plain_fp32 = || run(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32_threads, None, true);
+        let stands_in = need
+            && probe::input_digest(dataset, &feed_a) == probe::input_digest(dataset, &feed_b)
+            && without(&qdq.bytes, &all).is_ok_and(|b| same_computation(&fp32_proto, &b));
+        let mut fp32_prefix = false;
+        let (made, fp32_result) = if stands_in {
+            let (q, f) = rayon::join(
+                || collect(Ok(qdq.bytes.to_vec())),
+                || Prefix::collect(ctx, &fp32.bytes, &feed_a, dataset, batch, threads, budget, true),
+            );
+            let mut f = f.unwrap_or_else(|e| {
+                tracing::debug!("no shared prefix from the FP32 model: {e}");
+                Prefix::default()
+            });
+            let checked = match f.output.take() {
+                Some((out, item)) => checked_reference(ctx, &fp32.bytes, &feed_a, dataset, batch, threads, out, item)?,
+                None => None,
+            };
+            fp32_prefix = checked.is_some() && !f.is_empty();
+            let reference = match checked {
+                Some(r) => Ok(r),
+                None => plain_fp32(),
+            };
+            (Some(q.into_iter().chain((!f.is_empty()).then_some(f)).collect()), reference)
+        } else {
+            rayon::join(|| need.then(make_prefixes), plain_fp32)
+        };
         let (fp32_out, reference) = fp32_result?;
         if let Some(made) = made {
             let _ = prefixes.set(made);
@@ -888,6 +989,13 @@ impl TypedKind for Sensitivity {
             reused.load(Ordering::Relaxed),
             shared.load(Ordering::Relaxed)
         ));
+        if fp32_prefix {
+            notes.push(
+                "The FP32 model computes what the all-float variant does: its run gave both the reference \
+                 outputs and the prefix the 'only' variants share"
+                    .into(),
+            );
+        }
         report.notes = notes;
         report.tables = vec![table, mixed];
         let mut out = Outputs::new();
