@@ -11,8 +11,10 @@ that Relu's input (a Relu the quantizer folded away); A's model output with B's.
 pair, in float64 over all 100 samples, it computes sqnr_db = 20 log10(max(|x|, eps) /
 max(|x - y|, eps)) (eps = float64 machine epsilon), mse, mae, max_abs, cosine, the same SQNR
 per sample, and, where B has the tensor its Q/DQ pair quantizes, qdq_err_db (that SQNR
-between B's tensor before and after the Q/DQ pair). It also records the top-1 of the
-unmodified models and the labels. Writes tests/fixtures/stream_reference.json.
+between B's tensor before and after the Q/DQ pair) and, where A's tensor is a Relu's output
+and B's quantized tensor is not (the quantizer removed the Relu: the Q/DQ pair's range does
+its clipping), qdq_err_relu_db: the SQNR between max(B's tensor before the pair, 0) and its
+Q/DQ output. It also records the top-1 of the unmodified models and the labels. Writes tests/fixtures/stream_reference.json.
 The data folder is ../shared/data/cifar10 next to the repository unless QUANTGRAPH_CIFAR10 is set.
 """
 import json
@@ -84,6 +86,7 @@ def main():
 
     # B's tensor quantized by each Q/DQ pair: DQ output -> its Q node's input.
     producer = {o: n for n in b_pm.graph.node for o in n.output}
+    a_producer = {o: n for n in a_model.graph.node for o in n.output}
     def pre_quant(dq_out):
         dq = producer.get(dq_out)
         q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
@@ -105,6 +108,10 @@ def main():
         pre = pre_quant(b)
         if pre is not None and pre in acts_b:
             entry["qdq_err_db"] = sqnr(acts_b[pre].astype(np.float64).ravel(), yb.ravel())
+            a_relu = getattr(a_producer.get(a), "op_type", None) == "Relu"
+            b_relu = getattr(producer.get(pre), "op_type", None) in ("Relu", "Clip")
+            if a_relu and not b_relu:
+                entry["qdq_err_relu_db"] = sqnr(np.maximum(acts_b[pre].astype(np.float64), 0).ravel(), yb.ravel())
         entry["per_sample_sqnr_db"] = [sqnr(xa[i].ravel(), yb[i].ravel()) for i in range(N)]
         out.append(entry)
 
@@ -115,7 +122,8 @@ def main():
     same = sum(p == q for p, q in zip(top1_b, probed_top1_b))
     print(f"{OUT.relative_to(ROOT)}: {len(out)} pairs; top1 of B unmodified vs probed agree on {same}/{N}")
     for e in out:
-        print(f"  {e['a']:<36} {e['b']:<52} {e['sqnr_db']:8.3f} dB  qdq {e.get('qdq_err_db', float('nan')):8.3f}")
+        print(f"  {e['a']:<36} {e['b']:<52} {e['sqnr_db']:8.3f} dB  qdq {e.get('qdq_err_db', float('nan')):8.3f}"
+              f"  relu-corrected {e.get('qdq_err_relu_db', float('nan')):8.3f}")
 
 
 if __name__ == "__main__":

@@ -159,7 +159,8 @@ fn cell_f64(t: &quantgraph_nodes::value::Table, row: &[Cell], col: &str) -> Opti
     row.get(t.column(col)?)?.as_f64()
 }
 
-/// Per-layer SQNR agrees with onnxruntime.quantization.qdq_loss_debug within 0.01 dB;
+/// Per-layer SQNR over all of the first 1,000 test images agrees with
+/// onnxruntime.quantization.qdq_loss_debug on them (float32 sums there) within 0.01 dB;
 /// where the quantizer removed a Relu, QuantGraph's corrected qdq_err is shown beside ORT's.
 #[test]
 fn per_layer_sqnr_matches_qdq_loss_debug() {
@@ -168,7 +169,10 @@ fn per_layer_sqnr_matches_qdq_loss_debug() {
     let mut g = load_default(&registry);
     let ds = g.find_node("cifar10_test").unwrap();
     g.set_param(ds, "per_class", 0.into()).unwrap();
-    g.set_param(ds, "count", 256.into()).unwrap();
+    // The fixture's images (the first 1,000): every one of them is in the per-layer figures.
+    let n = fixture["samples"].as_u64().unwrap();
+    assert!(n >= 1000, "{n}");
+    g.set_param(ds, "count", n.into()).unwrap();
     let compare = g.find_node("compare").unwrap();
     let e = Scheduler::new(registry).evaluate(&g, &[compare]);
     let r = report(&e, compare);
@@ -253,8 +257,8 @@ fn editing_a_qdq_scale_reruns_only_the_int8_branch() {
 
 /// Streamed per-layer metrics over every sample equal a float64 numpy computation on the
 /// full arrays (tests/fixtures/stream_reference.json, made by models/stream_reference.py
-/// from the first 100 test images), for any batch size; so do the per-sample SQNRs of the
-/// drill-down samples.
+/// from the first 100 test images), for any batch size, the Relu-corrected qdq_err included;
+/// so do the per-sample SQNRs of the drill-down samples.
 #[test]
 fn streamed_per_layer_metrics_equal_numpy_float64_for_any_batch_size() {
     let registry = Arc::new(quantgraph_app::registry().unwrap());
@@ -276,7 +280,7 @@ fn streamed_per_layer_metrics_equal_numpy_float64_for_any_batch_size() {
         let t = r.table("per_layer").unwrap();
         let col = |row: &[Cell], c: &str| cell_f64(t, row, c);
         let mut sqnrs = BTreeMap::new();
-        let mut matched = 0;
+        let (mut matched, mut corrected) = (0, 0);
         for want in fixture["pairs"].as_array().unwrap() {
             let (a, b) = (want["a"].as_str().unwrap(), want["b"].as_str().unwrap());
             let Some(row) = t.rows.iter().find(|row| {
@@ -303,9 +307,17 @@ fn streamed_per_layer_metrics_equal_numpy_float64_for_any_batch_size() {
                     assert!((got - exp).abs() < 1e-4, "{a} qdq_err: {got} vs {exp}");
                 }
             }
+            // The Relu the quantizer removed, put back: max(pre, 0) against the Q/DQ output.
+            if let Some(exp) = want["qdq_err_relu_db"].as_f64() {
+                assert!(col(row, "ort_qdq_err_db").is_some(), "{a}: the Relu removal was not detected");
+                let got = col(row, "qdq_err_db").unwrap();
+                assert!((got - exp).abs() < 1e-4, "{a} Relu-corrected qdq_err: {got} vs {exp}");
+                corrected += 1;
+            }
             sqnrs.insert((a.to_owned(), b.to_owned()), sqnr);
         }
         assert!(matched >= 15, "only {matched} pairs matched");
+        assert_eq!(corrected, 7, "ResNet8's Relu-removed pairs");
         // Drill-down samples: per-sample SQNR per layer equals the direct computation.
         let d = r.table("sample_layers").unwrap();
         assert!(!d.rows.is_empty());

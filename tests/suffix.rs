@@ -1,6 +1,7 @@
 //! Suffix runs (#8): after an edit downstream of a cut tensor, the probe and the comparator's
 //! streams run only the model's suffix from that tensor's kept values, and get what a full
-//! run gets. In its own test binary: the cut budget is process-wide.
+//! run gets; model A, not edited, does not run at all (its paired tensors were kept). In its
+//! own test binary: the budgets are process-wide.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -25,8 +26,9 @@ fn activations(e: &quantgraph_nodes::Evaluation, g: &Graph, label: &str) -> Arc<
     }
 }
 
-/// Every batch of `names` from a stream, concatenated per name.
-fn stream_all(a: &Activations, names: &[String]) -> Vec<Vec<f32>> {
+/// Every batch of `names` from a stream, concatenated per name, and how the stream ran
+/// (`Some("ran k of n ops, from …")` for a suffix run).
+fn stream_all(a: &Activations, names: &[String]) -> (Vec<Vec<f32>>, Option<String>) {
     let ctx = EvalContext::detached(None);
     let mut it = a.stream.as_ref().unwrap().0.open(names, 32).unwrap();
     let mut out = vec![Vec::new(); names.len()];
@@ -35,7 +37,7 @@ fn stream_all(a: &Activations, names: &[String]) -> Vec<Vec<f32>> {
             o.extend_from_slice(&b.tensors[n].1);
         }
     }
-    out
+    (out, it.describe())
 }
 
 /// Largest |x − y| relative to the largest |y|.
@@ -70,6 +72,12 @@ fn after_a_last_stage_edit_only_the_suffix_runs_and_gives_the_full_runs_values()
         Some(Value::Table(r)) => r.clone(),
         other => panic!("{other:?}"),
     };
+    // Model A (FP32) did not run at all: its tensors of the pairs the edit reached were kept
+    // by the first pass.
+    let a_note = incremental.notes.iter().find(|n| n.starts_with("model A ")).unwrap_or_else(|| {
+        panic!("no note on how model A ran: {:?}", incremental.notes);
+    });
+    assert!(a_note.ends_with("the model did not run"), "{a_note}");
 
     // Activation maps of a cut tensor of A (its kept values are all A needs): drawn.
     let maps = g.add_node(&registry, "compare.activation_maps", [0.0, 0.0]).unwrap();
@@ -99,9 +107,12 @@ fn after_a_last_stage_edit_only_the_suffix_runs_and_gives_the_full_runs_values()
         .filter(|t| b.tensors.contains_key(t))
         .collect();
     assert_eq!(names.len(), 2, "{:?}", b.tensors.keys().collect::<Vec<_>>());
-    let suffix = stream_all(&b, &names);
+    let (suffix, how) = stream_all(&b, &names);
+    let how = how.expect("the stream ran the whole model, not a suffix");
+    assert!(how.starts_with("ran ") && how.contains("from '"), "{how}");
     quantgraph_app::keep_cuts(0);
-    let full = stream_all(&b, &names);
+    let (full, how) = stream_all(&b, &names);
+    assert_eq!(how, None, "without kept cuts the stream runs the whole model");
     for ((n, x), y) in names.iter().zip(&suffix).zip(&full) {
         let d = rel_diff(x, y);
         assert!(d <= 1e-6, "{n}: suffix and full runs differ by {d:e} (relative)");

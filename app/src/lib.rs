@@ -42,6 +42,7 @@ pub fn clear_reuse_caches() {
     quantgraph_onnx::reuse::clear();
     quantgraph_onnx::cuts::clear();
     quantgraph_compare::reuse::clear();
+    quantgraph_compare::kept::clear();
 }
 
 /// Memory for the activations kept at cut points of probed models, so that an evaluation
@@ -49,9 +50,12 @@ pub fn clear_reuse_caches() {
 /// `quantgraph_onnx::cuts`). The editor and `quantgraph run --then` turn it on.
 pub const EDIT_LOOP_CUT_BUDGET: usize = 256 << 20;
 
-/// Turn suffix runs on (`bytes` > 0) or off for this process.
+/// Turn suffix runs on (`bytes` > 0) or off for this process; with them, the comparator
+/// keeps model A's paired tensors in half as much again (`quantgraph_compare::kept`), so
+/// that an edit of B does not run A for the pairs it reaches.
 pub fn keep_cuts(bytes: usize) {
     quantgraph_onnx::cuts::set_budget(bytes);
+    quantgraph_compare::kept::set_budget(bytes / 2);
 }
 
 /// When `main` started.

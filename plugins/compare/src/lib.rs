@@ -10,6 +10,7 @@
 //! * [`pairing`] — which tensor of B corresponds to which of A.
 
 pub mod confidence;
+pub mod kept;
 pub mod maps;
 pub mod metrics;
 pub mod pairing;
@@ -131,21 +132,22 @@ impl TypedKind for Comparator {
         let resolve = |x: &Arc<Activations>, port: &str| x.resolve(ctx).map_err(|e| pass_failed(port, e));
         let a = if claims[0].is_some() { a.clone() } else { resolve(a, "a")? };
         let b = if claims[1].is_some() || (same && claims[0].is_some()) { b.clone() } else { resolve(b, "b")? };
-        let (o, layers) = if claims.iter().all(Option::is_none) {
+        let (o, layers, ran) = if claims.iter().all(Option::is_none) {
             let (labels, classes) = labels_classes(&a)?;
             let o = outcomes(&a, &b, labels, classifier_outputs(&a, &b, classes, &mode))?;
             ctx.check_cancelled()?;
-            let (layers, _) = layer_pass(&a, &b, &drill_from(&o), ctx, claims)?;
-            (o, layers)
+            let (layers, _, ran) = layer_pass(&a, &b, &drill_from(&o), ctx, claims)?;
+            (o, layers, ran)
         } else {
-            let (layers, [done_a, done_b]) = layer_pass(&a, &b, &BTreeMap::new(), ctx, claims)?;
+            let (layers, [done_a, done_b], ran) = layer_pass(&a, &b, &BTreeMap::new(), ctx, claims)?;
             let done_b = done_b.or_else(|| done_a.clone().filter(|_| same));
             let (a, b) = (done_a.unwrap_or(a), done_b.unwrap_or(b));
             let (labels, classes) = labels_classes(&a)?;
-            (outcomes(&a, &b, labels, classifier_outputs(&a, &b, classes, &mode))?, layers)
+            (outcomes(&a, &b, labels, classifier_outputs(&a, &b, classes, &mode))?, layers, ran)
         };
         let partial = Partial { version: PARTIAL_VERSION, outcomes: o, layers };
         let mut report = report_from(&partial);
+        report.notes.extend(ran);
         let (reused, total) = (partial.layers.reused, partial.layers.pairs.len());
         if reused > 0 {
             report.notes.push(format!(
@@ -577,7 +579,22 @@ pub fn softmax_at(row: &[f32], k: usize) -> Option<f64> {
 /// hand-made values) the data in the tensors themselves.
 enum Side<'a> {
     Stream(Box<dyn BatchIter>),
-    Memory { acts: &'a Activations, names: Vec<String>, next: usize, batch: usize, samples: usize },
+    Memory {
+        acts: &'a Activations,
+        names: Vec<String>,
+        next: usize,
+        batch: usize,
+        samples: usize,
+    },
+    /// Some tensors from values an earlier pass kept ([`kept`]), the others (if any) from
+    /// `rest`.
+    Kept {
+        rest: Option<Box<Side<'a>>>,
+        kept: Vec<(String, Arc<kept::Values>)>,
+        next: usize,
+        batch: usize,
+        samples: usize,
+    },
 }
 
 impl Side<'_> {
@@ -586,12 +603,47 @@ impl Side<'_> {
         match self {
             Side::Stream(it) => it.describe(),
             Side::Memory { .. } => None,
+            Side::Kept { rest, kept, .. } => {
+                let from = format!("{} tensor(s) read from values kept by an earlier pass", kept.len());
+                Some(match rest {
+                    None => format!("{from}: the model did not run"),
+                    Some(r) => match r.describe() {
+                        Some(how) => format!("{from}; the others: {how}"),
+                        None => format!("{from}; the others by running the model"),
+                    },
+                })
+            }
         }
     }
 
     fn next(&mut self, ctx: &EvalContext) -> Result<Option<Batch>, NodeError> {
         match self {
             Side::Stream(it) => it.next_batch(ctx),
+            Side::Kept { rest, kept, next, batch, samples } => {
+                let mut out = match rest {
+                    Some(r) => match r.next(ctx)? {
+                        Some(b) => b,
+                        None => return Ok(None),
+                    },
+                    None if *next >= *samples => return Ok(None),
+                    None => {
+                        let end = (*next + *batch).min(*samples);
+                        Batch { start: *next, rows: end - *next, tensors: BTreeMap::new() }
+                    }
+                };
+                for (name, values) in kept.iter() {
+                    let (shape, data) = values.batch(out.start, out.start + out.rows).ok_or_else(|| {
+                        NodeError::failed(format!(
+                            "the kept values of '{name}' do not cover samples {}..{}",
+                            out.start,
+                            out.start + out.rows
+                        ))
+                    })?;
+                    out.tensors.insert(name.clone(), (shape, data));
+                }
+                *next = out.start + out.rows;
+                Ok(Some(out))
+            }
             Side::Memory { acts, names, next, batch, samples } => {
                 if *next >= *samples {
                     return Ok(None);
@@ -805,13 +857,15 @@ pub struct Layers {
 /// batch), with every sample's figures (or the drill-down samples' on huge datasets).
 /// `claims`: the pending passes of A and B run here, fed the same batches; their finished
 /// values are returned.
+/// Also returns notes on how each model ran for the pairs when its pass was not the one
+/// claimed here (after an edit: which of A's tensors were read back from [`kept`] values).
 fn layer_pass(
     a: &Activations,
     b: &Activations,
     drill: &BTreeMap<usize, &'static str>,
     ctx: &EvalContext,
     claims: [Option<Claim>; 2],
-) -> Result<(Layers, Finished), NodeError> {
+) -> Result<(Layers, Finished, Vec<String>), NodeError> {
     let [mut claim_a, mut claim_b] = claims;
     let pairs = pairing::pair(a, b);
     let n = samples_of(a);
@@ -855,13 +909,58 @@ fn layer_pass(
     }
     names_a.extend(claim_a.as_ref().map(Claim::names).unwrap_or_default());
     names_b.extend(claim_b.as_ref().map(Claim::names).unwrap_or_default());
+    // A's tensors an earlier pass kept are read back, not computed (not while A's own pass
+    // runs here: it needs them all anyway).
+    let kept_a: Vec<(String, Arc<kept::Values>)> = if claim_a.is_none() && all_samples && a.stream.is_some() {
+        names_a.iter().filter_map(|t| kept::get(a.tensors.get(t)?.digest, n).map(|v| (t.clone(), v))).collect()
+    } else {
+        Vec::new()
+    };
+    for (t, _) in &kept_a {
+        names_a.remove(t);
+    }
+    // Which of A's tensors computed in this pass to keep for later ones: the pairs', in
+    // pair order (the latest are kept first); only in a pass that found none kept (A is new
+    // or changed), so that the early tensors an edit of B's first layers needs do not push
+    // out the later ones kept before (and memory stays within one budget).
+    let record = all_samples && a.stream.is_some() && kept::budget() > 0 && kept_a.is_empty();
+    let mut recorder = record.then(|| {
+        let mut order: Vec<(String, u64)> = Vec::new();
+        for p in &pairs.pairs {
+            for t in std::iter::once(&p.a).chain(p.ort_a.as_ref()) {
+                let digest = a.tensors.get(t).map_or(0, |x| x.digest);
+                if digest != 0 && names_a.contains(t) && !order.iter().any(|(x, _)| x == t) {
+                    order.push((t.clone(), digest));
+                }
+            }
+        }
+        Recorder { order, chosen: None, samples: n }
+    });
     let mut finished = [None, None];
     let mut how = [None, None];
+    let mut ran = Vec::new();
     if (todo.iter().any(|t| *t) || claim_a.is_some() || claim_b.is_some()) && n > 0 {
-        let mut side_a =
-            if names_a.is_empty() { None } else { Some(open_side(a, names_a.into_iter().collect(), batch)?) };
+        let measured = todo.iter().filter(|t| **t).count();
+        let rest_a = if names_a.is_empty() { None } else { Some(open_side(a, names_a.into_iter().collect(), batch)?) };
+        let mut side_a = if kept_a.is_empty() {
+            rest_a
+        } else {
+            Some(Side::Kept { rest: rest_a.map(Box::new), kept: kept_a, next: 0, batch, samples: n })
+        };
         let mut side_b =
             if names_b.is_empty() { None } else { Some(open_side(b, names_b.into_iter().collect(), batch)?) };
+        // How a model whose pass is not run here made the tensors of the pairs measured.
+        for (side, claim, model) in [(&side_a, claim_a.is_some(), "A"), (&side_b, claim_b.is_some(), "B")] {
+            if let (Some(side), false) = (side, claim) {
+                if !matches!(side, Side::Memory { .. }) {
+                    ran.push(format!(
+                        "model {model} for the {measured} pair(s) measured in this pass: {}",
+                        side.describe()
+                            .unwrap_or_else(|| "the model ran again (values are not kept between passes)".into())
+                    ));
+                }
+            }
+        }
         let what =
             if claim_a.is_some() || claim_b.is_some() { "probing and per-layer errors" } else { "per-layer errors" };
         loop {
@@ -882,6 +981,9 @@ fn layer_pass(
                 None => None,
             };
             let bb = rb?;
+            if let (Some(r), Some(x)) = (recorder.as_mut(), &ba) {
+                r.add(x);
+            }
             // The end: one side opened has no more batches.
             if (side_a.is_some() && ba.is_none()) || (side_b.is_some() && bb.is_none()) {
                 break;
@@ -921,6 +1023,9 @@ fn layer_pass(
             ctx.progress(done as f32 / n as f32, &format!("{what}: {done}/{n} samples"));
         }
         how = [side_a.as_ref().and_then(Side::describe), side_b.as_ref().and_then(Side::describe)];
+        if let Some(r) = recorder.take() {
+            r.finish();
+        }
         for (i, k) in keys.iter().enumerate() {
             if let (true, Some(k), Some(v)) = (todo[i], k, &verdicts[i]) {
                 reuse::put(*k, v.clone(), sums[i].clone());
@@ -946,11 +1051,57 @@ fn layer_pass(
         unpaired_b: pairs.unpaired_b,
         reused,
     };
-    Ok((layers, finished))
+    Ok((layers, finished, ran))
 }
 
 /// The finished values of A and B whose pass a layer pass ran.
 type Finished = [Option<Arc<Activations>>; 2];
+
+/// One tensor being gathered: name, digest, shape per sample, values so far.
+type Recording = (String, u64, Vec<usize>, Vec<f32>);
+
+/// A's tensors of one pass, gathered batch by batch for [`kept`]: which ones is decided on
+/// the first batch (their sizes), within the budget.
+struct Recorder {
+    /// Candidates in pair order, with their digests.
+    order: Vec<(String, u64)>,
+    chosen: Option<Vec<Recording>>,
+    samples: usize,
+}
+
+impl Recorder {
+    fn add(&mut self, batch: &Batch) {
+        let (order, n) = (&self.order, self.samples);
+        let chosen = self.chosen.get_or_insert_with(|| {
+            let sizes: Vec<usize> = order
+                .iter()
+                .map(|(t, _)| batch.tensors.get(t).map_or(0, |(s, _)| s.iter().product::<usize>() * n * 4))
+                .collect();
+            kept::choose(&sizes)
+                .into_iter()
+                .zip(order)
+                .filter(|(keep, _)| *keep)
+                .filter_map(|(_, (t, d))| {
+                    let shape = batch.tensors.get(t)?.0.clone();
+                    let item: usize = shape.iter().product();
+                    Some((t.clone(), *d, shape, Vec::with_capacity(item * n)))
+                })
+                .collect()
+        });
+        for (t, _, _, data) in chosen.iter_mut() {
+            if let Some((_, d)) = batch.tensors.get(t) {
+                data.extend_from_slice(d);
+            }
+        }
+    }
+
+    /// Keep what covers every sample.
+    fn finish(self) {
+        for (_, digest, item_shape, data) in self.chosen.unwrap_or_default() {
+            kept::put(digest, self.samples, kept::Values { item_shape, data });
+        }
+    }
+}
 
 /// The per-layer table, drill-down and unpaired tables from the pairs' sums.
 fn layers_report(o: &Outcomes, l: &Layers, report: &mut Report) {
