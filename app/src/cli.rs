@@ -347,19 +347,29 @@ fn shard_sets(path: &Path, registry: &NodeRegistry, shard: &str) -> anyhow::Resu
 }
 
 /// `quantgraph merge OUT PART...`.
+///
+/// The parts are read one at a time, in shard order, and folded into the merged results:
+/// memory holds the results so far and one part, not every part (a thousand shards of an
+/// array job merge in the memory of one run's report).
 fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    // Each part: its shard, and its comparators' partial results by node id.
-    let mut shards: Vec<(usize, usize, PathBuf, serde_json::Value)> = Vec::new();
+    let read = |p: &Path| {
+        quantgraph_nodes::fsio::read_regular_file(p, 1 << 30)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+    };
+    // First each part's shard only (parsed without building the whole tree).
+    #[derive(serde::Deserialize)]
+    struct Head {
+        shard: Option<String>,
+    }
+    let mut shards: Vec<(usize, usize, PathBuf)> = Vec::new();
     for p in parts {
-        let text = quantgraph_nodes::fsio::read_regular_file(p, 1 << 30)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-        let json: serde_json::Value = serde_json::from_slice(&text)
+        let head: Head = serde_json::from_slice(&read(p)?)
             .with_context(|| format!("{} is not the JSON of a quantgraph run", p.display()))?;
-        let shard = json["shard"].as_str().unwrap_or_default().to_owned();
+        let shard = head.shard.unwrap_or_default();
         let Some((k, n)) = shard.split_once('/').and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?))) else {
             bail!("{} is not the result of `quantgraph run --shard K/N` (it has no \"shard\")", p.display());
         };
-        shards.push((k, n, p.clone(), json));
+        shards.push((k, n, p.clone()));
     }
     shards.sort_by_key(|s| s.0);
     let n = shards[0].1;
@@ -371,43 +381,61 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
             shards.iter().map(|s| format!("{}/{}", s.0, s.1)).collect::<Vec<_>>()
         );
     }
-    let mut merged = serde_json::Map::new();
-    // Comparators with partial results, and probes (whose statistics merge as they are).
-    let ids: Vec<String> = shards[0].3["nodes"]
-        .as_object()
-        .map(|o| {
-            o.iter().filter(|(_, v)| !v["outputs"]["report"]["partial"].is_null()).map(|(k, _)| k.clone()).collect()
-        })
-        .unwrap_or_default();
-    // (A probe that failed in the first part but not in others is still found, and reported.)
+    // Comparators with partial results (as part 0 has them): merged so far, label and kind.
+    let mut comparators: Vec<(String, quantgraph_compare::Partial, String, serde_json::Value)> = Vec::new();
+    // Probes (whose statistics merge as they are): each part's output, bounded by its
+    // tensors, not its samples. A probe that failed in the first part but not in others is
+    // still found, and reported.
     let mut probes: Vec<String> = Vec::new();
-    for (_, _, _, json) in &shards {
-        for (id, v) in json["nodes"].as_object().into_iter().flatten() {
-            if v["outputs"]["activations"]["tensors"].is_object() && !probes.contains(id) {
-                probes.push(id.clone());
+    let mut probe_parts: Vec<BTreeMap<String, serde_json::Value>> = Vec::new();
+    let mut names: BTreeMap<String, (String, serde_json::Value)> = BTreeMap::new();
+    for (k, _, path) in &shards {
+        let mut json: serde_json::Value = serde_json::from_slice(&read(path)?)
+            .with_context(|| format!("{} is not the JSON of a quantgraph run", path.display()))?;
+        let nodes = json["nodes"].as_object_mut().map(std::mem::take).unwrap_or_default();
+        if *k == 0 {
+            for (id, v) in &nodes {
+                names.insert(id.clone(), (v["label"].as_str().unwrap_or(id).to_owned(), v["kind"].clone()));
             }
         }
+        let mut here = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (id, mut v) in nodes {
+            seen.insert(id.clone());
+            let partial = v["outputs"]["report"]["partial"].take();
+            if *k == 0 && !partial.is_null() {
+                let (label, kind) = names.get(&id).cloned().unwrap_or_default();
+                let p: quantgraph_compare::Partial = serde_json::from_value(partial)
+                    .with_context(|| format!("node {id} of {}: not a comparator's partial results", path.display()))?;
+                comparators.push((id.clone(), p, label, kind));
+            } else if let Some(entry) = comparators.iter_mut().find(|c| c.0 == id) {
+                let p: quantgraph_compare::Partial = serde_json::from_value(partial)
+                    .with_context(|| format!("node {id} of {}: not a comparator's partial results", path.display()))?;
+                quantgraph_compare::merge_into(&mut entry.1, &p, *k).map_err(|e| anyhow::anyhow!("node {id}: {e}"))?;
+            }
+            if v["outputs"]["activations"]["tensors"].is_object() {
+                if !probes.contains(&id) {
+                    probes.push(id.clone());
+                }
+                here.insert(id, v["outputs"]["activations"].take());
+            }
+        }
+        if let Some((id, ..)) = comparators.iter().find(|c| !seen.contains(&c.0)) {
+            bail!("node {id} of {}: not a comparator's partial results (it has no node {id})", path.display());
+        }
+        probe_parts.push(here);
     }
-    if ids.is_empty() && probes.is_empty() {
+    if comparators.is_empty() && probes.is_empty() {
         bail!("{} has no comparator with partial results and no probe", shards[0].2.display());
     }
+    let mut merged = serde_json::Map::new();
     let mut text = String::new();
-    for id in ids {
-        let mut partials = Vec::new();
-        for (_, _, path, json) in &shards {
-            let value = json["nodes"][&id]["outputs"]["report"]["partial"].clone();
-            let partial: quantgraph_compare::Partial = serde_json::from_value(value)
-                .with_context(|| format!("node {id} of {}: not a comparator's partial results", path.display()))?;
-            partials.push(partial);
-        }
-        let all = quantgraph_compare::merge(&partials).map_err(|e| anyhow::anyhow!("node {id}: {e}"))?;
+    for (id, all, name, kind) in comparators {
         let report = quantgraph_compare::report_from(&all);
-        let name = shards[0].3["nodes"][&id]["label"].as_str().unwrap_or(&id).to_owned();
         text.push_str(&format!("{name} [merged {n} shards] {}\n", report.headline.clone().unwrap_or_default()));
         for (k, v) in &report.summary {
             text.push_str(&format!("  {k}: {v}\n"));
         }
-        let kind = shards[0].3["nodes"][&id]["kind"].clone();
         let report = quantgraph_nodes::Value::Table(Arc::new(report)).to_json();
         merged.insert(
             id,
@@ -416,10 +444,16 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
     let mut skipped = Vec::new();
     for id in probes {
-        let name = shards[0].3["nodes"][&id]["label"].as_str().unwrap_or(&id).to_owned();
+        let (name, kind) = names.get(&id).cloned().unwrap_or_else(|| (id.clone(), serde_json::Value::Null));
+        // Each part's output of it (null where the part has none).
+        let outputs: Vec<(usize, usize, PathBuf, serde_json::Value)> = shards
+            .iter()
+            .zip(&mut probe_parts)
+            .map(|((k, n, path), here)| (*k, *n, path.clone(), here.remove(&id).unwrap_or_default()))
+            .collect();
         // A probe that cannot be merged (it failed in a shard, or an older QuantGraph wrote
         // the part) is left out with the reason; the rest is still merged.
-        let acts = match merge_probe(&id, &shards) {
+        let acts = match merge_probe(&outputs) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("warning: {name} (node {id}) is not merged: {e:#}");
@@ -433,7 +467,6 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
             acts["tensors"].as_object().map_or(0, serde_json::Map::len),
             acts["samples"]
         ));
-        let kind = shards[0].3["nodes"][&id]["kind"].clone();
         merged.insert(
             id,
             serde_json::json!({ "kind": kind, "label": name, "status": "ok", "outputs": { "activations": acts } }),
@@ -453,9 +486,9 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
 /// A probe's output over all shards: every tensor's count, minimum, maximum and histogram
 /// exactly as one run gives them (histograms share a power-of-two grid), mean and standard
 /// deviation to float rounding; top-1 accuracy from the shards' right answers and samples.
-fn merge_probe(id: &str, shards: &[(usize, usize, PathBuf, serde_json::Value)]) -> anyhow::Result<serde_json::Value> {
-    // Each part's probe output, read in place (it holds every tensor's histogram).
-    let parts: Vec<&serde_json::Value> = shards.iter().map(|s| &s.3["nodes"][id]["outputs"]["activations"]).collect();
+/// `shards`: (shard, of, file, that part's output of the probe or null).
+fn merge_probe(shards: &[(usize, usize, PathBuf, serde_json::Value)]) -> anyhow::Result<serde_json::Value> {
+    let parts: Vec<&serde_json::Value> = shards.iter().map(|s| &s.3).collect();
     let names = |a: &serde_json::Value| -> Vec<String> {
         a["tensors"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
     };

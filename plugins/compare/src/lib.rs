@@ -223,8 +223,17 @@ pub fn merge(parts: &[Partial]) -> Result<Partial, String> {
     let Some(first) = parts.first() else { return Err("no partial results to merge".into()) };
     let mut out = first.clone();
     for (k, p) in parts.iter().enumerate().skip(1) {
-        if p.version != first.version {
-            return Err(format!("part {k} has partial format {}, part 0 has {}", p.version, first.version));
+        merge_into(&mut out, p, k)?;
+    }
+    Ok(out)
+}
+
+/// Fold part `k` into `out`, the parts before it merged: what [`merge`] does one part at a
+/// time, so that a caller need not hold every part at once.
+pub fn merge_into(out: &mut Partial, p: &Partial, k: usize) -> Result<(), String> {
+    {
+        if p.version != out.version {
+            return Err(format!("part {k} has partial format {}, part 0 has {}", p.version, out.version));
         }
         let (o, q) = (&mut out.outcomes, &p.outcomes);
         if q.class_names != o.class_names || q.classes != o.classes {
@@ -284,7 +293,7 @@ pub fn merge(parts: &[Partial]) -> Result<Partial, String> {
             x.sums.merge(&y.sums, offset);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn pct(x: f64) -> Cell {
