@@ -160,7 +160,7 @@ fn minmax_reproduces_quantize_static() {
     let s = Scheduler::new(registry.clone());
     let reference = json(&repo().join("tests/fixtures/ort_reference.json"));
     // (FP32 model, activations, per-channel, symmetric activations, calibration images, ORT's model)
-    let cases: [(&str, &str, bool, bool, i64, &str); 6] = [
+    let cases: [(&str, &str, bool, bool, i64, &str); 7] = [
         ("models/resnet8_fp32.onnx", "int8", false, false, 1000, "models/resnet8_int8_qdq.onnx"),
         ("models/resnet8_fp32.onnx", "uint8", false, false, 1000, "models/resnet8_u8s8_qdq.onnx"),
         ("models/resnet8_fp32.onnx", "int8", true, false, 1000, "tests/fixtures/foreign/resnet8_perchannel_qdq.onnx"),
@@ -182,6 +182,16 @@ fn minmax_reproduces_quantize_static() {
             false,
             200,
             "tests/fixtures/calibrate/resnet8_softmax_qdq.onnx",
+        ),
+        // Clip(0, 6) and Clip(1, 6) folded, MaxPool, Concat, Mul by a constant, AveragePool,
+        // a residual Add + Relu, a MatMul + Add head (models/calibrate_reference.py).
+        (
+            "tests/fixtures/calibrate/op_mix_fp32.onnx",
+            "int8",
+            false,
+            false,
+            200,
+            "tests/fixtures/calibrate/op_mix_qdq.onnx",
         ),
     ];
     for (fp32, act, per_channel, symmetric, images, want) in cases {

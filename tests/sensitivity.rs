@@ -43,14 +43,28 @@ fn num(r: &Report, table: &str, row: &[Cell], col: &str) -> f64 {
 /// weights from it, activations unquantized).
 #[test]
 fn removing_every_group_gives_the_fp32_model() {
-    let fp32 = proto::decode_model(&std::fs::read(repo().join("models/resnet8_fp32.onnx")).unwrap()).unwrap();
-    let qdq_bytes = std::fs::read(repo().join("models/resnet8_int8_qdq.onnx")).unwrap();
+    let (groups, convs) = every_group_removed_equals_fp32("models/resnet8_fp32.onnx", "models/resnet8_int8_qdq.onnx");
+    assert!(groups >= 12, "{groups}");
+    assert_eq!(convs, 9);
+    // ORT's quantize_static folded a Clip(0, 6) and a Clip(1, 6) into Q/DQ pairs there: both
+    // come back with their own bounds.
+    let (groups, convs) = every_group_removed_equals_fp32(
+        "tests/fixtures/calibrate/op_mix_fp32.onnx",
+        "tests/fixtures/calibrate/op_mix_qdq.onnx",
+    );
+    assert!(groups >= 9, "{groups}");
+    assert_eq!(convs, 4);
+}
+
+/// The sweep's groups of a QDQ model (their count, and how many are Convs), after checking
+/// that the variant with all of them removed gives the FP32 model's logits to the bit.
+fn every_group_removed_equals_fp32(fp32_path: &str, qdq_path: &str) -> (usize, usize) {
+    let fp32 = proto::decode_model(&std::fs::read(repo().join(fp32_path)).unwrap()).unwrap();
+    let qdq_bytes = std::fs::read(repo().join(qdq_path)).unwrap();
     let qdq = proto::decode_model(&qdq_bytes).unwrap();
     let (groups, notes) = sensitivity::groups(&qdq, &fp32, true).unwrap();
     assert!(notes.is_empty(), "{notes:?}");
-    assert!(groups.len() >= 12, "{}", groups.len());
     let convs = groups.iter().filter(|g| g.op_type == "Conv").count();
-    assert_eq!(convs, 9);
     let all: Vec<&sensitivity::Group> = groups.iter().collect();
     let float = sensitivity::without(&qdq_bytes, &all).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -60,7 +74,7 @@ fn removing_every_group_gives_the_fp32_model() {
     let mut g = Graph::new();
     let ds = dataset(&mut g, &registry, 64);
     let mut probes = Vec::new();
-    for path in [repo().join("models/resnet8_fp32.onnx"), dir.path().join("float.onnx")] {
+    for path in [repo().join(fp32_path), dir.path().join("float.onnx")] {
         let m = model(&mut g, &registry, &path);
         let p = g.add_node(&registry, "onnx.layer_probe", [0.0, 0.0]).unwrap();
         g.set_param(p, "capture", "outputs".into()).unwrap();
@@ -78,7 +92,9 @@ fn removing_every_group_gives_the_fp32_model() {
         .collect();
     let max = logits[0].iter().zip(&logits[1]).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     // The removed pairs' dead nodes are pruned, so the model is the FP32 one, to the bit.
-    assert_eq!(max, 0.0, "max |FP32 − all groups in float| = {max}");
+    assert_eq!(max, 0.0, "{qdq_path}: max |FP32 − all groups in float| = {max}");
+    assert!(logits[0].len() >= 640, "{qdq_path}: {} logits", logits[0].len());
+    (groups.len(), convs)
 }
 
 /// The sweep: a row per layer with both variants, sorted by what removing it gains; for two

@@ -743,6 +743,24 @@ pub fn build(
     if let Some((t, _)) = after.into_iter().next() {
         return Err(format!("internal: no op makes '{t}', which was to be quantized"));
     }
+    // Initializers only removed nodes read (a folded Clip's bounds): ONNX Runtime's
+    // quantizer drops them too.
+    let read: BTreeSet<&str> = graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !plan.removed.contains(i))
+        .flat_map(|(_, n)| n.input.iter().map(String::as_str))
+        .collect();
+    let graph_io: BTreeSet<&str> = graph.input.iter().chain(&graph.output).map(|v| v.name.as_str()).collect();
+    for t in &graph.initializer {
+        if !read.contains(t.name.as_str()) && !graph_io.contains(t.name.as_str()) {
+            let only_removed_read = plan.removed.iter().any(|i| graph.node[*i].input.contains(&t.name));
+            if only_removed_read {
+                removed_inits.insert(t.name.clone());
+            }
+        }
+    }
     // Value infos of tensors that no longer exist under their name.
     let mut gone: BTreeSet<String> = plan.renamed.keys().cloned().collect();
     gone.extend(output_renames.keys().cloned());
