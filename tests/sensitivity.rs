@@ -239,7 +239,8 @@ fn the_fix_int8_example_graph_runs() {
 }
 
 /// `quantgraph export` of the sweep's mixed-precision model writes the model and a sidecar
-/// with the accuracy the sweep measured and the dataset slice it used.
+/// with the accuracy the sweep measured and the dataset slice it used; of a model without an
+/// accuracy of its own (an override), with the accuracy of the probe that runs it.
 #[test]
 fn exporting_the_mixed_precision_model_writes_a_sidecar_with_its_accuracy() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,6 +263,31 @@ fn exporting_the_mixed_precision_model_writes_a_sidecar_with_its_accuracy() {
     assert!(summary["accuracy_mixed"].as_f64().is_some(), "{sidecar}");
     let ds = sidecar["graph"].as_array().unwrap().iter().find(|n| n["kind"] == "dataset.cifar10").unwrap();
     assert_eq!(ds["params"]["count"], 40);
+    // No probe reads the sweep's model directly: nothing measured beside the sweep's own.
+    assert_eq!(sidecar["measured"], serde_json::json!([]), "{sidecar}");
+
+    // The repaired model (the override after scale search) has no accuracy of its own: the
+    // sidecar takes it from the probe that runs it, over that probe's 40 images.
+    let out = dir.path().join("repaired.onnx");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_quantgraph"))
+        .arg("export")
+        .arg(repo().join("assets/graphs/fix-int8.qgraph"))
+        .arg("override")
+        .arg(&out)
+        .args(["--set", &format!("cifar10_test.path={}", cifar_dir().display())])
+        .args(["--set", &format!("calibration.path={}", cifar_dir().display())])
+        .args(["--set", "cifar10_test.per_class=0", "--set", "cifar10_test.count=40"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("repaired.onnx.json")).unwrap()).unwrap();
+    let measured = sidecar["measured"].as_array().unwrap();
+    assert_eq!(measured.len(), 1, "{sidecar}");
+    assert!(measured[0]["name"].as_str().unwrap().contains("probe_mixed"), "{sidecar}");
+    assert_eq!(measured[0]["samples"], 40);
+    let acc = measured[0]["top1_accuracy"].as_f64().unwrap();
+    assert!((0.3..=1.0).contains(&acc) && (acc * 40.0 - (acc * 40.0).round()).abs() < 1e-9, "{acc}");
 }
 
 /// Variants run from the shared prefixes (the full QDQ model's and the all-float model's

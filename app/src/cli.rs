@@ -778,7 +778,10 @@ fn export(
         bail!("cannot export to {}: the folder {} does not exist", out.display(), parent.display());
     }
     let scheduler = Scheduler::new(registry.clone());
-    let eval = scheduler.evaluate(&graph, &[id]);
+    // The probes that run the model too: their accuracy goes into the sidecar.
+    let readers = quantgraph_nodes::provenance::measuring_readers(&graph, registry, id);
+    let targets: Vec<NodeId> = std::iter::once(id).chain(readers.iter().copied()).collect();
+    let eval = scheduler.evaluate(&graph, &targets);
     let outcome = eval.outcomes.get(&id);
     let Some(outputs) = outcome.and_then(NodeOutcome::outputs) else {
         bail!(
@@ -800,12 +803,16 @@ fn export(
         .with_context(|| format!("writing {}", out.display()))?;
     // How it was made, beside it.
     let graph_file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let measured = quantgraph_nodes::provenance::measured(&graph, registry, &readers, &|r| {
+        eval.outcomes.get(&r).and_then(NodeOutcome::outputs).map(|o| o.as_ref().clone())
+    });
     let sidecar = quantgraph_nodes::provenance::sidecar(
         &graph,
         registry,
         id,
         outputs,
         Some(graph_file.to_string_lossy().as_ref()),
+        measured,
     );
     quantgraph_nodes::fsio::write_atomic(&sidecar_path, serde_json::to_string_pretty(&sidecar)?.as_bytes())
         .with_context(|| format!("writing {}", sidecar_path.display()))?;

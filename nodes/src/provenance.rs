@@ -8,18 +8,21 @@ use serde_json::{json, Value as Json};
 use crate::graph::{Graph, NodeId};
 use crate::kind::Outputs;
 use crate::registry::NodeRegistry;
-use crate::value::Value;
+use crate::value::{PortType, Value};
 
 /// The sidecar of a model exported from `node`: the graph file, the node and every node it
 /// depends on (kind, label, params, wires: the dataset slice among them), what its outputs
 /// say (a report's headline and summary, e.g. the accuracy a sweep measured; the values a
-/// QDQ Override changed), the QuantGraph version and when.
+/// QDQ Override changed), what the graph measured of the model (`measured`: see
+/// [`measured`]; the accuracy of a calibrated or overridden model comes from the probes
+/// that run it), the QuantGraph version and when.
 pub fn sidecar(
     graph: &Graph,
     registry: &NodeRegistry,
     node: NodeId,
     outputs: &Outputs,
     graph_file: Option<&str>,
+    measured: Vec<Json>,
 ) -> Json {
     // The node and everything upstream of it, nearest first.
     let mut order = Vec::new();
@@ -90,7 +93,53 @@ pub fn sidecar(
         },
         "graph": nodes,
         "results": results,
+        "measured": measured,
     })
+}
+
+/// The nodes that measure the model `node` makes: those reading its Model output directly
+/// whose kind outputs Activations (a Layer Probe runs the model over a dataset).
+pub fn measuring_readers(graph: &Graph, registry: &NodeRegistry, node: NodeId) -> Vec<NodeId> {
+    let ports = |id: NodeId| -> Vec<crate::kind::PortSpec> {
+        graph.node(id).and_then(|n| registry.get(&n.kind).map(|k| k.outputs(&n.params))).unwrap_or_default()
+    };
+    let model_ports: BTreeSet<String> =
+        ports(node).into_iter().filter(|p| p.ty == PortType::Model).map(|p| p.name).collect();
+    graph
+        .consumers_of(node)
+        .into_iter()
+        .filter(|r| {
+            graph.inputs_of(*r).iter().any(|(_, from)| from.node == node && model_ports.contains(&from.port))
+                && ports(*r).iter().any(|p| p.ty == PortType::Activations)
+        })
+        .collect()
+}
+
+/// What the graph measured of the exported model: for each of `readers` (see
+/// [`measuring_readers`]) that has a result, its top-1 accuracy over its dataset (samples,
+/// where they came from); `outputs_of` gives a node's current outputs.
+pub fn measured(
+    graph: &Graph,
+    registry: &NodeRegistry,
+    readers: &[NodeId],
+    outputs_of: &dyn Fn(NodeId) -> Option<Outputs>,
+) -> Vec<Json> {
+    let mut out = Vec::new();
+    for r in readers {
+        let Some(outputs) = outputs_of(*r) else { continue };
+        for value in outputs.values() {
+            let Value::Activations(a) = value else { continue };
+            let Some(p) = &a.predictions else { continue };
+            out.push(json!({
+                "node": r.0,
+                "name": graph.display_name(registry, *r),
+                "samples": p.top1.len(),
+                "top1_accuracy": p.accuracy(),
+                "dataset": a.dataset.as_ref().map(|d| json!({ "source": d.source, "preprocessing": d.preprocessing })),
+            }));
+        }
+    }
+    out
 }
 
 /// Where a model exported to `out` gets its sidecar: `out` with `.json` appended.

@@ -212,12 +212,18 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, m:
             // How it was made, beside it (what `quantgraph export` writes too).
             let outputs = editor.outputs(node).cloned().unwrap_or_default();
             let graph_file = editor.path.as_ref().map(|p| p.to_string_lossy().into_owned());
+            // What the graph's probes of this model measured, as far as they have run.
+            let readers = quantgraph_nodes::provenance::measuring_readers(&editor.graph, &editor.registry, node);
+            let measured = quantgraph_nodes::provenance::measured(&editor.graph, &editor.registry, &readers, &|r| {
+                editor.outputs(r).map(|o| o.as_ref().clone())
+            });
             let sidecar = quantgraph_nodes::provenance::sidecar(
                 &editor.graph,
                 &editor.registry,
                 node,
                 &outputs,
                 graph_file.as_deref(),
+                measured,
             );
             editor.export_model(
                 &stem,
