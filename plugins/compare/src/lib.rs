@@ -261,7 +261,26 @@ pub fn merge_into(out: &mut Partial, p: &Partial, k: usize) -> Result<(), String
         } else {
             o.out_err.clear();
         }
-        let (l, m) = (&mut out.layers, &p.layers);
+        // Beyond MAX_ALL_SAMPLES a single run keeps per-sample figures of the drill-down
+        // samples only (flips, largest output errors): so does the merge, as soon as the
+        // parts so far exceed it, for the samples that can still be drilled into.
+        let sparse = o.samples > MAX_ALL_SAMPLES;
+        let drill = if sparse { drill_from(o) } else { BTreeMap::new() };
+        let sparse_part;
+        let m = if sparse {
+            let mut layers = p.layers.clone();
+            for x in &mut layers.pairs {
+                x.sums.keep_only(drill.keys().filter_map(|i| i.checked_sub(offset)).filter(|i| *i < q.samples));
+            }
+            for x in &mut out.layers.pairs {
+                x.sums.keep_only(drill.keys().copied().filter(|i| *i < offset));
+            }
+            sparse_part = layers;
+            &sparse_part
+        } else {
+            &p.layers
+        };
+        let l = &mut out.layers;
         if l.pairs.len() != m.pairs.len()
             || l.pairs.iter().zip(&m.pairs).any(|(x, y)| (&x.pair.a, &x.pair.b) != (&y.pair.a, &y.pair.b))
         {
@@ -713,6 +732,21 @@ fn slice<'b>(batch: &'b Batch, name: &str) -> Option<(&'b [usize], &'b [f32])> {
 
 impl PairSums {
     /// Add the sums of the next shard (whose first sample is sample `offset` here).
+    /// Keep per-sample figures of `samples` only (moved from every sample's, where kept).
+    fn keep_only(&mut self, samples: impl Iterator<Item = usize>) {
+        if let Some(all) = self.samples.take() {
+            for i in samples {
+                if let Some([x2, d2]) = all.get(i) {
+                    self.per_sample.entry(i).or_insert(ErrorStats {
+                        sum_x2: *x2,
+                        sum_d2: *d2,
+                        ..ErrorStats::default()
+                    });
+                }
+            }
+        }
+    }
+
     fn merge(&mut self, o: &PairSums, offset: usize) {
         self.e.merge(&o.e);
         for (x, y) in [(&mut self.ort, &o.ort), (&mut self.qdq, &o.qdq), (&mut self.qdq_ort, &o.qdq_ort)] {
@@ -1273,4 +1307,68 @@ fn layers_report(o: &Outcomes, l: &Layers, report: &mut Report) {
     report.tables.insert(0, table);
     report.tables.push(unpaired);
     report.tables.push(drill_table);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A part of `n` samples with one pair: sample i has ‖x‖² = i + 1 and ‖x − y‖² = 1, a
+    /// flip at `flip` (global index `offset + flip`) and its largest output error there too.
+    fn part(n: usize, offset: usize, flip: usize) -> Partial {
+        let mut top1_b = vec![0u32; n];
+        top1_b[flip] = 1;
+        let mut out_err = vec![0.0; n];
+        out_err[flip] = 9.0;
+        let sums = PairSums {
+            e: ErrorStats { sum_x2: 1.0, sum_d2: 1.0, ..ErrorStats::default() },
+            samples: Some((0..n).map(|i| [(offset + i + 1) as f64, 1.0]).collect()),
+            rows: n,
+            ..PairSums::default()
+        };
+        let pair = pairing::Pair {
+            a: "t".into(),
+            b: "t_dq".into(),
+            b_pre: None,
+            op: "Conv".into(),
+            how: "by name".into(),
+            ort_a: None,
+            relu_removed: false,
+        };
+        Partial {
+            version: PARTIAL_VERSION,
+            outcomes: Outcomes {
+                samples: n,
+                source_indices: (offset..offset + n).collect(),
+                class_names: vec!["a".into(), "b".into()],
+                classes: Some(2),
+                top1_a: vec![0; n],
+                top1_b,
+                out_err,
+                ..Outcomes::default()
+            },
+            layers: Layers { batch: 16, pairs: vec![LayerPair { pair, verdict: None, sums }], ..Layers::default() },
+        }
+    }
+
+    /// Past MAX_ALL_SAMPLES the merge keeps, as a single run does, per-sample figures of the
+    /// drill-down samples only (here each part's flip), with their values.
+    #[test]
+    fn a_merge_past_the_all_samples_limit_keeps_the_drill_down_samples_only() {
+        let n = MAX_ALL_SAMPLES / 2 + 10;
+        let parts = [part(n, 0, 5), part(n, n, 7), part(n, 2 * n, 3)];
+        let merged = merge(&parts).unwrap();
+        assert_eq!(merged.outcomes.samples, 3 * n);
+        let s = &merged.layers.pairs[0].sums;
+        assert!(s.samples.is_none(), "every sample's figures are dropped past the limit");
+        for i in [5, n + 7, 2 * n + 3] {
+            let e = &s.per_sample[&i];
+            assert_eq!((e.sum_x2, e.sum_d2), ((i + 1) as f64, 1.0), "sample {i}");
+        }
+        assert!(s.per_sample.len() <= 3 + 20, "{}", s.per_sample.len());
+        assert_eq!(s.rows, 3 * n);
+        // Below the limit every sample's figures are kept.
+        let small = merge(&[part(10, 0, 1), part(10, 10, 2)]).unwrap();
+        assert_eq!(small.layers.pairs[0].sums.samples.as_ref().map(Vec::len), Some(20));
+    }
 }
