@@ -501,6 +501,35 @@ fn verbose_flag_logs_to_stderr() {
 }
 
 /// `run --shard K/N` evaluates a slice of the dataset with mergeable partial results;
+/// `merge` of damaged or hand-made parts (nodes, outputs or reports that are not objects, a
+/// top-level array) fails with a message naming the file, and never crashes.
+#[test]
+fn merge_of_damaged_parts_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str); 5] = [
+        (r#"{"shard":"0/2","nodes":{"7":"oops"}}"#, r#"{"shard":"1/2","nodes":{"7":"oops"}}"#),
+        (r#"{"shard":"0/2","nodes":{"7":{"outputs":[]}}}"#, r#"{"shard":"1/2","nodes":{"7":{"outputs":5}}}"#),
+        (
+            r#"{"shard":"0/2","nodes":{"7":{"outputs":{"report":5}}}}"#,
+            r#"{"shard":"1/2","nodes":{"7":{"outputs":{"report":{"partial":"x"}}}}}"#,
+        ),
+        (r#"["0/2"]"#, r#"["1/2"]"#),
+        (r#"{"shard":"0/2","nodes":7}"#, r#"{"shard":"1/2","nodes":[]}"#),
+    ];
+    for (k, (p0, p1)) in cases.iter().enumerate() {
+        let (a, b) = (dir.path().join(format!("p0-{k}.json")), dir.path().join(format!("p1-{k}.json")));
+        std::fs::write(&a, p0).unwrap();
+        std::fs::write(&b, p1).unwrap();
+        let merged = dir.path().join(format!("m{k}.json"));
+        let out = qg().arg("merge").arg(&merged).arg(&a).arg(&b).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "case {k}: {err}");
+        assert!(!err.contains("panicked"), "case {k}: {err}");
+        assert!(err.contains(".json"), "case {k}: the message names a file: {err}");
+        assert!(!merged.exists(), "case {k}: nothing written");
+    }
+}
+
 /// `merge` of all N gives what one run over the whole slice gives (to float rounding: sums
 /// are added in another order), in any order of the parts; a missing shard is an error.
 #[test]

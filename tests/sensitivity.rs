@@ -323,7 +323,9 @@ fn variants_run_from_shared_prefixes_equal_whole_runs() {
     assert_eq!(whole.summary["variants_shared"], 0.0, "{:?}", whole.summary);
     let run = shared.summary["variants_run"];
     assert!(run >= 31.0, "{:?}", shared.summary);
-    assert!(shared.summary["variants_shared"] >= run / 2.0, "{:?}", shared.summary);
+    // 23 of ResNet8's 31: the 'only' variants of stage 2 and later run from cuts of the FP32
+    // model, whose names differ from the variants' (found by digest; by name only 14 would).
+    assert!(shared.summary["variants_shared"] >= 20.0, "{:?}", shared.summary);
     // The FP32 model computes what the all-float variant does: its one run was the
     // reference and that prefix.
     assert!(

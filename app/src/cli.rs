@@ -392,7 +392,10 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
     for (k, _, path) in &shards {
         let mut json: serde_json::Value = serde_json::from_slice(&read(path)?)
             .with_context(|| format!("{} is not the JSON of a quantgraph run", path.display()))?;
-        let nodes = json["nodes"].as_object_mut().map(std::mem::take).unwrap_or_default();
+        // Taken apart by reading only: a node, output or report that is not an object (a
+        // damaged or hand-made file) reads as missing, never as a crash.
+        let nodes =
+            json.get_mut("nodes").and_then(serde_json::Value::as_object_mut).map(std::mem::take).unwrap_or_default();
         if *k == 0 {
             for (id, v) in &nodes {
                 names.insert(id.clone(), (v["label"].as_str().unwrap_or(id).to_owned(), v["kind"].clone()));
@@ -402,7 +405,7 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
         let mut seen = std::collections::BTreeSet::new();
         for (id, mut v) in nodes {
             seen.insert(id.clone());
-            let partial = v["outputs"]["report"]["partial"].take();
+            let partial = v.pointer_mut("/outputs/report/partial").map(serde_json::Value::take).unwrap_or_default();
             if *k == 0 && !partial.is_null() {
                 let (label, kind) = names.get(&id).cloned().unwrap_or_default();
                 let p: quantgraph_compare::Partial = serde_json::from_value(partial)
@@ -417,7 +420,7 @@ fn merge(out: &Path, parts: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 if !probes.contains(&id) {
                     probes.push(id.clone());
                 }
-                here.insert(id, v["outputs"]["activations"].take());
+                here.insert(id, v.pointer_mut("/outputs/activations").map(serde_json::Value::take).unwrap_or_default());
             }
         }
         if let Some((id, ..)) = comparators.iter().find(|c| !seen.contains(&c.0)) {

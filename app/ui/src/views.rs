@@ -212,10 +212,13 @@ fn model_ui(editor: &mut Editor, ui: &mut egui::Ui, node: NodeId, port: &str, m:
             // How it was made, beside it (what `quantgraph export` writes too).
             let outputs = editor.outputs(node).cloned().unwrap_or_default();
             let graph_file = editor.path.as_ref().map(|p| p.to_string_lossy().into_owned());
-            // What the graph's probes of this model measured, as far as they have run.
+            // What the graph's probes of this model measured: those done on the model as it is
+            // now (a probe still running, or dirty after an edit, holds an older result).
             let readers = quantgraph_nodes::provenance::measuring_readers(&editor.graph, &editor.registry, node);
             let measured = quantgraph_nodes::provenance::measured(&editor.graph, &editor.registry, &readers, &|r| {
-                editor.outputs(r).map(|o| o.as_ref().clone())
+                matches!(editor.statuses.get(&r), Some(crate::NodeStatus::Ready { .. }))
+                    .then(|| editor.outputs(r).map(|o| o.as_ref().clone()))
+                    .flatten()
             });
             let sidecar = quantgraph_nodes::provenance::sidecar(
                 &editor.graph,

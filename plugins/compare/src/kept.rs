@@ -46,18 +46,19 @@ pub fn budget() -> usize {
 /// Hard bound of the cache whatever the budget.
 const MAX_BYTES: usize = 4 << 30;
 
-/// Keyed by (digest, samples).
-static VALUES: Memo<(u64, usize), Arc<Values>> = Memo::new(256, MAX_BYTES, |v| v.data.len() * 4);
+/// Keyed by (digest, samples, batch size: ONNX Runtime may pick other kernels, and so round
+/// otherwise, for another batch shape).
+static VALUES: Memo<(u64, usize, usize), Arc<Values>> = Memo::new(256, MAX_BYTES, |v| v.data.len() * 4);
 
-pub fn get(digest: u64, samples: usize) -> Option<Arc<Values>> {
-    (digest != 0 && budget() > 0).then(|| VALUES.get(&(digest, samples))).flatten()
+pub fn get(digest: u64, samples: usize, batch: usize) -> Option<Arc<Values>> {
+    (digest != 0 && budget() > 0).then(|| VALUES.get(&(digest, samples, batch))).flatten()
 }
 
-pub fn put(digest: u64, samples: usize, values: Values) {
+pub fn put(digest: u64, samples: usize, batch: usize, values: Values) {
     let budget = budget();
     let whole = values.data.len() == samples * values.item_shape.iter().product::<usize>();
     if digest != 0 && budget > 0 && whole && values.data.len() * 4 <= budget {
-        VALUES.put_within((digest, samples), Arc::new(values), budget);
+        VALUES.put_within((digest, samples, batch), Arc::new(values), budget);
     }
 }
 
@@ -89,20 +90,21 @@ mod tests {
     fn nothing_is_kept_without_a_budget_and_the_latest_fit_first() {
         let _guard = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         set_budget(0);
-        put(7, 2, Values { item_shape: vec![3], data: vec![1.0; 6] });
-        assert!(get(7, 2).is_none());
+        put(7, 2, 16, Values { item_shape: vec![3], data: vec![1.0; 6] });
+        assert!(get(7, 2, 16).is_none());
         assert_eq!(choose(&[10, 10]), [false, false]);
         set_budget(100);
-        put(7, 2, Values { item_shape: vec![3], data: vec![1.0; 6] });
-        assert_eq!(get(7, 2).unwrap().batch(1, 2), Some((vec![3], vec![1.0; 3])));
-        assert!(get(7, 3).is_none(), "another sample count is another key");
+        put(7, 2, 16, Values { item_shape: vec![3], data: vec![1.0; 6] });
+        assert_eq!(get(7, 2, 16).unwrap().batch(1, 2), Some((vec![3], vec![1.0; 3])));
+        assert!(get(7, 3, 16).is_none(), "another sample count is another key");
+        assert!(get(7, 2, 8).is_none(), "another batch size is another key");
         // Not all samples: never kept.
-        put(8, 3, Values { item_shape: vec![3], data: vec![1.0; 6] });
-        assert!(get(8, 3).is_none());
+        put(8, 3, 16, Values { item_shape: vec![3], data: vec![1.0; 6] });
+        assert!(get(8, 3, 16).is_none());
         // Latest first; one that does not fit is skipped, an earlier smaller one still fits.
         assert_eq!(choose(&[30, 20, 90, 60]), [false, true, false, true]);
         set_budget(0);
-        assert!(get(7, 2).is_none(), "turning the budget off forgets everything");
+        assert!(get(7, 2, 16).is_none(), "turning the budget off forgets everything");
     }
 
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

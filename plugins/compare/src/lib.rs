@@ -955,7 +955,7 @@ fn layer_pass(
     // A's tensors an earlier pass kept are read back, not computed (not while A's own pass
     // runs here: it needs them all anyway).
     let kept_a: Vec<(String, Arc<kept::Values>)> = if claim_a.is_none() && all_samples && a.stream.is_some() {
-        names_a.iter().filter_map(|t| kept::get(a.tensors.get(t)?.digest, n).map(|v| (t.clone(), v))).collect()
+        names_a.iter().filter_map(|t| kept::get(a.tensors.get(t)?.digest, n, batch).map(|v| (t.clone(), v))).collect()
     } else {
         Vec::new()
     };
@@ -977,7 +977,7 @@ fn layer_pass(
                 }
             }
         }
-        Recorder { order, chosen: None, samples: n }
+        Recorder { order, chosen: None, samples: n, batch }
     });
     let mut finished = [None, None];
     let mut how = [None, None];
@@ -1110,6 +1110,7 @@ struct Recorder {
     order: Vec<(String, u64)>,
     chosen: Option<Vec<Recording>>,
     samples: usize,
+    batch: usize,
 }
 
 impl Recorder {
@@ -1141,7 +1142,7 @@ impl Recorder {
     /// Keep what covers every sample.
     fn finish(self) {
         for (_, digest, item_shape, data) in self.chosen.unwrap_or_default() {
-            kept::put(digest, self.samples, kept::Values { item_shape, data });
+            kept::put(digest, self.samples, self.batch, kept::Values { item_shape, data });
         }
     }
 }

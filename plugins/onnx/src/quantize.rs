@@ -753,7 +753,9 @@ pub fn build(
         .flat_map(|(_, n)| n.input.iter().map(String::as_str))
         .collect();
     let graph_io: BTreeSet<&str> = graph.input.iter().chain(&graph.output).map(|v| v.name.as_str()).collect();
-    for t in &graph.initializer {
+    // (Not where a subgraph may read them by name.)
+    let subgraphs = graph.node.iter().any(|n| n.attribute.iter().any(|a| a.r#type == 5 || a.r#type == 10));
+    for t in graph.initializer.iter().filter(|_| !subgraphs) {
         if !read.contains(t.name.as_str()) && !graph_io.contains(t.name.as_str()) {
             let only_removed_read = plan.removed.iter().any(|i| graph.node[*i].input.contains(&t.name));
             if only_removed_read {

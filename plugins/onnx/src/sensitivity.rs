@@ -754,14 +754,16 @@ impl TypedKind for Sensitivity {
         let (made, fp32_result) = if stands_in {
             let (q, f) = rayon::join(
                 || collect(Ok(qdq.bytes.to_vec())),
-                || Prefix::collect(ctx, &fp32.bytes, &feed_a, dataset, batch, threads, budget, true),
+                || Prefix::collect(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32_threads, budget, true),
             );
             let mut f = f.unwrap_or_else(|e| {
                 tracing::debug!("no shared prefix from the FP32 model: {e}");
                 Prefix::default()
             });
             let checked = match f.output.take() {
-                Some((out, item)) => checked_reference(ctx, &fp32.bytes, &feed_a, dataset, batch, threads, out, item)?,
+                Some((out, item)) => {
+                    checked_reference(ctx, &fp32.bytes, &feed_a, dataset, batch, fp32_threads, out, item)?
+                }
                 None => None,
             };
             fp32_prefix = checked.is_some() && !f.is_empty();
