@@ -96,7 +96,9 @@ pub enum Command {
     /// Validate a graph file: kinds known, params valid, wires type-correct, no cycles.
     Check { file: PathBuf },
     /// Evaluate a node and write the ONNX model on its output (e.g. a QDQ Override's
-    /// edited model) to a file. The source model files are never modified.
+    /// edited model) to a file, with OUT.json beside it saying how it was made. The Layer
+    /// Probes that run that model directly are evaluated too: their accuracy goes into the
+    /// sidecar. The source model files are never modified.
     Export {
         file: PathBuf,
         /// The node: its label, its id, or a kind id used by one node.
