@@ -57,7 +57,8 @@ def op_mix(dst: Path):
     """A small CIFAR-shaped model (random weights, seed 7) with the ops the project's models
     lack: Clip(0, 6) after a Conv (folded by ORT's quantizer), Clip(1, 6) (a lower bound above
     0), MaxPool, Concat of two branches, Mul by a constant, AveragePool, an Add of a residual
-    followed by Relu, and a MatMul + Add head (output "logits")."""
+    followed by Relu, a MatMul + Add head (output "logits"), and an initializer no node reads.
+    """
     rng = np.random.default_rng(7)
     inits = []
 
@@ -90,6 +91,7 @@ def op_mix(dst: Path):
         mk("MatMul", ["flat", const("fc.weight", rng.normal(0, 0.5, (16, 10)))], ["fc_mm"], name="fc"),
         mk("Add", ["fc_mm", const("fc.bias", rng.normal(0, 0.1, 10))], ["logits"], name="fc_bias"),
     ]
+    const("unused.weight", rng.normal(0, 1, (4, 4)))  # an exporter's leftover, read by no node
     graph = onnx.helper.make_graph(
         nodes, "op_mix",
         [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])],

@@ -743,26 +743,6 @@ pub fn build(
     if let Some((t, _)) = after.into_iter().next() {
         return Err(format!("internal: no op makes '{t}', which was to be quantized"));
     }
-    // Initializers only removed nodes read (a folded Clip's bounds): ONNX Runtime's
-    // quantizer drops them too.
-    let read: BTreeSet<&str> = graph
-        .node
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !plan.removed.contains(i))
-        .flat_map(|(_, n)| n.input.iter().map(String::as_str))
-        .collect();
-    let graph_io: BTreeSet<&str> = graph.input.iter().chain(&graph.output).map(|v| v.name.as_str()).collect();
-    // (Not where a subgraph may read them by name.)
-    let subgraphs = graph.node.iter().any(|n| n.attribute.iter().any(|a| a.r#type == 5 || a.r#type == 10));
-    for t in graph.initializer.iter().filter(|_| !subgraphs) {
-        if !read.contains(t.name.as_str()) && !graph_io.contains(t.name.as_str()) {
-            let only_removed_read = plan.removed.iter().any(|i| graph.node[*i].input.contains(&t.name));
-            if only_removed_read {
-                removed_inits.insert(t.name.clone());
-            }
-        }
-    }
     // Value infos of tensors that no longer exist under their name.
     let mut gone: BTreeSet<String> = plan.renamed.keys().cloned().collect();
     gone.extend(output_renames.keys().cloned());
@@ -776,7 +756,44 @@ pub fn build(
             ..proto::GraphRebuild::default()
         },
     )?;
-    Ok((out, rows))
+    Ok((drop_unused_initializers(&out)?, rows))
+}
+
+/// The model without initializers no node reads (a folded Clip's bounds, a float weight
+/// whose quantized copy replaced it, or one the source model never used) and without the
+/// graph inputs that named them, as ONNX Runtime's quantizer leaves its models
+/// (`clean_initializers`); unchanged where a subgraph could read them by name.
+fn drop_unused_initializers(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let m = proto::decode_model(bytes)?;
+    let Some(g) = m.graph.as_ref() else { return Ok(bytes.to_vec()) };
+    if g.node.iter().any(|n| n.attribute.iter().any(|a| a.r#type == 5 || a.r#type == 10)) {
+        return Ok(bytes.to_vec());
+    }
+    let read: BTreeSet<&str> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .chain(g.output.iter().map(|o| o.name.as_str()))
+        .collect();
+    let unused: BTreeSet<String> =
+        g.initializer.iter().filter(|t| !read.contains(t.name.as_str())).map(|t| t.name.clone()).collect();
+    if unused.is_empty() {
+        return Ok(bytes.to_vec());
+    }
+    proto::rebuild_graph(
+        bytes,
+        proto::GraphRebuild {
+            nodes: (0..g.node.len())
+                .map(|index| proto::NodeOut::Original {
+                    index,
+                    inputs: Default::default(),
+                    outputs: Default::default(),
+                })
+                .collect(),
+            removed_initializers: unused,
+            ..proto::GraphRebuild::default()
+        },
+    )
 }
 
 /// Follow output renames (a removed Relu's input renamed to its output, then a graph output
