@@ -475,6 +475,46 @@ fn same_computation(a: &proto::ModelProto, b_bytes: &[u8]) -> bool {
     first(a).is_some_and(|d| Some(d) == first(&b))
 }
 
+/// The first output of a plain session of `bytes` on the dataset's first and last batches
+/// (the last may be shorter, and ONNX Runtime picks some kernels by shape): what a shortcut
+/// to the same outputs is checked against, bit for bit.
+fn whole_batches(
+    ctx: &EvalContext,
+    bytes: &[u8],
+    feed: &runtime::Feed,
+    dataset: &Dataset,
+    batch: usize,
+    threads: usize,
+) -> Result<Vec<(usize, Vec<f32>)>, NodeError> {
+    let n = dataset.len();
+    let last = n.saturating_sub(1) / batch * batch;
+    let mut starts = vec![0, last];
+    starts.dedup();
+    let mut session = runtime::session(bytes, threads)?;
+    let output = session.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
+    let mut out = Vec::new();
+    for start in starts.into_iter().filter(|s| *s < n) {
+        let end = (start + batch).min(n);
+        let got = runtime::run_batch(
+            ctx,
+            &mut session,
+            feed,
+            &dataset.images,
+            start,
+            end,
+            std::slice::from_ref(&output),
+            |outs| Ok(outs.first().map(|o| o.2.to_vec()).unwrap_or_default()),
+        )?;
+        out.push((start, got));
+    }
+    Ok(out)
+}
+
+/// Equal to the bit (and in length).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 /// The FP32 outputs a prefix collection kept (`out`, `item` values per sample) as the
 /// reference, when its first and last batches equal a plain run's bit for bit (its extra
 /// outputs could change what ONNX Runtime fuses, and so the rounding); `None` where they
@@ -494,35 +534,15 @@ fn checked_reference(
     if out.len() != n * item {
         return Ok(None);
     }
-    let mut session = runtime::session(bytes, threads)?;
-    let output = session.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
-    let starts: Vec<usize> = (0..n).step_by(batch).collect();
-    let mut checked: Vec<usize> = [starts.first(), starts.last()].into_iter().flatten().copied().collect();
-    checked.dedup();
-    for start in checked {
+    for (start, want) in whole_batches(ctx, bytes, feed, dataset, batch, threads)? {
         let end = (start + batch).min(n);
-        let kept = &out[start * item..end * item];
-        let same = runtime::run_batch(
-            ctx,
-            &mut session,
-            feed,
-            &dataset.images,
-            start,
-            end,
-            std::slice::from_ref(&output),
-            |outs| {
-                Ok(outs.first().is_some_and(|(_, _, data)| {
-                    data.len() == kept.len() && data.iter().zip(kept).all(|(a, b)| a.to_bits() == b.to_bits())
-                }))
-            },
-        )?;
-        if !same {
+        if !same_bits(&out[start * item..end * item], &want) {
             tracing::debug!("the FP32 prefix's outputs differ from a plain run's on samples {start}..{end}");
             return Ok(None);
         }
     }
     let mut outcome = Outcome::new(n);
-    for start in starts {
+    for start in (0..n).step_by(batch) {
         let end = (start + batch).min(n);
         outcome.add_batch(start, item, &out[start * item..end * item], None);
     }
@@ -553,40 +573,16 @@ fn run_shared(
         return Ok(None);
     }
     let Ok(mut session) = runtime::session(&suffix.bytes, threads) else { return Ok(None) };
-    // The whole variant's first and last batches (the last one may be shorter, and ONNX
-    // Runtime picks some kernels by shape), to check the suffix against.
+    // The whole variant's first and last batches, to check the suffix against.
+    let want = whole_batches(ctx, bytes, feed, dataset, batch, threads)?;
     let n = dataset.len();
     let starts: Vec<usize> = (0..n).step_by(batch).collect();
-    let checked: Vec<usize> = [starts.first(), starts.last()].into_iter().flatten().copied().collect();
-    let mut whole = runtime::session(bytes, threads)?;
-    let output = whole.outputs().first().map(|o| o.name().to_owned()).unwrap_or_default();
-    let mut want: Vec<(usize, Vec<f32>)> = Vec::new();
-    for &start in &checked {
-        if want.iter().any(|(s, _)| *s == start) {
-            continue;
-        }
-        let end = (start + batch).min(n);
-        let got = runtime::run_batch(
-            ctx,
-            &mut whole,
-            feed,
-            &dataset.images,
-            start,
-            end,
-            std::slice::from_ref(&output),
-            |outs| Ok(outs.first().map(|o| o.2.to_vec()).unwrap_or_default()),
-        )?;
-        want.push((start, got));
-    }
-    drop(whole);
     let mut out = Outcome::new(n);
     for &start in &starts {
         ctx.check_cancelled()?;
         let end = (start + batch).min(n);
         let same = suffix.run_batch(ctx, &mut session, start, end, |item, data| {
-            let same = want.iter().find(|(s, _)| *s == start).is_none_or(|(_, want)| {
-                data.len() == want.len() && data.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits())
-            });
+            let same = want.iter().find(|(s, _)| *s == start).is_none_or(|(_, want)| same_bits(data, want));
             if same {
                 out.add_batch(start, item.iter().product(), data, Some(reference));
             }
