@@ -3,7 +3,8 @@
 //! computing again would, so keys must cover everything a value depends on.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Entries in insertion order; the oldest go first once there are more than `max_entries`
 /// or their sizes (by `size`) add up to more than `max_bytes`.
@@ -58,6 +59,74 @@ impl<K: Ord + Clone, V: Clone> Memo<K, V> {
         if let Ok(mut guard) = self.inner.lock() {
             *guard = None;
         }
+    }
+}
+
+/// One tensor's values over every sample of a pass, kept for a later pass.
+#[derive(Debug, PartialEq)]
+pub struct SampleValues {
+    pub item_shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl SampleValues {
+    /// Samples `start..end`, with the batch's shape.
+    pub fn batch(&self, start: usize, end: usize) -> Option<(Vec<usize>, &[f32])> {
+        let item: usize = self.item_shape.iter().product();
+        let data = self.data.get(start * item..end * item)?;
+        let mut shape = vec![end - start];
+        shape.extend(&self.item_shape);
+        Some((shape, data))
+    }
+
+    fn bytes(v: &Arc<SampleValues>) -> usize {
+        v.data.len() * 4
+    }
+}
+
+/// Values of whole passes by key, within a memory budget chosen at run time (0, the
+/// default: nothing kept, every `get` misses). What the edit loop keeps between
+/// evaluations (a probe's cut tensors, a comparator's model-A tensors); memoisation only,
+/// as [`Memo`].
+pub struct KeptValues<K> {
+    budget: AtomicUsize,
+    values: Memo<K, Arc<SampleValues>>,
+}
+
+impl<K: Ord + Clone> KeptValues<K> {
+    /// An empty store holding at most `max_entries` and `max_bytes` whatever the budget.
+    pub const fn new(max_entries: usize, max_bytes: usize) -> Self {
+        KeptValues { budget: AtomicUsize::new(0), values: Memo::new(max_entries, max_bytes, SampleValues::bytes) }
+    }
+
+    /// Keep up to `bytes` in all; 0 forgets everything and keeps nothing more.
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+        if bytes == 0 {
+            self.values.clear();
+        }
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, key: &K) -> Option<Arc<SampleValues>> {
+        (self.budget() > 0).then(|| self.values.get(key)).flatten()
+    }
+
+    /// Keep `values` when they cover all `samples` and fit the budget (older ones go first).
+    pub fn put(&self, key: K, samples: usize, values: SampleValues) {
+        let budget = self.budget();
+        let whole = values.data.len() == samples * values.item_shape.iter().product::<usize>();
+        if budget > 0 && whole && values.data.len() * 4 <= budget {
+            self.values.put_within(key, Arc::new(values), budget);
+        }
+    }
+
+    /// Forget everything (the budget stays).
+    pub fn clear(&self) {
+        self.values.clear();
     }
 }
 

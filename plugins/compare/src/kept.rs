@@ -8,57 +8,33 @@
 //! `quantgraph run --then` turn it on with the cut values' (`quantgraph_app::keep_cuts`).
 //! Memoisation only: a value read back is exactly what the stream gave when it was kept.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use quantgraph_nodes::memo::Memo;
+use quantgraph_nodes::memo::KeptValues;
 
 /// One tensor's values over all samples.
-#[derive(Debug, PartialEq)]
-pub struct Values {
-    pub item_shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+pub type Values = quantgraph_nodes::memo::SampleValues;
 
-impl Values {
-    /// Samples `start..end`, per-sample shape and data.
-    pub fn batch(&self, start: usize, end: usize) -> Option<(Vec<usize>, Vec<f32>)> {
-        let item: usize = self.item_shape.iter().product();
-        let data = self.data.get(start * item..end * item)?;
-        Some((self.item_shape.clone(), data.to_vec()))
-    }
-}
-
-static BUDGET: AtomicUsize = AtomicUsize::new(0);
+/// Keyed by (digest, samples, batch size: ONNX Runtime may pick other kernels, and so round
+/// otherwise, for another batch shape); at most 4 GiB whatever the budget.
+static VALUES: KeptValues<(u64, usize, usize)> = KeptValues::new(256, 4 << 30);
 
 /// Keep up to this many bytes of A's tensors in all (0: none kept, A runs again).
 pub fn set_budget(bytes: usize) {
-    BUDGET.store(bytes, Ordering::Relaxed);
-    if bytes == 0 {
-        VALUES.clear();
-    }
+    VALUES.set_budget(bytes);
 }
 
 pub fn budget() -> usize {
-    BUDGET.load(Ordering::Relaxed)
+    VALUES.budget()
 }
 
-/// Hard bound of the cache whatever the budget.
-const MAX_BYTES: usize = 4 << 30;
-
-/// Keyed by (digest, samples, batch size: ONNX Runtime may pick other kernels, and so round
-/// otherwise, for another batch shape).
-static VALUES: Memo<(u64, usize, usize), Arc<Values>> = Memo::new(256, MAX_BYTES, |v| v.data.len() * 4);
-
 pub fn get(digest: u64, samples: usize, batch: usize) -> Option<Arc<Values>> {
-    (digest != 0 && budget() > 0).then(|| VALUES.get(&(digest, samples, batch))).flatten()
+    (digest != 0).then(|| VALUES.get(&(digest, samples, batch))).flatten()
 }
 
 pub fn put(digest: u64, samples: usize, batch: usize, values: Values) {
-    let budget = budget();
-    let whole = values.data.len() == samples * values.item_shape.iter().product::<usize>();
-    if digest != 0 && budget > 0 && whole && values.data.len() * 4 <= budget {
-        VALUES.put_within((digest, samples, batch), Arc::new(values), budget);
+    if digest != 0 {
+        VALUES.put((digest, samples, batch), samples, values);
     }
 }
 
@@ -95,7 +71,7 @@ mod tests {
         assert_eq!(choose(&[10, 10]), [false, false]);
         set_budget(100);
         put(7, 2, 16, Values { item_shape: vec![3], data: vec![1.0; 6] });
-        assert_eq!(get(7, 2, 16).unwrap().batch(1, 2), Some((vec![3], vec![1.0; 3])));
+        assert_eq!(get(7, 2, 16).unwrap().batch(1, 2), Some((vec![1, 3], &[1.0; 3][..])));
         assert!(get(7, 3, 16).is_none(), "another sample count is another key");
         assert!(get(7, 2, 8).is_none(), "another batch size is another key");
         // Not all samples: never kept.

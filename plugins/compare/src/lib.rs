@@ -660,14 +660,14 @@ impl Side<'_> {
                     }
                 };
                 for (name, values) in kept.iter() {
-                    let (shape, data) = values.batch(out.start, out.start + out.rows).ok_or_else(|| {
+                    let (_, data) = values.batch(out.start, out.start + out.rows).ok_or_else(|| {
                         NodeError::failed(format!(
                             "the kept values of '{name}' do not cover samples {}..{}",
                             out.start,
                             out.start + out.rows
                         ))
                     })?;
-                    out.tensors.insert(name.clone(), (shape, data));
+                    out.tensors.insert(name.clone(), (values.item_shape.clone(), data.to_vec()));
                 }
                 *next = out.start + out.rows;
                 Ok(Some(out))

@@ -15,60 +15,34 @@
 //! `quantgraph run --then` do; a one-shot run gains nothing from it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use quantgraph_nodes::memo::Memo;
+use quantgraph_nodes::memo::{KeptValues, SampleValues};
 
 use crate::proto::{self, GraphProto};
 
 /// A cut tensor's values over all samples of a probe's dataset.
-#[derive(Debug, PartialEq)]
-pub struct CutValues {
-    pub item_shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+pub type CutValues = SampleValues;
 
-impl CutValues {
-    /// Samples `start..end`, with the batch's shape.
-    pub fn batch(&self, start: usize, end: usize) -> Option<(Vec<usize>, &[f32])> {
-        let item: usize = self.item_shape.iter().product();
-        let data = self.data.get(start * item..end * item)?;
-        let mut shape = vec![end - start];
-        shape.extend(&self.item_shape);
-        Some((shape, data))
-    }
-}
-
-static BUDGET: AtomicUsize = AtomicUsize::new(0);
+/// Keyed by (digest, samples); at most 4 GiB whatever the budget.
+static VALUES: KeptValues<(u64, usize)> = KeptValues::new(64, 4 << 30);
 
 /// Cut values are kept up to this many bytes in all (0: none kept, no suffix runs).
 pub fn set_budget(bytes: usize) {
-    BUDGET.store(bytes, Ordering::Relaxed);
-    if bytes == 0 {
-        VALUES.clear();
-    }
+    VALUES.set_budget(bytes);
 }
 
 pub fn budget() -> usize {
-    BUDGET.load(Ordering::Relaxed)
+    VALUES.budget()
 }
 
-/// Hard bound of the cache whatever the budget.
-const MAX_BYTES: usize = 4 << 30;
-
-/// Keyed by (digest, samples).
-static VALUES: Memo<(u64, usize), Arc<CutValues>> = Memo::new(64, MAX_BYTES, |v| v.data.len() * 4);
-
 pub fn get(digest: u64, samples: usize) -> Option<Arc<CutValues>> {
-    (digest != 0 && budget() > 0).then(|| VALUES.get(&(digest, samples))).flatten()
+    (digest != 0).then(|| VALUES.get(&(digest, samples))).flatten()
 }
 
 pub fn put(digest: u64, samples: usize, values: CutValues) {
-    let budget = budget();
-    let whole = values.data.len() == samples * values.item_shape.iter().product::<usize>();
-    if digest != 0 && budget > 0 && whole && values.data.len() * 4 <= budget {
-        VALUES.put_within((digest, samples), Arc::new(values), budget);
+    if digest != 0 {
+        VALUES.put((digest, samples), samples, values);
     }
 }
 
